@@ -1,0 +1,1 @@
+"""The web application and the job records of the RLHF loop. Never imports torch."""

@@ -1,0 +1,125 @@
+"""One typed Settings class: the only reader of the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - the value we refuse in production
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message is one line a user can act on."""
+
+
+class Settings(BaseSettings):
+    """Everything the app, the CLI and the workers read from the environment."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    rlhf_env: Literal["development", "production", "test"] = Field(
+        default="production", description="development and test allow the default secret"
+    )
+    data_dir: Path = Field(default=Path("data"), description="models, export batches, the SQLite file")
+    database_url: str = Field(default="", description="empty: a SQLite file in DATA_DIR")
+    redis_url: str = Field(default="", description="empty: a Celery broker that needs no server")
+    secret_key: str = DEFAULT_SECRET
+    base_url: str = "http://127.0.0.1:8000"
+
+    session_max_age_s: int = 12 * 3600
+    lease_seconds: int = 15 * 60
+    login_max_failures: int = 5
+    login_window_s: int = 15 * 60
+    max_text_chars: int = 20_000
+    max_upload_bytes: int = 64 * 1024 * 1024
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    sqlite_busy_timeout_ms: int = 15_000
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_parses(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"DATABASE_URL is not a database URL: {value!r}") from exc
+        if url.get_backend_name() not in {"sqlite", "postgresql"}:
+            raise ValueError(
+                f"DATABASE_URL must be sqlite:// or postgresql://, not {url.get_backend_name()!r}"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://")):
+            raise ValueError(f"REDIS_URL must start with redis:// or rediss://, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_is_set_in_production(self) -> Settings:
+        if self.rlhf_env == "production" and (
+            self.secret_key == DEFAULT_SECRET or len(self.secret_key) < 32
+        ):
+            raise ValueError(
+                "SECRET_KEY must be set to a random string of at least 32 characters in production "
+                "(or set RLHF_ENV=development)"
+            )
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL, defaulting to a SQLite file under DATA_DIR; psycopg 3 for PostgreSQL."""
+        if not self.database_url:
+            return f"sqlite:///{(self.data_dir / 'rlhf.sqlite3').resolve()}"
+        url = make_url(self.database_url)
+        if url.drivername in {"postgresql", "postgres"}:
+            url = url.set(drivername="postgresql+psycopg")
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True for the embedded default."""
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def models_dir(self) -> Path:
+        """Immutable model version directories."""
+        return self.data_dir / "models"
+
+    @property
+    def exports_dir(self) -> Path:
+        """Immutable export batch directories."""
+        return self.data_dir / "exports"
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Mark cookies Secure when the app is served over HTTPS."""
+        return self.base_url.startswith("https://")
+
+
+def load_settings() -> Settings:
+    """Read the environment, turning validation failures into one-line ConfigErrors."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        raise ConfigError(f"{field.upper()}: {msg}" if field != "settings" else msg) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests clear the cache after changing the environment)."""
+    return load_settings()

@@ -1,0 +1,35 @@
+"""Import every table so Base.metadata is complete (Alembic, tests, create_all)."""
+
+from app.auth.models import ApiToken, LoginAttempt, User, UserRole
+from app.demonstrations.models import Demonstration
+from app.exports.models import ExportBatch
+from app.labeling.models import Assignment, Task
+from app.policies.models import Deployment, ModelVersion
+from app.prompts.models import GuidelineVersion, PIIRedaction, Prompt, PromptImport, PromptQueue
+from app.rankings.models import Completion, Ranking, RankingEntry
+from app.runs.models import RunLog, RunMetric, RunStage, TrainingRun
+
+__all__ = [
+    "ApiToken",
+    "Assignment",
+    "Completion",
+    "Demonstration",
+    "Deployment",
+    "ExportBatch",
+    "GuidelineVersion",
+    "LoginAttempt",
+    "ModelVersion",
+    "PIIRedaction",
+    "Prompt",
+    "PromptImport",
+    "PromptQueue",
+    "Ranking",
+    "RankingEntry",
+    "RunLog",
+    "RunMetric",
+    "RunStage",
+    "Task",
+    "TrainingRun",
+    "User",
+    "UserRole",
+]
