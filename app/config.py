@@ -116,7 +116,8 @@ def load_settings() -> Settings:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
         msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-        raise ConfigError(f"{field.upper()}: {msg}" if field != "settings" else msg) from None
+        name = field.upper()
+        raise ConfigError(msg if field == "settings" or msg.startswith(name) else f"{name}: {msg}") from None
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,178 @@
+"""Who may call a route: one shared dependency per rule, and the CSRF check it carries.
+
+Every route declares exactly one rule (`public`, `signed_in`, `roles(...)`, `api_token(...)`);
+tests/auth/test_route_matrix.py fails for a route without one.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.auth import service
+from app.auth.models import ApiToken, User
+from app.deps import DB
+from app.enums import Role
+from app.errors import CSRFError, Forbidden, NotAuthenticated
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+_UNSET = object()
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, created on first use."""
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return str(token)
+
+
+async def check_csrf(request: Request) -> None:
+    """Refuse a state-changing request whose token (form field or header) does not match."""
+    if request.method in SAFE_METHODS:
+        return
+    expected = request.session.get("csrf")
+    sent = request.headers.get(CSRF_HEADER)
+    if not sent:
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form()
+            value = form.get(CSRF_FIELD)
+            sent = value if isinstance(value, str) else None
+    if not expected or not sent or not hmac.compare_digest(str(expected), sent):
+        raise CSRFError("The form expired or did not come from this site. Reload the page and try again.")
+
+
+def login_session(request: Request, user: User) -> None:
+    """Start a fresh session for `user` (a new CSRF token: no fixation across login)."""
+    request.session.clear()
+    request.session["uid"] = user.id
+    request.session["epoch"] = user.session_epoch
+    request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+def session_user(request: Request, db: Session) -> User | None:
+    """The signed-in, active user of this request's session, if any."""
+    cached = getattr(request.state, "user", _UNSET)
+    if cached is not _UNSET:
+        return cached  # type: ignore[no-any-return]
+    uid = request.session.get("uid")
+    user = service.get_user(db, int(uid)) if isinstance(uid, int) else None
+    if user is not None and (not user.is_active or request.session.get("epoch") != user.session_epoch):
+        request.session.clear()
+        user = None
+    request.state.user = user
+    return user
+
+
+class AccessRule:
+    """Base class of the route rules; the route matrix test finds instances in each route."""
+
+    name = "rule"
+    allowed_roles: frozenset[Role] = frozenset()
+    anonymous_ok = False
+    token_scope: str | None = None
+
+    def describe(self) -> str:
+        """A short human description, for the matrix test's messages."""
+        return self.name
+
+
+class _Public(AccessRule):
+    name = "public"
+    anonymous_ok = True
+
+    async def __call__(self, request: Request, db: DB) -> User | None:
+        await check_csrf(request)
+        return session_user(request, db)
+
+
+class _SignedIn(AccessRule):
+    name = "signed_in"
+    allowed_roles = frozenset(Role)
+
+    async def __call__(self, request: Request, db: DB) -> User:
+        user = session_user(request, db)
+        if user is None:
+            raise NotAuthenticated("Please sign in.")
+        await check_csrf(request)
+        return user
+
+
+class _Roles(AccessRule):
+    def __init__(self, *roles: Role) -> None:
+        self.allowed_roles = frozenset(roles)
+        self.name = "roles(" + ",".join(sorted(r.value for r in roles)) + ")"
+
+    async def __call__(self, request: Request, db: DB) -> User:
+        user = session_user(request, db)
+        if user is None:
+            raise NotAuthenticated("Please sign in.")
+        if not user.has_role(*self.allowed_roles):
+            raise Forbidden("Your account does not have access to this page.")
+        await check_csrf(request)
+        return user
+
+
+class _ApiToken(AccessRule):
+    """Bearer-token access for machine clients; no cookies, so no CSRF."""
+
+    def __init__(self, scope: str) -> None:
+        self.token_scope = scope
+        self.name = f"api_token({scope})"
+
+    async def __call__(self, request: Request, db: DB) -> ApiToken:
+        header = request.headers.get("authorization", "")
+        scheme, _, plain = header.partition(" ")
+        if scheme.lower() != "bearer" or not plain:
+            raise NotAuthenticated("Send an API token as 'Authorization: Bearer <token>'.")
+        token = service.token_for(db, plain.strip())
+        if token is None:
+            raise NotAuthenticated("The API token is unknown or revoked.")
+        if self.token_scope not in token.scopes:
+            raise Forbidden(f"The API token lacks the {self.token_scope!r} scope.")
+        return token
+
+
+public = _Public()
+signed_in = _SignedIn()
+labeler = _Roles(Role.labeler)
+admin = _Roles(Role.admin)
+ops = _Roles(Role.ops)
+admin_or_ops = _Roles(Role.admin, Role.ops)
+
+
+def roles(*allowed: Role) -> AccessRule:
+    """A rule admitting any of `allowed`."""
+    return _Roles(*allowed)
+
+
+def api_token(scope: str) -> AccessRule:
+    """A rule admitting API tokens that carry `scope`."""
+    return _ApiToken(scope)
+
+
+CurrentUser = Annotated[User, Depends(signed_in)]
+LabelerUser = Annotated[User, Depends(labeler)]
+AdminUser = Annotated[User, Depends(admin)]
+OpsUser = Annotated[User, Depends(ops)]
+StaffUser = Annotated[User, Depends(admin_or_ops)]
+MaybeUser = Annotated[User | None, Depends(public)]
+
+
+def rule_of(dependant: Any) -> AccessRule | None:
+    """The access rule a route's dependency tree carries (None: the route has no rule)."""
+    stack = list(getattr(dependant, "dependencies", []))
+    while stack:
+        dep = stack.pop()
+        if isinstance(dep.call, AccessRule):
+            return dep.call
+        stack.extend(dep.dependencies)
+    return None

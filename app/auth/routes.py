@@ -1,0 +1,71 @@
+"""Sign in and sign out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app.auth import access, service
+from app.auth.access import MaybeUser
+from app.deps import DB, SettingsDep
+from app.web import render
+
+router = APIRouter()
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site relative paths, so the login form cannot redirect off-site."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, user: MaybeUser, next: str | None = None) -> Response:
+    """The sign-in form (signed-in users go straight on)."""
+    if user is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return render(request, "auth/login.html", {"next": _safe_next(next)})
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    db: DB,
+    settings: SettingsDep,
+    _: MaybeUser,
+    username: Annotated[str, Form(max_length=256)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    next: Annotated[str, Form(max_length=2048)] = "/",
+) -> Response:
+    """Check credentials; on success start a fresh session and go on."""
+    ip = request.client.host if request.client else "unknown"
+    user = service.authenticate(db, settings, username, password, ip)
+    if user is None:
+        return render(
+            request,
+            "auth/login.html",
+            {"error": "Wrong username or password.", "username": username, "next": _safe_next(next)},
+            status_code=401,
+        )
+    access.login_session(request, user)
+    return RedirectResponse(_safe_next(next), status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request, _: access.CurrentUser) -> Response:
+    """End the session."""
+    request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, user: Annotated[object, Depends(access.signed_in)]) -> Response:
+    """The start page: each area the user's roles open, with what waits there."""
+    return render(request, "home.html")

@@ -1,0 +1,136 @@
+"""Users, login with throttling, and API tokens. Services flush; the caller commits."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.auth.models import ApiToken, LoginAttempt, User, UserRole
+from app.auth.passwords import hash_password, needs_rehash, verify_password
+from app.config import Settings
+from app.db import utcnow
+from app.enums import Role
+from app.errors import AppError, Conflict, Throttled
+
+MIN_PASSWORD_LEN = 8
+
+
+def get_user(db: Session, user_id: int) -> User | None:
+    """A user by id."""
+    return db.get(User, user_id)
+
+
+def get_user_by_username(db: Session, username: str) -> User | None:
+    """A user by username (case-insensitive)."""
+    return db.scalar(select(User).where(func.lower(User.username) == username.strip().lower()))
+
+
+def create_user(
+    db: Session, username: str, password: str, roles: Iterable[Role | str], display_name: str = ""
+) -> User:
+    """Create a user with roles; refuses a taken username or a short password."""
+    username = username.strip()
+    if not username or len(username) > 64 or not username.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        raise AppError("Username must be 1-64 letters, digits, '.', '-' or '_'.")
+    if len(password) < MIN_PASSWORD_LEN:
+        raise AppError(f"Password must be at least {MIN_PASSWORD_LEN} characters.")
+    role_set = {Role(r) for r in roles}
+    if not role_set:
+        raise AppError("A user needs at least one role.")
+    if get_user_by_username(db, username) is not None:
+        raise Conflict(f"User {username!r} already exists.")
+    user = User(username=username, display_name=display_name or username, password_hash=hash_password(password))
+    user.role_rows = [UserRole(role=r.value) for r in sorted(role_set)]
+    db.add(user)
+    db.flush()
+    return user
+
+
+def set_roles(db: Session, user: User, roles: Iterable[Role | str]) -> None:
+    """Replace a user's roles."""
+    role_set = {Role(r) for r in roles}
+    if not role_set:
+        raise AppError("A user needs at least one role.")
+    user.role_rows = [UserRole(role=r.value) for r in sorted(role_set)]
+    db.flush()
+
+
+def _recent_failures(db: Session, settings: Settings, *, username: str | None = None, ip: str | None = None) -> int:
+    since = utcnow() - timedelta(seconds=settings.login_window_s)
+    q = select(func.count()).select_from(LoginAttempt).where(
+        LoginAttempt.success.is_(False), LoginAttempt.at >= since
+    )
+    if username is not None:
+        q = q.where(LoginAttempt.username == username)
+    if ip is not None:
+        q = q.where(LoginAttempt.ip == ip)
+    return db.scalar(q) or 0
+
+
+def authenticate(db: Session, settings: Settings, username: str, password: str, ip: str) -> User | None:
+    """Check credentials under throttling; records the attempt. None means wrong credentials."""
+    key = username.strip().lower()[:64]
+    if (
+        _recent_failures(db, settings, username=key) >= settings.login_max_failures
+        or _recent_failures(db, settings, ip=ip) >= settings.login_max_failures * 4
+    ):
+        minutes = max(1, settings.login_window_s // 60)
+        raise Throttled(f"Too many failed sign-in attempts. Try again in {minutes} minutes.")
+    user = get_user_by_username(db, key)
+    ok = verify_password(user.password_hash if user else None, password)
+    ok = ok and user is not None and user.is_active
+    db.add(LoginAttempt(username=key, ip=ip[:64], success=ok))
+    if not ok or user is None:
+        db.flush()
+        return None
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.last_login_at = utcnow()
+    db.flush()
+    return user
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_api_token(db: Session, name: str, scopes: Iterable[str], created_by: User | None) -> tuple[ApiToken, str]:
+    """Create an API token; the plain token is returned once and only its hash is stored."""
+    if not name.strip():
+        raise AppError("A token needs a name.")
+    plain = "rlhf_" + secrets.token_urlsafe(32)
+    token = ApiToken(
+        name=name.strip()[:128],
+        prefix=plain[:12],
+        token_hash=_hash_token(plain),
+        scopes=sorted(set(scopes)),
+        created_by_id=created_by.id if created_by else None,
+    )
+    db.add(token)
+    db.flush()
+    return token, plain
+
+
+def token_for(db: Session, plain: str) -> ApiToken | None:
+    """The live (not revoked) token matching a presented secret."""
+    token = db.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(plain)))
+    if token is None or token.revoked_at is not None:
+        return None
+    token.last_used_at = utcnow()
+    return token
+
+
+def revoke_api_token(db: Session, token_id: int) -> ApiToken:
+    """Revoke a token; later requests with it are refused."""
+    token = db.get(ApiToken, token_id)
+    if token is None:
+        raise AppError("No such token.", status_code=404)
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+    db.flush()
+    return token

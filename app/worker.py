@@ -1,0 +1,88 @@
+"""The Celery app, built from Settings, and the task base that records job status.
+
+With REDIS_URL: Redis is broker and result backend. Without it: kombu's filesystem
+transport under DATA_DIR, so the embedded default still runs tasks in a separate worker
+process with no server to install.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, Task
+from kombu import Queue
+
+from app.config import Settings, get_settings
+
+log = logging.getLogger("app.worker")
+
+QUEUES = ("default", "sampling", "training")
+TASK_MODULES = ["app.system.tasks"]
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Broker, backend and routing for these settings."""
+    conf: dict[str, Any] = {
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_default_queue": "default",
+        "task_acks_late": True,  # a task whose worker dies is redelivered, not lost
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "broker_connection_retry_on_startup": True,
+        "result_expires": 3600,
+    }
+    if settings.redis_url:
+        conf.update(broker_url=settings.redis_url, result_backend=settings.redis_url)
+        conf["broker_transport_options"] = {"visibility_timeout": 6 * 3600}
+    else:
+        folder = (settings.data_dir / "celery" / "broker").resolve()
+        results = (settings.data_dir / "celery" / "results").resolve()
+        for path in (folder, results, folder.parent / "processed"):
+            path.mkdir(parents=True, exist_ok=True)
+        conf.update(
+            broker_url="filesystem://",
+            broker_transport_options={
+                "data_folder_in": str(folder),
+                "data_folder_out": str(folder),
+                "processed_folder": str(folder.parent / "processed"),
+                "store_processed": False,
+            },
+            result_backend=f"file://{results}",
+        )
+    return conf
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    """Build the Celery app from Settings."""
+    settings = settings or get_settings()
+    app = Celery("rlhf", include=TASK_MODULES)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+class RecordedTask(Task):  # type: ignore[misc]
+    """Base for tasks that own a database row: failures are written to that row, not only logged.
+
+    Subclasses set `record_failure(row_id, exc)`; the task's first argument is the row id.
+    """
+
+    abstract = True
+
+    def record_failure(self, row_id: int, exc: BaseException) -> None:
+        """Write the failure onto the task's row (overridden per task)."""
+        log.error("task %s failed for row %s: %s", self.name, row_id, exc)
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Celery hook: record the failure on the row the task was given."""
+        if args:
+            try:
+                self.record_failure(int(args[0]), exc)
+            except Exception:  # pragma: no cover - recording must never mask the original error
+                log.exception("could not record failure of %s", self.name)
+
+
+celery_app = make_celery()

@@ -1,0 +1,61 @@
+"""A TestClient that behaves like a browser form user: it carries the CSRF token."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+_CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+class WebClient(TestClient):
+    """TestClient that signs in through the login form and adds the CSRF token to posts."""
+
+    user: Any = None
+
+    def __init__(self, app: Any, **kw: Any) -> None:
+        super().__init__(app, base_url="http://testserver", follow_redirects=False, **kw)
+        self.csrf: str | None = None
+
+    def refresh_csrf(self, path: str = "/login") -> str:
+        """Read the session's CSRF token from a page."""
+        page = self.get(path)
+        match = _CSRF_META.search(page.text)
+        assert match, f"no CSRF meta tag on {path} (status {page.status_code})"
+        self.csrf = match.group(1)
+        return self.csrf
+
+    def sign_in(self, username: str, password: str) -> None:
+        """Log in through the form, as a browser would."""
+        token = self.refresh_csrf("/login")
+        resp = self.post(
+            "/login", data={"username": username, "password": password, "csrf_token": token}, csrf=False
+        )
+        assert resp.status_code == 303, resp.text[:500]
+        self.refresh_csrf("/")
+
+    def request(self, method: str, url: Any, *args: Any, csrf: bool = True, **kw: Any) -> Any:  # type: ignore[override]
+        """Send a request; unsafe methods carry the CSRF header unless csrf=False."""
+        if csrf and method.upper() not in {"GET", "HEAD", "OPTIONS"} and self.csrf:
+            headers = dict(kw.pop("headers", None) or {})
+            headers.setdefault("X-CSRF-Token", self.csrf)
+            kw["headers"] = headers
+        return super().request(method, url, *args, **kw)
+
+    def post(self, url: Any, *, csrf: bool = True, **kw: Any) -> Any:  # type: ignore[override]
+        """POST with the CSRF header."""
+        return self.request("POST", url, csrf=csrf, **kw)
+
+    def put(self, url: Any, *, csrf: bool = True, **kw: Any) -> Any:  # type: ignore[override]
+        """PUT with the CSRF header."""
+        return self.request("PUT", url, csrf=csrf, **kw)
+
+    def patch(self, url: Any, *, csrf: bool = True, **kw: Any) -> Any:  # type: ignore[override]
+        """PATCH with the CSRF header."""
+        return self.request("PATCH", url, csrf=csrf, **kw)
+
+    def delete(self, url: Any, *, csrf: bool = True, **kw: Any) -> Any:  # type: ignore[override]
+        """DELETE with the CSRF header."""
+        return self.request("DELETE", url, csrf=csrf, **kw)
