@@ -14,6 +14,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings, get_settings
+from app.discovery import domain_modules
 from app.errors import AppError, NotAuthenticated
 from app.web import STATIC_DIR, render
 
@@ -100,12 +101,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def include_routers(app: FastAPI) -> None:
-    """Every domain's router; each route carries exactly one access rule."""
-    from app.auth.routes import router as auth_router
-    from app.system.routes import router as system_router
-
-    app.include_router(auth_router)
-    app.include_router(system_router)
+    """Every domain's `routes.router` (app/<domain>/routes.py); each route carries one access rule."""
+    for module in domain_modules("routes"):
+        router = getattr(module, "router", None)
+        if router is not None:
+            app.include_router(router)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

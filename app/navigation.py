@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from app.auth.models import User
 from app.enums import Role
@@ -18,13 +19,22 @@ class NavItem:
     blurb: str
 
 
-NAV: list[NavItem] = [
-    NavItem("Start", "/", frozenset(Role), "Your areas."),
-]
+START = NavItem("Start", "/", frozenset(Role), "Your areas.")
+
+
+@lru_cache(maxsize=1)
+def all_items() -> tuple[NavItem, ...]:
+    """Start, then every domain's `routes.NAV` items (a list of NavItem), in domain order."""
+    from app.discovery import domain_modules
+
+    items = [START]
+    for module in domain_modules("routes"):
+        items.extend(getattr(module, "NAV", []))
+    return tuple(items)
 
 
 def nav_items(user: User | None) -> list[NavItem]:
     """The areas `user` may open, in menu order."""
     if user is None:
         return []
-    return [item for item in NAV if user.has_role(*item.roles)]
+    return [item for item in all_items() if user.has_role(*item.roles)]

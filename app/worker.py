@@ -18,7 +18,6 @@ from app.config import Settings, get_settings
 log = logging.getLogger("app.worker")
 
 QUEUES = ("default", "sampling", "training")
-TASK_MODULES = ["app.system.tasks"]
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -59,7 +58,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def make_celery(settings: Settings | None = None) -> Celery:
     """Build the Celery app from Settings."""
     settings = settings or get_settings()
-    app = Celery("rlhf", include=TASK_MODULES)
+    from app.discovery import domain_module_names
+
+    app = Celery("rlhf", include=domain_module_names("tasks"))
     app.conf.update(celery_config(settings))
     return app
 
