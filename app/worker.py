@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from app.config import Settings, get_settings
 
@@ -23,7 +23,7 @@ QUEUES = ("default", "sampling", "training")
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Broker, backend and routing for these settings."""
     conf: dict[str, Any] = {
-        "task_queues": [Queue(name) for name in QUEUES],
+        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
         "task_default_queue": "default",
         "task_acks_late": True,  # a task whose worker dies is redelivered, not lost
         "task_reject_on_worker_lost": True,

@@ -14,8 +14,8 @@ from app.config import Settings
 from app.worker import celery_config, make_celery
 
 
-def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "worker", "-Q", "default",
+def _start_worker(env: dict[str, str], queues: str = "default") -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "worker", "-Q", queues,
            "--pool", "solo", "--loglevel", "WARNING", "-n", f"test-{os.getpid()}@%h", "--without-mingle",
            "--without-gossip"]
     return subprocess.Popen(cmd, env={**os.environ, **env})  # noqa: S603
@@ -41,9 +41,9 @@ def worker_env(request, tmp_path: Path) -> Iterator[tuple[Settings, dict[str, st
 def test_task_round_trip_through_a_real_worker(worker_env) -> None:  # type: ignore[no-untyped-def]
     settings, env = worker_env
     client = make_celery(settings)
-    proc = _start_worker(env)
+    proc = _start_worker(env, queues="training")
     try:
-        result = client.send_task("system.ping", args=["hello"], queue="default")
+        result = client.send_task("system.ping", args=["hello"], queue="training")
         reply = result.get(timeout=90)
     finally:
         _stop(proc)
