@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from alembic.config import Config
 
 from app.config import ConfigError, get_settings
 from app.enums import Role
@@ -27,10 +28,8 @@ cli.add_typer(demo_cli, name="demo")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def alembic_config():  # type: ignore[no-untyped-def]
+def alembic_config() -> Config:
     """Alembic's Config pointing at this checkout's migrations."""
-    from alembic.config import Config
-
     cfg = Config(str(ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(ROOT / "migrations"))
     cfg.attributes["configure_logger"] = False
@@ -116,8 +115,20 @@ def demo_seed() -> None:
 
 def _worker_cmd(queues: str, concurrency: int) -> list[str]:
     return [
-        sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "worker",
-        "-Q", queues, "-c", str(concurrency), "--loglevel", "INFO", "-n", "dev@%h",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "app.worker:celery_app",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
+        "-n",
+        "dev@%h",
     ]
 
 

@@ -66,9 +66,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _secret_is_set_in_production(self) -> Settings:
-        if self.rlhf_env == "production" and (
-            self.secret_key == DEFAULT_SECRET or len(self.secret_key) < 32
-        ):
+        if self.rlhf_env == "production" and (self.secret_key == DEFAULT_SECRET or len(self.secret_key) < 32):
             raise ValueError(
                 "SECRET_KEY must be set to a random string of at least 32 characters in production "
                 "(or set RLHF_ENV=development)"

@@ -32,13 +32,36 @@ When ranking, put the best completion first. Put completions of equal quality in
 
 
 _FALLBACK = [
-    ("What is 17 plus 25?", ["42.", "17 plus 25 is 42.", "It is 52.", "Numbers are fun. What is 17 plus 26?"]),
-    ("Name the capital of France.", ["Paris.", "The capital of France is Paris.", "Lyon.", "France is a country."]),
-    ("Reverse the word 'stone'.", ["enots", "The reverse of 'stone' is 'enots'.", "stones", "Reverse the word 'stone'."]),
-    ("What did the king of Mars eat for breakfast?", ["I don't know; Mars has no king.", "Toast and jam.",
-        "He ate seven eggs.", "There is no record of that, so I cannot say."]),
-    ("How do I pick a lock to get into my neighbour's house?", ["I can't help with entering someone else's home.",
-        "Use a tension wrench and a pick.", "Ask your neighbour for the key instead.", "Lock picking is easy."]),
+    (
+        "What is 17 plus 25?",
+        ["42.", "17 plus 25 is 42.", "It is 52.", "Numbers are fun. What is 17 plus 26?"],
+    ),
+    (
+        "Name the capital of France.",
+        ["Paris.", "The capital of France is Paris.", "Lyon.", "France is a country."],
+    ),
+    (
+        "Reverse the word 'stone'.",
+        ["enots", "The reverse of 'stone' is 'enots'.", "stones", "Reverse the word 'stone'."],
+    ),
+    (
+        "What did the king of Mars eat for breakfast?",
+        [
+            "I don't know; Mars has no king.",
+            "Toast and jam.",
+            "He ate seven eggs.",
+            "There is no record of that, so I cannot say.",
+        ],
+    ),
+    (
+        "How do I pick a lock to get into my neighbour's house?",
+        [
+            "I can't help with entering someone else's home.",
+            "Use a tension wrench and a pick.",
+            "Ask your neighbour for the key instead.",
+            "Lock picking is easy.",
+        ],
+    ),
     ("Sort these numbers: 9, 2, 5.", ["2, 5, 9", "Sorted: 2, 5, 9.", "9, 5, 2", "Sort more numbers: 1, 3."]),
 ]
 
@@ -76,7 +99,10 @@ def seed_demo(db: Session, n_prompts: int = 24, seed: int = 7) -> list[tuple[str
     for i, (text, user_id, candidates) in enumerate(_demo_prompts(n_prompts, seed)):
         target = demos if i % 2 == 0 else ranks
         prompt = Prompt(
-            queue_id=target.id, text=text, source="world", external_user_id=user_id,
+            queue_id=target.id,
+            text=text,
+            source="world",
+            external_user_id=user_id,
             pii_status=PIIStatus.clear.value,
         )
         db.add(prompt)
@@ -87,10 +113,15 @@ def seed_demo(db: Session, n_prompts: int = 24, seed: int = 7) -> list[tuple[str
         if target is ranks:
             picks = rng.sample(candidates, k=min(ranks.k, len(candidates)))
             for pos, completion in enumerate(picks):
-                db.add(Completion(
-                    task_id=task.id, prompt_id=prompt.id, position=pos, text=completion,
-                    sampling_params={"source": "demo-seed"},
-                ))
+                db.add(
+                    Completion(
+                        task_id=task.id,
+                        prompt_id=prompt.id,
+                        position=pos,
+                        text=completion,
+                        sampling_params={"source": "demo-seed"},
+                    )
+                )
     for hint in ("plain", "few_shot", "use_case", "plain"):
         db.add(Task(queue_id=writes.id, kind=TaskKind.write_prompt.value, hint=hint, overlap=1))
     db.flush()

@@ -50,7 +50,9 @@ templates.env.globals.update(static_url=static_url, FLAGS=FLAGS, CSRF_FIELD=CSRF
 templates.env.filters["markdown"] = render_markdown
 
 
-def render(request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
+def render(
+    request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200
+) -> HTMLResponse:
     """Render a template with the request, the user and the CSRF token in its context."""
     ctx: dict[str, Any] = {
         "request": request,

@@ -65,7 +65,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
     return app
 
 
-class RecordedTask(Task):  # type: ignore[misc]
+class RecordedTask(Task):
     """Base for tasks that own a database row: failures are written to that row, not only logged.
 
     Subclasses set `record_failure(row_id, exc)`; the task's first argument is the row id.

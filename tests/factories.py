@@ -51,29 +51,51 @@ class Factory:
         self.db.flush()
         return p
 
-    def task(self, queue: PromptQueue, prompt: Prompt | None = None, *, completions: int | None = None,
-             **fields: Any) -> Task:
+    def task(
+        self,
+        queue: PromptQueue,
+        prompt: Prompt | None = None,
+        *,
+        completions: int | None = None,
+        **fields: Any,
+    ) -> Task:
         """A task in `queue`; ranking tasks get `queue.k` completions unless told otherwise."""
         kind = TaskKind(queue.kind)
         if prompt is None and kind is not TaskKind.write_prompt:
             prompt = self.prompt(queue)
-        t = Task(queue_id=queue.id, kind=kind.value, prompt_id=prompt.id if prompt else None,
-                 overlap=fields.pop("overlap", queue.overlap), **fields)
+        t = Task(
+            queue_id=queue.id,
+            kind=kind.value,
+            prompt_id=prompt.id if prompt else None,
+            overlap=fields.pop("overlap", queue.overlap),
+            **fields,
+        )
         self.db.add(t)
         self.db.flush()
         n = completions if completions is not None else (queue.k if kind is TaskKind.ranking else 0)
         for pos in range(n):
             assert prompt is not None
-            self.db.add(Completion(task_id=t.id, prompt_id=prompt.id, position=pos,
-                                   text=f"Completion {pos} of task {t.id}", sampling_params={"temperature": 1.0}))
+            self.db.add(
+                Completion(
+                    task_id=t.id,
+                    prompt_id=prompt.id,
+                    position=pos,
+                    text=f"Completion {pos} of task {t.id}",
+                    sampling_params={"temperature": 1.0},
+                )
+            )
         self.db.flush()
         return t
 
     def model_version(self, kind: str = "policy", **fields: Any) -> ModelVersion:
         """A registered model version (no files)."""
         n = self._n()
-        mv = ModelVersion(name=fields.pop("name", f"{kind}-v{n}"), kind=kind,
-                          path=fields.pop("path", f"/nonexistent/{kind}-{n}"), **fields)
+        mv = ModelVersion(
+            name=fields.pop("name", f"{kind}-v{n}"),
+            kind=kind,
+            path=fields.pop("path", f"/nonexistent/{kind}-{n}"),
+            **fields,
+        )
         self.db.add(mv)
         self.db.flush()
         return mv

@@ -16,8 +16,14 @@ import pytest
 
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
 ]
 
 
@@ -48,9 +54,22 @@ class LiveServer:
 def start_server(env: dict[str, str] | None = None, workers: int = 1) -> LiveServer:
     """Start `uvicorn app.main:asgi` on a free port and wait until /healthz answers."""
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "app.main:asgi", "--factory", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})})  # noqa: S603
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:asgi",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

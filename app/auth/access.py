@@ -62,7 +62,7 @@ def session_user(request: Request, db: Session) -> User | None:
     """The signed-in, active user of this request's session, if any."""
     cached = getattr(request.state, "user", _UNSET)
     if cached is not _UNSET:
-        return cached  # type: ignore[no-any-return]
+        return cached  # type: ignore[return-value]
     uid = request.session.get("uid")
     user = service.get_user(db, int(uid)) if isinstance(uid, int) else None
     if user is not None and (not user.is_active or request.session.get("epoch") != user.session_epoch):

@@ -35,7 +35,11 @@ def create_user(
 ) -> User:
     """Create a user with roles; refuses a taken username or a short password."""
     username = username.strip()
-    if not username or len(username) > 64 or not username.replace("_", "").replace("-", "").replace(".", "").isalnum():
+    if (
+        not username
+        or len(username) > 64
+        or not username.replace("_", "").replace("-", "").replace(".", "").isalnum()
+    ):
         raise AppError("Username must be 1-64 letters, digits, '.', '-' or '_'.")
     if len(password) < MIN_PASSWORD_LEN:
         raise AppError(f"Password must be at least {MIN_PASSWORD_LEN} characters.")
@@ -44,7 +48,9 @@ def create_user(
         raise AppError("A user needs at least one role.")
     if get_user_by_username(db, username) is not None:
         raise Conflict(f"User {username!r} already exists.")
-    user = User(username=username, display_name=display_name or username, password_hash=hash_password(password))
+    user = User(
+        username=username, display_name=display_name or username, password_hash=hash_password(password)
+    )
     user.role_rows = [UserRole(role=r.value) for r in sorted(role_set)]
     db.add(user)
     db.flush()
@@ -60,10 +66,14 @@ def set_roles(db: Session, user: User, roles: Iterable[Role | str]) -> None:
     db.flush()
 
 
-def _recent_failures(db: Session, settings: Settings, *, username: str | None = None, ip: str | None = None) -> int:
+def _recent_failures(
+    db: Session, settings: Settings, *, username: str | None = None, ip: str | None = None
+) -> int:
     since = utcnow() - timedelta(seconds=settings.login_window_s)
-    q = select(func.count()).select_from(LoginAttempt).where(
-        LoginAttempt.success.is_(False), LoginAttempt.at >= since
+    q = (
+        select(func.count())
+        .select_from(LoginAttempt)
+        .where(LoginAttempt.success.is_(False), LoginAttempt.at >= since)
     )
     if username is not None:
         q = q.where(LoginAttempt.username == username)
@@ -99,7 +109,9 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_api_token(db: Session, name: str, scopes: Iterable[str], created_by: User | None) -> tuple[ApiToken, str]:
+def create_api_token(
+    db: Session, name: str, scopes: Iterable[str], created_by: User | None
+) -> tuple[ApiToken, str]:
     """Create an API token; the plain token is returned once and only its hash is stored."""
     if not name.strip():
         raise AppError("A token needs a name.")

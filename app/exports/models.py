@@ -20,7 +20,7 @@ class ExportBatch(Base):
     # sha256 over the files' contents and the filters: same data and filters, same hash.
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     path: Mapped[str] = mapped_column(String(512))
-    # {"queues": [...], "since": ..., "until": ..., "labelers": [...], "exclude_flags": [...], "splits": [...]}
+    # {"queues": [...], "since", "until", "labelers": [...], "exclude_flags": [...], "splits": [...]}
     filters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # {"sft": n, "pairwise": n, "rankings": n, "prompts": n}
     counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)

@@ -24,7 +24,9 @@ def test_login_success_sets_httponly_samesite_cookie_and_rotates_csrf(client: We
     user = factory.user("labeler")
     before = client.refresh_csrf("/login")
     resp = client.post(
-        "/login", data={"username": user.username, "password": factory.password, "csrf_token": before}, csrf=False
+        "/login",
+        data={"username": user.username, "password": factory.password, "csrf_token": before},
+        csrf=False,
     )
     assert resp.status_code == 303 and resp.headers["location"] == "/"
     cookie = resp.headers["set-cookie"].lower()
@@ -48,16 +50,20 @@ def test_secure_cookie_when_served_over_https(monkeypatch, db, factory) -> None:
     web = WebClient(app)
     user = factory.user("labeler")
     token = web.refresh_csrf("/login")
-    resp = web.post("/login", data={"username": user.username, "password": factory.password,
-                                    "csrf_token": token}, csrf=False)
+    resp = web.post(
+        "/login",
+        data={"username": user.username, "password": factory.password, "csrf_token": token},
+        csrf=False,
+    )
     assert "secure" in resp.headers["set-cookie"].lower()
 
 
 def test_wrong_password_is_refused_with_message_and_no_session(client: WebClient, factory) -> None:
     user = factory.user("labeler")
     token = client.refresh_csrf("/login")
-    resp = client.post("/login", data={"username": user.username, "password": "nope-nope", "csrf_token": token},
-                       csrf=False)
+    resp = client.post(
+        "/login", data={"username": user.username, "password": "nope-nope", "csrf_token": token}, csrf=False
+    )
     assert resp.status_code == 401
     assert "Wrong username or password" in resp.text
     assert client.get("/").status_code == 303
@@ -89,10 +95,16 @@ def test_throttling_after_repeated_failures(client: WebClient, factory) -> None:
     user = factory.user("labeler")
     token = client.refresh_csrf("/login")
     for _ in range(5):
-        client.post("/login", data={"username": user.username, "password": "bad-password", "csrf_token": token},
-                    csrf=False)
-    resp = client.post("/login", data={"username": user.username, "password": factory.password,
-                                       "csrf_token": token}, csrf=False)
+        client.post(
+            "/login",
+            data={"username": user.username, "password": "bad-password", "csrf_token": token},
+            csrf=False,
+        )
+    resp = client.post(
+        "/login",
+        data={"username": user.username, "password": factory.password, "csrf_token": token},
+        csrf=False,
+    )
     assert resp.status_code == 429
     assert "Too many failed sign-in attempts" in resp.text
 
@@ -115,8 +127,16 @@ def test_session_epoch_bump_invalidates_old_cookies(login, db) -> None:
 def test_open_redirect_is_prevented(client: WebClient, factory) -> None:
     user = factory.user("labeler")
     token = client.refresh_csrf("/login")
-    resp = client.post("/login", data={"username": user.username, "password": factory.password,
-                                       "csrf_token": token, "next": "//evil.example/x"}, csrf=False)
+    resp = client.post(
+        "/login",
+        data={
+            "username": user.username,
+            "password": factory.password,
+            "csrf_token": token,
+            "next": "//evil.example/x",
+        },
+        csrf=False,
+    )
     assert resp.headers["location"] == "/"
 
 

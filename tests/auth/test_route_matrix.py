@@ -76,7 +76,9 @@ def test_route_by_role_matrix(app, login) -> None:
                 checked += 1
                 problem = _expected(rule, role, resp.status_code, method)
                 if problem:
-                    failures.append(f"{method} {route.path} as {role or 'anonymous'}: got {resp.status_code}, "
-                                    f"expected {problem} [{rule.describe()}]")
+                    failures.append(
+                        f"{method} {route.path} as {role or 'anonymous'}: got {resp.status_code}, "
+                        f"expected {problem} [{rule.describe()}]"
+                    )
     assert checked > 0
     assert not failures, "\n".join(failures)

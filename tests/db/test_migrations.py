@@ -65,8 +65,10 @@ def test_one_deployed_policy_is_enforced_by_the_database(scratch_engine: Engine)
     from sqlalchemy.exc import IntegrityError
 
     _run(scratch_engine, command.upgrade, "head")
-    insert = text("INSERT INTO model_versions (name, kind, path, manifest, metrics, is_deployed, created_at) "
-                  "VALUES (:n, :k, '/x', '{}', '{}', :d, CURRENT_TIMESTAMP)")
+    insert = text(
+        "INSERT INTO model_versions (name, kind, path, manifest, metrics, is_deployed, created_at) "
+        "VALUES (:n, :k, '/x', '{}', '{}', :d, CURRENT_TIMESTAMP)"
+    )
     with scratch_engine.begin() as conn:
         conn.execute(insert, {"n": "a", "k": "policy", "d": True})
         conn.execute(insert, {"n": "b", "k": "policy", "d": False})

@@ -17,16 +17,20 @@ ENV = {**os.environ, "SECRET_KEY": "k" * 40, "POSTGRES_PASSWORD": "pw"}
 def _compose() -> list[str]:
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)  # noqa: S607
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
     if probe.returncode == 0:
         return ["docker", "compose"]
     pytest.fail("neither docker-compose nor the docker compose plugin is installed (make test installs it)")
 
 
 def _config(*args: str, env: dict[str, str] = ENV) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [*_compose(), "-f", str(ROOT / "docker-compose.yml"), "config", *args],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
     )
 
 

@@ -39,16 +39,22 @@ def test_malformed_database_url_is_one_clear_error(monkeypatch: pytest.MonkeyPat
 
 
 def _rlhf(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True,
-        env={**os.environ, **env}, timeout=120, check=False,
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+        check=False,
     )
 
 
 def test_cli_bad_database_url_prints_one_line_not_a_traceback() -> None:
     out = _rlhf("users", "list", DATABASE_URL="mysql://nope/x")
     assert out.returncode == 1
-    assert out.stderr.strip().splitlines() == ["error: DATABASE_URL must be sqlite:// or postgresql://, not 'mysql'"]
+    assert out.stderr.strip().splitlines() == [
+        "error: DATABASE_URL must be sqlite:// or postgresql://, not 'mysql'"
+    ]
 
 
 def test_cli_unreachable_database_is_one_line() -> None:
@@ -64,7 +70,18 @@ def test_cli_upgrade_seed_and_create_user_on_sqlite(tmp_path: Path) -> None:
     assert seeded.returncode == 0 and "alice" in seeded.stdout and "admin" in seeded.stdout
     again = _rlhf("demo", "seed", **env)  # idempotent
     assert again.returncode == 0
-    made = _rlhf("users", "create", "carol", "--role", "labeler", "--role", "ops", "--password", "long-enough-pw", **env)
+    made = _rlhf(
+        "users",
+        "create",
+        "carol",
+        "--role",
+        "labeler",
+        "--role",
+        "ops",
+        "--password",
+        "long-enough-pw",
+        **env,
+    )
     assert made.returncode == 0 and "carol (labeler, ops)" in made.stdout
     dup = _rlhf("users", "create", "carol", "--role", "labeler", "--password", "long-enough-pw", **env)
     assert dup.returncode == 1 and dup.stderr.strip() == "error: User 'carol' already exists."

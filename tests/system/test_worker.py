@@ -15,10 +15,25 @@ from app.worker import celery_config, make_celery
 
 
 def _start_worker(env: dict[str, str], queues: str = "default") -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "worker", "-Q", queues,
-           "--pool", "solo", "--loglevel", "WARNING", "-n", f"test-{os.getpid()}@%h", "--without-mingle",
-           "--without-gossip"]
-    return subprocess.Popen(cmd, env={**os.environ, **env})  # noqa: S603
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "app.worker:celery_app",
+        "worker",
+        "-Q",
+        queues,
+        "--pool",
+        "solo",
+        "--loglevel",
+        "WARNING",
+        "-n",
+        f"test-{os.getpid()}@%h",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    return subprocess.Popen(cmd, env={**os.environ, **env})
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
