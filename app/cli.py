@@ -136,9 +136,11 @@ def _worker_cmd(queues: str, concurrency: int) -> list[str]:
 def worker(
     queues: str = "default,sampling,training",
     concurrency: int = 1,
+    beat: Annotated[bool, typer.Option(help="also run the periodic scheduler (one per deployment)")] = False,
 ) -> None:
     """Run a Celery worker on QUEUES (production: one per GPU host)."""
-    os.execvp(sys.executable, _worker_cmd(queues, concurrency))  # noqa: S606
+    get_settings().data_dir.mkdir(parents=True, exist_ok=True)
+    os.execvp(sys.executable, _worker_cmd(queues, concurrency, beat))  # noqa: S606
 
 
 @cli.command("serve")
@@ -156,7 +158,8 @@ def dev(host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
     get_settings()
-    proc = subprocess.Popen(_worker_cmd("default,sampling,training", 1))  # noqa: S603
+    # Two processes so a training round does not stall sampling; beat reaps dead rounds, restocks queues.
+    proc = subprocess.Popen(_worker_cmd("default,sampling,training", 2, beat=True, name="dev@%h"))  # noqa: S603
     typer.echo(f"worker started (pid {proc.pid}); web app at http://{host}:{port}/  (Ctrl-C stops both)")
     try:
         uvicorn.run("app.main:asgi", factory=True, host=host, port=port)

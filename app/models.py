@@ -8,6 +8,7 @@ from app.policies.models import Deployment, ModelVersion
 from app.prompts.models import GuidelineVersion, PIIRedaction, Prompt, PromptImport, PromptQueue
 from app.rankings.models import Completion, Ranking, RankingEntry
 from app.runs.models import RunLog, RunMetric, RunStage, TrainingRun
+from app.system.models import WorkerHeartbeat
 
 __all__ = [
     "ApiToken",
@@ -32,4 +33,5 @@ __all__ = [
     "TrainingRun",
     "User",
     "UserRole",
+    "WorkerHeartbeat",
 ]

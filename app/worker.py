@@ -33,6 +33,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "broker_connection_retry_on_startup": True,
         "result_expires": 3600,
+        # Embedded beat (`rlhf worker --beat`, used by `rlhf dev`) or a separate beat process.
+        "beat_schedule": {
+            "reap-stale-runs": {"task": "runs.reap_stale", "schedule": 30.0, "options": {"queue": "default"}},
+            "restock-ranking-queues": {
+                "task": "sampling.restock_all", "schedule": 60.0, "options": {"queue": "default"},
+            },
+        },
+        "beat_schedule_filename": str((settings.data_dir / "celery" / "beat-schedule").resolve()),
     }
     if settings.redis_url:
         conf.update(broker_url=settings.redis_url, result_backend=settings.redis_url)

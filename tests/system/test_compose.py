@@ -50,13 +50,14 @@ def test_compose_has_the_production_shape() -> None:
     assert out.returncode == 0, out.stderr
     spec = yaml.safe_load(out.stdout)
     services = spec["services"]
-    assert {"postgres", "redis", "migrate", "web", "worker"} <= set(services)
+    assert {"postgres", "redis", "migrate", "web", "worker", "scheduler"} <= set(services)
+    assert "--beat" in services["scheduler"]["command"] and "--beat" not in services["worker"]["command"]
     devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
     assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["migrate"]["command"] == ["rlhf", "db", "upgrade"]
     assert {"pgdata", "appdata"} <= set(spec["volumes"])
-    for name in ("web", "worker", "migrate"):
+    for name in ("web", "worker", "migrate", "scheduler"):
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgresql://") and env["REDIS_URL"].startswith("redis://")
         targets = [v["target"] if isinstance(v, dict) else v.split(":")[1] for v in services[name]["volumes"]]

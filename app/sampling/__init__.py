@@ -1,0 +1,1 @@
+"""Sampling workers keep ranking queues stocked with completions of the deployed policy."""

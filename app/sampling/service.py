@@ -1,0 +1,136 @@
+"""Which ranking queues need completions, for which prompts, from which policy versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from app.enums import PIIStatus, TaskKind, TaskStatus
+from app.labeling import service as labeling
+from app.labeling.models import Task
+from app.policies import service as registry
+from app.policies.models import ModelVersion
+from app.prompts.models import Prompt, PromptQueue
+from app.rankings.models import Completion
+
+DEFAULT_PARAMS: dict[str, Any] = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 48}
+LABELABLE = (PIIStatus.clear.value, PIIStatus.redacted.value)
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """A policy version to sample from: its id, directory and how many of the K it supplies."""
+
+    id: int
+    path: str
+    share: int
+
+
+@dataclass(frozen=True)
+class StockJob:
+    """One queue's shortfall: which prompts, how many completions from which versions."""
+
+    queue_id: int
+    k: int
+    prompt_ids: list[int]
+    prompt_texts: list[str]
+    versions: list[VersionRef]
+    params: dict[str, Any]
+
+
+def queues_running_low(db: Session) -> list[PromptQueue]:
+    """Unpaused ranking queues with fewer open tasks than their low-water mark."""
+    queues = db.scalars(
+        select(PromptQueue).where(PromptQueue.kind == TaskKind.ranking.value, PromptQueue.is_paused.is_(False))
+    )
+    return [q for q in queues if labeling.open_task_count(db, q.id) < q.low_water]
+
+
+def versions_for(db: Session, queue: PromptQueue) -> list[VersionRef]:
+    """The deployed policy, or the deployed policy and its parent sharing K, per the queue's mix."""
+    deployed = registry.deployed_policy(db)
+    if deployed is None:
+        return []
+    mix = (queue.sampling or {}).get("mix", "deployed")
+    parent = db.get(ModelVersion, deployed.parent_id) if deployed.parent_id else None
+    if mix == "deployed+parent" and parent is not None and parent.kind == "policy":
+        first = (queue.k + 1) // 2
+        return [VersionRef(deployed.id, deployed.path, first), VersionRef(parent.id, parent.path, queue.k - first)]
+    return [VersionRef(deployed.id, deployed.path, queue.k)]
+
+
+def prompts_to_sample(db: Session, queue: PromptQueue, version_id: int, limit: int) -> list[Prompt]:
+    """Cleared prompts of the queue without a task sampled from `version_id` yet, oldest first."""
+    sampled = exists().where(
+        Task.queue_id == queue.id,
+        Task.prompt_id == Prompt.id,
+        Completion.task_id == Task.id,
+        Completion.policy_version_id == version_id,
+    )
+    open_task = exists().where(
+        Task.queue_id == queue.id, Task.prompt_id == Prompt.id, Task.status == TaskStatus.open.value
+    )
+    return list(
+        db.scalars(
+            select(Prompt)
+            .where(Prompt.queue_id == queue.id, Prompt.pii_status.in_(LABELABLE), ~sampled, ~open_task)
+            .order_by(Prompt.id)
+            .limit(limit)
+        )
+    )
+
+
+def plan_restock(db: Session, queue: PromptQueue, batch: int = 32) -> StockJob | None:
+    """What to sample for `queue`, or None when it is stocked, has no policy, or no prompts left."""
+    versions = versions_for(db, queue)
+    if not versions:
+        return None
+    shortfall = queue.low_water - labeling.open_task_count(db, queue.id)
+    if shortfall <= 0:
+        return None
+    prompts = prompts_to_sample(db, queue, versions[0].id, min(batch, shortfall))
+    if not prompts:
+        return None
+    params = {**DEFAULT_PARAMS, **{k: v for k, v in (queue.sampling or {}).items() if k in DEFAULT_PARAMS}}
+    return StockJob(queue.id, queue.k, [p.id for p in prompts], [p.text for p in prompts], versions, params)
+
+
+def store_samples(db: Session, job: StockJob, samples: dict[int, list[list[Any]]]) -> int:
+    """Create one ranking task per prompt from the sampled completions; returns tasks created.
+
+    `samples[version_id][i]` holds that version's completions for prompt i (objects with
+    .text, .finished and .params). Skips a queue or deployment that changed meanwhile.
+    """
+    queue = db.get(PromptQueue, job.queue_id)
+    deployed = registry.deployed_policy(db)
+    if queue is None or deployed is None or deployed.id != job.versions[0].id or queue.k != job.k:
+        return 0
+    created = 0
+    for i, prompt_id in enumerate(job.prompt_ids):
+        prompt = db.get(Prompt, prompt_id)
+        if prompt is None or prompt.pii_status not in LABELABLE:
+            continue
+        rows = [
+            Completion(text=c.text, finished=bool(c.finished), policy_version_id=v.id,
+                       sampling_params={**dict(c.params), "version": v.id})
+            for v in job.versions
+            for c in samples[v.id][i]
+        ]
+        labeling.add_ranking_task(db, queue, prompt, rows)
+        created += 1
+    return created
+
+
+def request_restock(db: Session, queue: PromptQueue) -> bool:
+    """Enqueue a restock (after commit) when a ranking queue has fallen under its low-water mark."""
+    from app.queueing import enqueue_after_commit
+
+    if queue.kind != TaskKind.ranking.value or queue.is_paused:
+        return False
+    if labeling.open_task_count(db, queue.id) >= queue.low_water:
+        return False
+    enqueue_after_commit(db, "sampling.restock_queue", queue.id, queue="sampling")
+    return True
