@@ -1,0 +1,118 @@
+"""Rounds: stage bookkeeping, cancellation, resume, approval, dead workers, the deploy gate."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from app.db import utcnow
+from app.enums import RunStatus, StageStatus
+from app.errors import Conflict
+from app.policies import service as registry
+from app.runs import service
+from app.runs.executor import gate_decision
+from app.runs.models import RunStage, TrainingRun
+from app.runs.schemas import RoundRequest
+
+
+def _run(db, status: str = "running", stages=("sft", "reward", "ppo", "evaluate"), **kw) -> TrainingRun:  # type: ignore[no-untyped-def]
+    run = TrainingRun(status=status, config={"stages": list(stages)}, **kw)
+    run.stages = [RunStage(name=n, ordinal=i) for i, n in enumerate(stages)]
+    db.add(run)
+    db.flush()
+    return run
+
+
+def test_round_request_requires_contiguous_stages() -> None:
+    assert [s.value for s in RoundRequest(stages=["reward", "ppo"]).stages] == ["reward", "ppo"]
+    with pytest.raises(ValueError, match="contiguous"):
+        RoundRequest(stages=["sft", "ppo"])
+    with pytest.raises(ValueError, match="at least one"):
+        RoundRequest(stages=[])
+
+
+def test_stage_settings_overlay_preset() -> None:
+    req = RoundRequest(preset="quick", settings={"sft": {"epochs": 9}})
+    s = req.stage_settings()
+    assert s["sft"]["epochs"] == 9 and s["sft"]["lr"] == 3e-4 and "total_episodes" in s["ppo"]
+    assert RoundRequest(preset="paper").stage_settings()["sft"] == {}
+
+
+def test_stale_running_round_is_failed_with_its_stage(db) -> None:
+    fresh = _run(db, heartbeat_at=utcnow(), current_stage="sft")
+    dead = _run(db, heartbeat_at=utcnow() - timedelta(seconds=300), current_stage="reward")
+    dead.stages[1].status = StageStatus.running.value
+    db.flush()
+    assert service.reap_stale_runs(db) == [dead.id]
+    assert dead.status == RunStatus.failed.value and dead.error_stage == "reward"
+    assert "stopped responding" in (dead.error or "")
+    assert dead.stages[1].status == StageStatus.failed.value
+    assert fresh.status == RunStatus.running.value
+
+
+def test_cancel_queued_is_immediate_running_is_requested(db) -> None:
+    queued = _run(db, status="queued")
+    service.cancel_run(db, queued.id)
+    assert queued.status == RunStatus.cancelled.value
+    running = _run(db)
+    service.cancel_run(db, running.id)
+    assert running.status == RunStatus.running.value and running.cancel_requested
+    with pytest.raises(Conflict):
+        service.cancel_run(db, queued.id)
+
+
+def test_resume_keeps_succeeded_stages(db, monkeypatch) -> None:
+    sent = []
+    monkeypatch.setattr(
+        "app.runs.service.enqueue_after_commit", lambda db, name, *a, queue: sent.append((name, a))
+    )
+    run = _run(db, status="failed", error="boom", error_stage="reward")
+    run.stages[0].status = StageStatus.succeeded.value
+    run.stages[1].status = StageStatus.failed.value
+    db.flush()
+    service.resume_run(db, run.id)
+    assert run.status == RunStatus.queued.value and run.error is None
+    assert [s.status for s in run.stages] == ["succeeded", "pending", "pending", "pending"]
+    assert sent == [("runs.run_round", (run.id,))]
+    with pytest.raises(Conflict):
+        service.resume_run(db, _run(db, status="succeeded").id)
+
+
+def test_approve_deploys_the_rounds_policy(db, factory, tmp_path: Path) -> None:
+    d = tmp_path / "pol"
+    d.mkdir()
+    (d / "manifest.json").write_text(json.dumps({"metrics": {}}))
+    policy = registry.register_version(db, name="p-approve", kind="policy", path=d)
+    run = _run(db, status="awaiting_approval")
+    run.stages[2].output_version_id = policy.id
+    db.flush()
+    ops = factory.user("ops")
+    service.approve_run(db, run.id, ops)
+    assert run.status == RunStatus.succeeded.value
+    assert registry.deployed_policy(db).id == policy.id
+    with pytest.raises(Conflict):
+        service.approve_run(db, run.id, ops)
+
+
+def test_metric_series_and_eta(db) -> None:
+    run = _run(db, started_at=utcnow() - timedelta(seconds=100))
+    run.progress = 0.25
+    for step, loss in [(1, 2.0), (2, 1.5), (3, 1.2)]:
+        service.add_metrics(db, run.id, "sft", step, {"loss": loss, "note": "x", "nan": float("nan")})
+    db.flush()
+    series = service.metric_series(db, run.id)
+    assert [(s.stage, s.name, s.points) for s in series] == [("sft", "loss", [(1, 2.0), (2, 1.5), (3, 1.2)])]
+    eta = service.eta_seconds(run)
+    assert eta is not None and 290 < eta < 310
+
+
+def test_gate_decision() -> None:
+    gate = {"auto_deploy": True, "min_rm_gain": 0.0, "max_kl": 10.0, "min_oracle_win_rate": 0.5}
+    assert gate_decision(gate, {"rm_gain": 0.3, "kl": 2.0, "oracle_win_rate": 0.7}) == (True, [])
+    ok, reasons = gate_decision(gate, {"rm_gain": -0.1, "kl": 12.0, "oracle_win_rate": 0.4})
+    assert not ok and len(reasons) == 3
+    ok, reasons = gate_decision({**gate, "auto_deploy": False}, {"rm_gain": 1.0})
+    assert not ok and reasons == ["automatic deployment is off"]
