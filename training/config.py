@@ -112,16 +112,16 @@ class SamplingParams:
 class BaseModelConfig:
     """A tokenizer and GPT-2-style causal LM built from a config and pre-trained on the world corpus."""
 
-    n_embd: int = 128
-    n_layer: int = 4
+    n_embd: int = 96
+    n_layer: int = 3
     n_head: int = 4
     n_positions: int = 256
-    vocab_size: int = 1024
+    vocab_size: int = 512
     corpus_docs: int = 20_000
-    steps: int = 1500
+    steps: int = 400
     batch_size: int = 32
-    seq_len: int = 96
-    lr: float = 1e-3
+    seq_len: int = 64
+    lr: float = 2e-3
     seed: int = 0
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 

@@ -47,7 +47,7 @@ BASE_PRESETS: dict[str, dict[str, Any]] = {
     "micro": {"n_embd": 32, "n_layer": 1, "n_head": 2, "vocab_size": 512, "corpus_docs": 2000, "steps": 60,
               "batch_size": 16, "seq_len": 64},
     "tiny": {},
-    "x8": {"n_embd": 256, "n_layer": 10, "n_head": 8, "steps": 1500},
+    "x8": {"n_embd": 192, "n_layer": 7, "n_head": 6, "lr": 1e-3},
 }
 
 
