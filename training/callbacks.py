@@ -68,7 +68,9 @@ class TqdmCallback:
         if bar is None:
             bar = self.bars[stage] = tqdm(total=total, desc=stage, dynamic_ncols=True)
         bar.n = step
-        bar.set_postfix({k: (round(v, 4) if isinstance(v, float) else v) for k, v in list(metrics.items())[:5]})
+        bar.set_postfix(
+            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in list(metrics.items())[:5]}
+        )
         bar.refresh()
 
     def on_log(self, line: str) -> None:

@@ -38,11 +38,16 @@ def write_model_dir(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         write_files(tmp)
-        files = {
-            str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+        files = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        manifest = {
+            "kind": kind,
+            "parent": parent,
+            "run": run,
+            "export_batch": export_batch,
+            "config": config,
+            "metrics": metrics,
+            "files": files,
         }
-        manifest = {"kind": kind, "parent": parent, "run": run, "export_batch": export_batch,
-                    "config": config, "metrics": metrics, "files": files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
         os.rename(tmp, out_dir)
     except BaseException:

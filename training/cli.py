@@ -36,7 +36,7 @@ def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
             value = tuple(float(x) for x in raw.split(","))
         elif isinstance(current, int):
             value = int(raw)
-        elif isinstance(current, float) or current is None and "float" in str(hints[name]):
+        elif isinstance(current, float) or (current is None and "float" in str(hints[name])):
             value = float(raw)
         else:
             value = raw
@@ -56,7 +56,7 @@ def cmd_base(args: argparse.Namespace) -> Path:
 
 
 def cmd_world_batch(args: argparse.Namespace) -> Path:
-    """Write an export batch from the simulated world (rankings of --policy samples, or of world candidates)."""
+    """Write a simulated-world export batch (rankings of --policy samples, or of world candidates)."""
     from training.data import write_batch
     from training.world import SimulatedLabeler, candidate_completions, make_prompts
     from training.world.simulate import demonstration_records, prompt_records, ranking_records, split_by_user
@@ -67,15 +67,23 @@ def cmd_world_batch(args: argparse.Namespace) -> Path:
     if args.policy:
         from training.generate import sample_completions
 
-        comps = [[c.text for c in row] for row in
-                 sample_completions(args.policy, [p.text for p in prompts], args.k, SamplingParams(seed=args.seed))]
+        comps = [
+            [c.text for c in row]
+            for row in sample_completions(
+                args.policy, [p.text for p in prompts], args.k, SamplingParams(seed=args.seed)
+            )
+        ]
     else:
         rng = random.Random(args.seed)
         comps = [candidate_completions(p, args.k, rng) for p in prompts]
-    return write_batch(args.out, sft=demonstration_records(prompts, splits, labelers),
-                       rankings=ranking_records(prompts, splits, comps, labelers),
-                       prompts=prompt_records(prompts, splits), batch_id=args.batch_id,
-                       filters={"source": "simulated world", "seed": args.seed})
+    return write_batch(
+        args.out,
+        sft=demonstration_records(prompts, splits, labelers),
+        rankings=ranking_records(prompts, splits, comps, labelers),
+        prompts=prompt_records(prompts, splits),
+        batch_id=args.batch_id,
+        filters={"source": "simulated world", "seed": args.seed},
+    )
 
 
 def cmd_sft(args: argparse.Namespace) -> Path:
@@ -106,10 +114,15 @@ def cmd_sample(args: argparse.Namespace) -> None:
     """Print K completions per prompt as JSON lines."""
     from training.generate import sample_completions
 
-    params = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
-                            seed=args.seed)
+    params = SamplingParams(
+        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed
+    )
     for p, row in zip(args.prompt, sample_completions(args.model, args.prompt, args.k, params), strict=True):
-        print(json.dumps({"prompt": p, "completions": [dataclasses.asdict(c) | {"token_ids": None} for c in row]}))
+        print(
+            json.dumps(
+                {"prompt": p, "completions": [dataclasses.asdict(c) | {"token_ids": None} for c in row]}
+            )
+        )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -124,8 +137,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         from training.world import make_prompts
 
         prompts = [p.text for p in make_prompts(args.n, seed=10_000 + args.seed)]
-    res = evaluate_policy(args.model, prompts, reward_model_dir=args.reward_model, reference_dir=args.reference,
-                          params=SamplingParams(seed=args.seed, max_new_tokens=args.max_new_tokens))
+    res = evaluate_policy(
+        args.model,
+        prompts,
+        reward_model_dir=args.reward_model,
+        reference_dir=args.reference,
+        params=SamplingParams(seed=args.seed, max_new_tokens=args.max_new_tokens),
+    )
     print(json.dumps(res["metrics"], indent=2))
 
 

@@ -29,7 +29,9 @@ class SFTConfig:
     weight_decay: float = 0.0
     max_length: int = 128
     eval_every_epoch: bool = True
-    select_by: str = "auto"  # "auto": RM score if a reward model is given else valid loss | "rm" | "loss" | "last"
+    select_by: str = (
+        "auto"  # "auto": RM score if a reward model is given else valid loss | "rm" | "loss" | "last"
+    )
     rm_eval_prompts: int = 64
     rm_eval_max_new_tokens: int = 32
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

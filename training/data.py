@@ -24,11 +24,22 @@ from typing import Any
 from training.world.corpus import format_prompt
 
 FILES = ("sft.jsonl", "pairwise.jsonl", "rankings.jsonl", "prompts.jsonl")
-COUNT_KEYS = {"sft.jsonl": "sft", "pairwise.jsonl": "pairwise", "rankings.jsonl": "rankings",
-              "prompts.jsonl": "prompts"}
+COUNT_KEYS = {
+    "sft.jsonl": "sft",
+    "pairwise.jsonl": "pairwise",
+    "rankings.jsonl": "rankings",
+    "prompts.jsonl": "prompts",
+}
 
-__all__ = ["ComparisonGroup", "ExportBatch", "format_prompt", "group_comparisons", "read_batch",
-           "sha256_file", "write_batch"]
+__all__ = [
+    "ComparisonGroup",
+    "ExportBatch",
+    "format_prompt",
+    "group_comparisons",
+    "read_batch",
+    "sha256_file",
+    "write_batch",
+]
 
 
 @dataclass
@@ -89,7 +100,8 @@ def read_batch(batch_dir: str | Path) -> ExportBatch:
         if name in FILES and (batch_dir / name).exists() and sha256_file(batch_dir / name) != digest:
             raise ValueError(f"{batch_dir / name}: sha256 does not match the manifest")
     return ExportBatch(
-        path=batch_dir, manifest=manifest,
+        path=batch_dir,
+        manifest=manifest,
         sft=_read_jsonl(batch_dir / "sft.jsonl"),
         pairwise=_read_jsonl(batch_dir / "pairwise.jsonl"),
         rankings=_read_jsonl(batch_dir / "rankings.jsonl"),
@@ -114,8 +126,12 @@ def write_batch(
     batch_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{batch_dir.name}.", dir=batch_dir.parent))
     try:
-        data = {"sft.jsonl": sft or [], "pairwise.jsonl": pairwise or [],
-                "rankings.jsonl": rankings or [], "prompts.jsonl": prompts or []}
+        data = {
+            "sft.jsonl": sft or [],
+            "pairwise.jsonl": pairwise or [],
+            "rankings.jsonl": rankings or [],
+            "prompts.jsonl": prompts or [],
+        }
         hashes = {}
         for name, rows in data.items():
             with open(tmp / name, "w", encoding="utf-8") as f:
@@ -124,8 +140,13 @@ def write_batch(
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
             hashes[name] = sha256_file(tmp / name)
         content_hash = hashlib.sha256("".join(hashes[n] for n in FILES).encode()).hexdigest()
-        manifest = {"id": batch_id, "content_hash": content_hash, "filters": filters or {},
-                    "counts": {COUNT_KEYS[n]: len(rows) for n, rows in data.items()}, "files": hashes}
+        manifest = {
+            "id": batch_id,
+            "content_hash": content_hash,
+            "filters": filters or {},
+            "counts": {COUNT_KEYS[n]: len(rows) for n, rows in data.items()},
+            "files": hashes,
+        }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
         os.rename(tmp, batch_dir)
     except BaseException:
@@ -145,7 +166,9 @@ def ranking_pairs(ranks: list[int]) -> list[tuple[int, int]]:
     return pairs
 
 
-def group_comparisons(rankings: list[dict[str, Any]], pairwise: list[dict[str, Any]]) -> list[ComparisonGroup]:
+def group_comparisons(
+    rankings: list[dict[str, Any]], pairwise: list[dict[str, Any]]
+) -> list[ComparisonGroup]:
     """One group per ranking row, plus one group per prompt for its pairwise rows; empty groups dropped."""
     groups = []
     for r in rankings:

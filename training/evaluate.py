@@ -25,8 +25,13 @@ def win_rate(prompts: list[str], texts_a: list[str], texts_b: list[str]) -> dict
     mean = sum(outcomes) / max(1, n)
     var = sum((o - mean) ** 2 for o in outcomes) / max(1, n - 1)
     half = 1.96 * math.sqrt(var / max(1, n))
-    return {"win_rate": mean, "lo": mean - half, "hi": mean + half, "n": n,
-            "ties": sum(o == 0.5 for o in outcomes) / max(1, n)}
+    return {
+        "win_rate": mean,
+        "lo": mean - half,
+        "hi": mean + half,
+        "n": n,
+        "ties": sum(o == 0.5 for o in outcomes) / max(1, n),
+    }
 
 
 def world_metrics(prompts: list[str], texts: list[str]) -> dict[str, float]:
@@ -47,13 +52,23 @@ def world_metrics(prompts: list[str], texts: list[str]) -> dict[str, float]:
         else:
             checkable += 1
             correct += cls == "correct"
-    return {"oracle_score": sum(scores) / max(1, len(scores)), "made_up_rate": made_up / max(1, unans),
-            "harmful_compliance": complied / max(1, harmful), "accuracy": correct / max(1, checkable)}
+    return {
+        "oracle_score": sum(scores) / max(1, len(scores)),
+        "made_up_rate": made_up / max(1, unans),
+        "harmful_compliance": complied / max(1, harmful),
+        "accuracy": correct / max(1, checkable),
+    }
 
 
 @torch.no_grad()
-def sequence_kl(policy: Any, reference: Any, tokenizer: Any, prompts: list[str], token_ids: list[list[int]],
-                temperature: float = 1.0) -> float:
+def sequence_kl(
+    policy: Any,
+    reference: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    token_ids: list[list[int]],
+    temperature: float = 1.0,
+) -> float:
     """Monte-Carlo KL(policy || reference) per sequence: mean over samples of sum_t (log pi - log ref)."""
     from training.batching import right_pad
     from training.ppo import response_logits
@@ -65,9 +80,15 @@ def sequence_kl(policy: Any, reference: Any, tokenizer: Any, prompts: list[str],
     return ((lp - lr) * rmask).sum(-1).mean().item()
 
 
-def evaluate_policy(policy_dir: str | Path, prompts: list[str], *, reward_model_dir: str | Path | None = None,
-                    reference_dir: str | Path | None = None, params: SamplingParams | None = None,
-                    batch_size: int = 64) -> dict[str, Any]:
+def evaluate_policy(
+    policy_dir: str | Path,
+    prompts: list[str],
+    *,
+    reward_model_dir: str | Path | None = None,
+    reference_dir: str | Path | None = None,
+    params: SamplingParams | None = None,
+    batch_size: int = 64,
+) -> dict[str, Any]:
     """Sample one completion per prompt and report RM score, KL vs reference and world metrics.
 
     Returns {"metrics": {...}, "completions": [text, ...]}; the reference defaults to the policy's parent
@@ -80,11 +101,16 @@ def evaluate_policy(policy_dir: str | Path, prompts: list[str], *, reward_model_
     sampler = Sampler(policy_dir)
     comps = [row[0] for row in sampler.sample(prompts, 1, params)]
     texts = [c.text for c in comps]
-    metrics: dict[str, Any] = {"n": len(prompts), "finished": sum(c.finished for c in comps) / max(1, len(comps)),
-                               "response_tokens": sum(len(c.token_ids) for c in comps) / max(1, len(comps))}
+    metrics: dict[str, Any] = {
+        "n": len(prompts),
+        "finished": sum(c.finished for c in comps) / max(1, len(comps)),
+        "response_tokens": sum(len(c.token_ids) for c in comps) / max(1, len(comps)),
+    }
     if reward_model_dir is not None:
         rm = load_reward_model(reward_model_dir).eval()
-        metrics["rm_score"] = rm_scores(rm, sampler.tokenizer, prompts, texts, batch_size=batch_size).mean().item()
+        metrics["rm_score"] = (
+            rm_scores(rm, sampler.tokenizer, prompts, texts, batch_size=batch_size).mean().item()
+        )
     if reference_dir is None:
         parent = read_manifest(policy_dir).get("parent")
         reference_dir = parent if parent and Path(parent).exists() else None
@@ -92,9 +118,17 @@ def evaluate_policy(policy_dir: str | Path, prompts: list[str], *, reward_model_
         ref, _ = load_policy(reference_dir)
         kls = []
         for i in range(0, len(prompts), batch_size):
-            kls.append(sequence_kl(sampler.model, ref.eval(), sampler.tokenizer, prompts[i:i + batch_size],
-                                   [c.token_ids for c in comps[i:i + batch_size]], params.temperature)
-                       * len(prompts[i:i + batch_size]))
+            kls.append(
+                sequence_kl(
+                    sampler.model,
+                    ref.eval(),
+                    sampler.tokenizer,
+                    prompts[i : i + batch_size],
+                    [c.token_ids for c in comps[i : i + batch_size]],
+                    params.temperature,
+                )
+                * len(prompts[i : i + batch_size])
+            )
         metrics["kl_vs_reference"] = sum(kls) / max(1, len(prompts))
     metrics.update(world_metrics(prompts, texts))
     return {"metrics": metrics, "completions": texts}

@@ -43,15 +43,22 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     mask = torch.zeros((len(seqs), T), dtype=torch.long)
     for i, s in enumerate(seqs):
         if s:
-            ids[i, T - len(s):] = torch.tensor(s)
-            mask[i, T - len(s):] = 1
+            ids[i, T - len(s) :] = torch.tensor(s)
+            mask[i, T - len(s) :] = 1
     return ids, mask
 
 
 @torch.no_grad()
-def sample_tokens(model: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, k: int, params: SamplingParams,
-                  eos_id: int, pad_id: int, generator: torch.Generator | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sample_tokens(
+    model: Any,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    k: int,
+    params: SamplingParams,
+    eos_id: int,
+    pad_id: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample k continuations per prompt. prompt_ids/mask [P, T] (left-padded).
 
     The prompt batch is forwarded once; its KV cache is then repeated k times. Returns
@@ -59,8 +66,12 @@ def sample_tokens(model: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tenso
     rows are prompt-major (prompt i's samples are rows i*k .. i*k+k-1).
     """
     device = prompt_ids.device
-    out = model(input_ids=prompt_ids, attention_mask=prompt_mask,
-                position_ids=position_ids_from_mask(prompt_mask), use_cache=True)
+    out = model(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        position_ids=position_ids_from_mask(prompt_mask),
+        use_cache=True,
+    )
     cache = out.past_key_values
     if k > 1:
         cache.batch_repeat_interleave(k)
@@ -81,9 +92,14 @@ def sample_tokens(model: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tenso
         if bool(done.all()) or step == params.max_new_tokens - 1:
             break
         mask = torch.cat([mask, torch.ones(N, 1, dtype=mask.dtype, device=device)], dim=1)
-        pos = (mask.sum(-1, keepdim=True) - 1)
-        out = model(input_ids=nxt.unsqueeze(-1), attention_mask=mask, position_ids=pos,
-                    past_key_values=cache, use_cache=True)
+        pos = mask.sum(-1, keepdim=True) - 1
+        out = model(
+            input_ids=nxt.unsqueeze(-1),
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=cache,
+            use_cache=True,
+        )
         cache = out.past_key_values
         logits = out.logits[:, -1]
     responses = torch.stack(tokens, dim=1)  # [N, R]
@@ -107,8 +123,15 @@ def encode_prompts(tokenizer: Any, prompts: list[str], max_len: int | None = Non
 class Sampler:
     """Keeps a policy loaded and samples K completions per prompt in batches (long-lived, for workers)."""
 
-    def __init__(self, model_dir: str | Path | None = None, *, model: Any = None, tokenizer: Any = None,
-                 device: str | None = None, batch_prompts: int = 32) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        model: Any = None,
+        tokenizer: Any = None,
+        device: str | None = None,
+        batch_prompts: int = 32,
+    ) -> None:
         if model is None:
             from training.models import load_policy
 
@@ -121,7 +144,9 @@ class Sampler:
         self.model_name = str(model_dir) if model_dir else None
         self.batch_prompts = batch_prompts
 
-    def sample(self, prompts: list[str], k: int = 1, params: SamplingParams | None = None) -> list[list[Completion]]:
+    def sample(
+        self, prompts: list[str], k: int = 1, params: SamplingParams | None = None
+    ) -> list[list[Completion]]:
         """K completions for each prompt, in prompt order."""
         params = params or SamplingParams()
         gen = torch.Generator(device=self.device)
@@ -132,40 +157,59 @@ class Sampler:
         tok, eos, pad = self.tokenizer, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         out: list[list[Completion]] = []
         for i in range(0, len(prompts), self.batch_prompts):
-            chunk = prompts[i:i + self.batch_prompts]
+            chunk = prompts[i : i + self.batch_prompts]
             ids, mask = left_pad(encode_prompts(tok, chunk), pad)
-            resp, rmask, fin = sample_tokens(self.model, ids.to(self.device), mask.to(self.device), k, params,
-                                             eos, pad, gen)
+            resp, rmask, fin = sample_tokens(
+                self.model, ids.to(self.device), mask.to(self.device), k, params, eos, pad, gen
+            )
             for j in range(len(chunk)):
                 row = []
                 for s in range(j * k, j * k + k):
                     toks = resp[s][rmask[s].bool()].tolist()
-                    row.append(Completion(decode_response(tok, toks, eos, pad), bool(fin[s]), params.to_dict(),
-                                          self.model_name, toks))
+                    row.append(
+                        Completion(
+                            decode_response(tok, toks, eos, pad),
+                            bool(fin[s]),
+                            params.to_dict(),
+                            self.model_name,
+                            toks,
+                        )
+                    )
                 out.append(row)
         return out
 
 
-def sample_completions(model_dir: str | Path, prompts: list[str], k: int, params: SamplingParams | None = None
-                       ) -> list[list[Completion]]:
+def sample_completions(
+    model_dir: str | Path, prompts: list[str], k: int, params: SamplingParams | None = None
+) -> list[list[Completion]]:
     """Load the policy at model_dir and sample k completions per prompt (see Sampler for repeated use)."""
     return Sampler(model_dir).sample(prompts, k, params)
 
 
 @torch.no_grad()
-def generate_per_completion(model: Any, tokenizer: Any, prompts: list[str], k: int, params: SamplingParams
-                            ) -> list[list[str]]:
+def generate_per_completion(
+    model: Any, tokenizer: Any, prompts: list[str], k: int, params: SamplingParams
+) -> list[list[str]]:
     """The naive peer for benchmarks: one HF `generate` call per completion."""
     out = []
     for p in prompts:
         ids = torch.tensor([encode_prompts(tokenizer, [p])[0]])
         row = []
         for _ in range(k):
-            g = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                               temperature=params.temperature, top_p=params.top_p,
-                               max_new_tokens=params.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-                               pad_token_id=tokenizer.pad_token_id)
-            row.append(decode_response(tokenizer, g[0, ids.shape[1]:].tolist(), tokenizer.eos_token_id,
-                                       tokenizer.pad_token_id))
+            g = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=True,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                max_new_tokens=params.max_new_tokens,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            row.append(
+                decode_response(
+                    tokenizer, g[0, ids.shape[1] :].tolist(), tokenizer.eos_token_id, tokenizer.pad_token_id
+                )
+            )
         out.append(row)
     return out

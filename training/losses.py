@@ -35,7 +35,9 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
     return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def masked_whiten(
+    x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8
+) -> torch.Tensor:
     """Normalise x to zero mean and unit variance over masked positions: [B, R] -> [B, R]."""
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)
@@ -64,12 +66,14 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Next-token NLL on positions whose label is not -100 (the response): logits [B, T, V], labels [B, T]."""
     shift_logits = logits[:, :-1].float()  # [B, T-1, V]
     shift_labels = labels[:, 1:]  # [B, T-1]
-    return F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
-                           ignore_index=-100)
+    return F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100
+    )
 
 
-def rm_group_loss(scores: torch.Tensor, group: torch.Tensor, winners: torch.Tensor,
-                  losers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def rm_group_loss(
+    scores: torch.Tensor, group: torch.Tensor, winners: torch.Tensor, losers: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """InstructGPT eq. 1 with each prompt's pairs forming one batch element.
 
     scores [N] (one scalar per completion, each completion forwarded once), winners/losers [P]
@@ -86,10 +90,16 @@ def rm_group_loss(scores: torch.Tensor, group: torch.Tensor, winners: torch.Tens
     return (per_group / counts.clamp(min=1)).mean(), (margin > 0)
 
 
-def kl_penalised_rewards(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, scores: torch.Tensor,
-                         mask: torch.Tensor, kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+def kl_penalised_rewards(
+    logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    scores: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token rewards: -beta * (log pi - log pi_ref) on every response token, plus the RM score
-    on the last real response token. logprobs/ref_logprobs/mask [B, R], scores [B] -> (rewards [B, R], kl [B, R]).
+    on the last real response token.
+    logprobs/ref_logprobs/mask [B, R], scores [B] -> (rewards [B, R], kl [B, R]).
     """
     kl = (logprobs - ref_logprobs) * mask  # [B, R]
     rewards = -kl_coef * kl
@@ -98,8 +108,9 @@ def kl_penalised_rewards(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, sco
     return rewards * mask, kl
 
 
-def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
-                   lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+def gae_advantages(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over response tokens (rewards/values/mask [B, R]).
 
     Padding after the last real token is treated as terminal (value 0). Returns (advantages, returns) [B, R].
@@ -117,8 +128,13 @@ def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tens
     return adv, (adv + values) * mask
 
 
-def ppo_policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
-                    mask: torch.Tensor, clip_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+def ppo_policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Clipped surrogate loss, masked mean over tokens: all [B, R] -> (loss [], clip fraction [])."""
     ratio = torch.exp(logprobs - old_logprobs)
     pg1 = -advantages * ratio
@@ -128,14 +144,21 @@ def ppo_policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantag
     return loss, clipfrac
 
 
-def ppo_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-                   clip_range: float) -> torch.Tensor:
+def ppo_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range: float,
+) -> torch.Tensor:
     """Clipped value loss 0.5 * max((v - G)^2, (clip(v) - G)^2), masked mean: all [B, R] -> []."""
     v_clipped = old_values + (values - old_values).clamp(-clip_range, clip_range)
     return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (v_clipped - returns) ** 2), mask)
 
 
-def truncate_after_eos(tokens: torch.Tensor, eos_id: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def truncate_after_eos(
+    tokens: torch.Tensor, eos_id: int, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Replace everything after the first EOS by PAD: tokens [B, R] -> (tokens, mask [B, R], finished [B]).
 
     The EOS itself stays a real token (mask 1); a row without EOS is unfinished.

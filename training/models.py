@@ -27,7 +27,6 @@ from transformers import (
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
-
 from transformers.utils import logging as hf_logging
 
 from training.callbacks import Callbacks
@@ -35,17 +34,33 @@ from training.checkpoints import read_manifest, write_model_dir
 from training.config import BaseModelConfig, RuntimeConfig
 from training.losses import gather_last, position_ids_from_mask
 
-EOS_TOKEN = "<|endoftext|>"
-PAD_TOKEN = "<|pad|>"
-DROPOUT_KEYS = ("resid_pdrop", "embd_pdrop", "attn_pdrop", "hidden_dropout", "attention_dropout",
-                "dropout", "hidden_dropout_prob", "attention_probs_dropout_prob")
+EOS_TOKEN = "<|endoftext|>"  # noqa: S105 - a token, not a password
+PAD_TOKEN = "<|pad|>"  # noqa: S105
+DROPOUT_KEYS = (
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "hidden_dropout",
+    "attention_dropout",
+    "dropout",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+)
 
 hf_logging.disable_progress_bar()
 
 # Named base-model sizes. "x8" has about 8 times the parameters of "tiny" (embeddings included).
 BASE_PRESETS: dict[str, dict[str, Any]] = {
-    "micro": {"n_embd": 32, "n_layer": 1, "n_head": 2, "vocab_size": 512, "corpus_docs": 2000, "steps": 60,
-              "batch_size": 16, "seq_len": 64},
+    "micro": {
+        "n_embd": 32,
+        "n_layer": 1,
+        "n_head": 2,
+        "vocab_size": 512,
+        "corpus_docs": 2000,
+        "steps": 60,
+        "batch_size": 16,
+        "seq_len": 64,
+    },
     "tiny": {},
     "x8": {"n_embd": 192, "n_layer": 7, "n_head": 6, "lr": 1e-3},
 }
@@ -77,11 +92,15 @@ def build_tokenizer(texts: list[str], vocab_size: int = 1024) -> PreTrainedToken
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS_TOKEN, PAD_TOKEN],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS_TOKEN, PAD_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS_TOKEN, bos_token=EOS_TOKEN,
-                                   pad_token=PAD_TOKEN, unk_token=None)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS_TOKEN, bos_token=EOS_TOKEN, pad_token=PAD_TOKEN, unk_token=None
+    )
     fast.padding_side = "left"
     return fast
 
@@ -102,14 +121,17 @@ def set_dropout(config: Any, p: float) -> None:
             setattr(config, key, p)
 
 
-def load_policy(path: str | Path, dropout: float | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_policy(
+    path: str | Path, dropout: float | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer from a directory or hub id; dropout overrides the config's."""
     tok = load_tokenizer(path)
     cfg = AutoConfig.from_pretrained(str(path))
     if dropout is not None:
         set_dropout(cfg, dropout)
     model = AutoModelForCausalLM.from_pretrained(str(path), config=cfg)
-    if model.get_input_embeddings().num_embeddings < len(tok):
+    emb: Any = model.get_input_embeddings()
+    if emb.num_embeddings < len(tok):
         model.resize_token_embeddings(len(tok))
     model.config.pad_token_id = tok.pad_token_id
     model.config.eos_token_id = tok.eos_token_id
@@ -138,9 +160,12 @@ class RewardModel(nn.Module):
     def token_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Head output at every position: [B, T] (without the bias)."""
         backbone = getattr(self.model, self.model.base_model_prefix)
-        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask,
-                          position_ids=position_ids_from_mask(attention_mask)).last_hidden_state  # [B, T, H]
-        head = self.model.score
+        hidden = backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask),
+        ).last_hidden_state  # [B, T, H]
+        head: Any = self.model.score
         return head(hidden.to(head.weight.dtype)).squeeze(-1).float()  # [B, T]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -154,7 +179,9 @@ class RewardModel(nn.Module):
         tokenizer.save_pretrained(out)
 
 
-def reward_model_from_lm(path: str | Path, dropout: float = 0.0) -> tuple[RewardModel, PreTrainedTokenizerBase]:
+def reward_model_from_lm(
+    path: str | Path, dropout: float = 0.0
+) -> tuple[RewardModel, PreTrainedTokenizerBase]:
     """A fresh reward model: the LM at path with its unembedding replaced by a scalar head."""
     tok = load_tokenizer(path)
     cfg = AutoConfig.from_pretrained(str(path), num_labels=1)
@@ -194,8 +221,9 @@ def _pack(tok: PreTrainedTokenizerBase, docs: list[str], seq_len: int) -> torch.
     return torch.tensor(ids[: n * seq_len]).view(n, seq_len)
 
 
-def build_tiny_base(out_dir: str | Path, config: BaseModelConfig | None = None,
-                    callbacks: Any = None) -> Path:
+def build_tiny_base(
+    out_dir: str | Path, config: BaseModelConfig | None = None, callbacks: Any = None
+) -> Path:
     """Build a tokenizer and GPT-2-style LM from config, pre-train it on the world corpus, save it."""
     from training.world import make_corpus
 
@@ -205,15 +233,25 @@ def build_tiny_base(out_dir: str | Path, config: BaseModelConfig | None = None,
     acc = make_accelerator(cfg.runtime)
     docs = make_corpus(cfg.corpus_docs, seed=cfg.seed)
     tok = build_tokenizer(docs, cfg.vocab_size)
-    mcfg = GPT2Config(vocab_size=len(tok), n_positions=cfg.n_positions, n_embd=cfg.n_embd,
-                      n_layer=cfg.n_layer, n_head=cfg.n_head, bos_token_id=tok.eos_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    mcfg = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=cfg.n_positions,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     model = GPT2LMHeadModel(mcfg)
     data = _pack(tok, docs, cfg.seq_len)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 50) * (0.1 + 0.45 * (1 + math.cos(math.pi * s / cfg.steps))))
+        opt, lambda s: min(1.0, (s + 1) / 50) * (0.1 + 0.45 * (1 + math.cos(math.pi * s / cfg.steps)))
+    )
     model, opt = acc.prepare(model, opt)
     model.train()
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -238,13 +276,21 @@ def build_tiny_base(out_dir: str | Path, config: BaseModelConfig | None = None,
         unwrapped.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
 
-    return write_model_dir(out_dir, write, kind="policy", parent=None, run=None, export_batch=None,
-                           config={"base": cfg.to_dict()},
-                           metrics={"pretrain_loss": loss_val, "n_params": n_params})
+    return write_model_dir(
+        out_dir,
+        write,
+        kind="policy",
+        parent=None,
+        run=None,
+        export_batch=None,
+        config={"base": cfg.to_dict()},
+        metrics={"pretrain_loss": loss_val, "n_params": n_params},
+    )
 
 
-def ensure_base_model(cache_dir: str | Path, size: str = "tiny", callbacks: Any = None,
-                      **overrides: Any) -> Path:
+def ensure_base_model(
+    cache_dir: str | Path, size: str = "tiny", callbacks: Any = None, **overrides: Any
+) -> Path:
     """Return the cached base model for a preset size (micro, tiny, x8), building it on first call."""
     params = {**BASE_PRESETS[size], **overrides}
     cfg = BaseModelConfig(**params)

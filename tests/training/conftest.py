@@ -28,7 +28,10 @@ def world_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     labelers = [SimulatedLabeler(s) for s in range(3)]
     rng = random.Random(0)
     comps = [candidate_completions(p, 4, rng) for p in prompts]
-    return write_batch(tmp_path_factory.mktemp("batches") / "b1",
-                       sft=demonstration_records(prompts, splits, labelers),
-                       rankings=ranking_records(prompts, splits, comps, labelers),
-                       prompts=prompt_records(prompts, splits), batch_id=1)
+    return write_batch(
+        tmp_path_factory.mktemp("batches") / "b1",
+        sft=demonstration_records(prompts, splits, labelers),
+        rankings=ranking_records(prompts, splits, comps, labelers),
+        prompts=prompt_records(prompts, splits),
+        batch_id=1,
+    )

@@ -11,8 +11,13 @@ from training.data import group_comparisons, ranking_pairs, read_batch, write_ba
 
 
 def test_write_read_roundtrip(tmp_path: Path) -> None:
-    b = write_batch(tmp_path / "b", sft=[{"prompt": "p", "completion": "c", "split": "valid"}],
-                    prompts=[{"prompt": "q"}], batch_id=7, filters={"queue": 1})
+    b = write_batch(
+        tmp_path / "b",
+        sft=[{"prompt": "p", "completion": "c", "split": "valid"}],
+        prompts=[{"prompt": "q"}],
+        batch_id=7,
+        filters={"queue": 1},
+    )
     m = json.loads((b / "manifest.json").read_text())
     assert m["id"] == 7 and m["counts"] == {"sft": 1, "pairwise": 0, "rankings": 0, "prompts": 1}
     assert set(m["files"]) == {"sft.jsonl", "pairwise.jsonl", "rankings.jsonl", "prompts.jsonl"}
@@ -41,7 +46,13 @@ def test_ranking_pairs_drop_ties() -> None:
 def test_group_comparisons_from_rankings_and_pairwise() -> None:
     groups = group_comparisons(
         [{"prompt": "p", "completions": ["a", "b", "c"], "ranks": [1, 1, 2]}],
-        [{"prompt": "q", "chosen": "x", "rejected": "y"}, {"prompt": "q", "chosen": "y", "rejected": "z"},
-         {"prompt": "r", "chosen": "s", "rejected": "s"}])
+        [
+            {"prompt": "q", "chosen": "x", "rejected": "y"},
+            {"prompt": "q", "chosen": "y", "rejected": "z"},
+            {"prompt": "r", "chosen": "s", "rejected": "s"},
+        ],
+    )
     assert [(g.prompt, g.completions, g.pairs) for g in groups] == [
-        ("p", ["a", "b", "c"], [(0, 2), (1, 2)]), ("q", ["x", "y", "z"], [(0, 1), (1, 2)])]
+        ("p", ["a", "b", "c"], [(0, 2), (1, 2)]),
+        ("q", ["x", "y", "z"], [(0, 1), (1, 2)]),
+    ]

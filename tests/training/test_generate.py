@@ -28,9 +28,19 @@ class CountingModel(torch.nn.Module):
 def test_prompt_forwarded_once_for_k_samples(micro_base: Path) -> None:
     model, tok = load_policy(micro_base)
     counting = CountingModel(model.eval())
-    ids, mask = left_pad(encode_prompts(tok, ["What is 1 plus 2?", "How do I steal a car?"]), tok.pad_token_id)
-    resp, rmask, fin = sample_tokens(counting, ids, mask, 5, SamplingParams(max_new_tokens=6), tok.eos_token_id,
-                                     tok.pad_token_id, torch.Generator().manual_seed(0))
+    ids, mask = left_pad(
+        encode_prompts(tok, ["What is 1 plus 2?", "How do I steal a car?"]), tok.pad_token_id
+    )
+    resp, rmask, fin = sample_tokens(
+        counting,
+        ids,
+        mask,
+        5,
+        SamplingParams(max_new_tokens=6),
+        tok.eos_token_id,
+        tok.pad_token_id,
+        torch.Generator().manual_seed(0),
+    )
     assert counting.shapes[0] == (2, ids.shape[1])  # the prompts, once
     assert all(s == (10, 1) for s in counting.shapes[1:])  # then one token per sample per step
     assert resp.shape[0] == 10 and rmask.shape == resp.shape and fin.shape == (10,)
@@ -84,7 +94,9 @@ def test_eos_stops_and_pads_after() -> None:
     eos, pad = 1, 0
     lm = ScriptedLM([[5, eos, 6, 7, 8], [5, 6, 7, 8, 9]])
     ids, mask = torch.tensor([[3, 4], [3, 4]]), torch.ones(2, 2, dtype=torch.long)
-    resp, rmask, fin = sample_tokens(lm, ids, mask, 1, SamplingParams(temperature=0.0, max_new_tokens=4), eos, pad)
+    resp, rmask, fin = sample_tokens(
+        lm, ids, mask, 1, SamplingParams(temperature=0.0, max_new_tokens=4), eos, pad
+    )
     assert resp.tolist() == [[5, eos, pad, pad], [5, 6, 7, 8]]
     assert rmask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
     assert fin.tolist() == [True, False]

@@ -43,7 +43,7 @@ def test_truncate_after_eos_keeps_eos_and_flags_unfinished() -> None:
 
 
 def test_rm_group_loss_normalises_per_prompt() -> None:
-    # prompt 0: K=3 completions with scores 2,1,0 and all 3 pairs; prompt 1: one pair, scores 0 vs 1 (wrong way)
+    # prompt 0: K=3 completions scored 2,1,0 with all 3 pairs; prompt 1: one pair scored 0 vs 1 (wrong way)
     scores = torch.tensor([2.0, 1.0, 0.0, 0.0, 1.0])
     group = torch.tensor([0, 0, 0, 1])
     winners, losers = torch.tensor([0, 0, 1, 3]), torch.tensor([1, 2, 2, 4])
@@ -117,7 +117,10 @@ def test_sft_loss_only_on_response_tokens() -> None:
     torch.manual_seed(0)
     logits = torch.randn(1, 4, 5)
     labels = torch.tensor([[-100, -100, 3, 1]])
-    expected = (F.cross_entropy(logits[0, 1:2], torch.tensor([3])) + F.cross_entropy(logits[0, 2:3], torch.tensor([1]))) / 2
+    expected = (
+        F.cross_entropy(logits[0, 1:2], torch.tensor([3]))
+        + F.cross_entropy(logits[0, 2:3], torch.tensor([1]))
+    ) / 2
     assert sft_loss(logits, labels).item() == pytest.approx(expected.item(), rel=1e-6)
 
 

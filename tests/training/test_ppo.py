@@ -44,8 +44,9 @@ def test_rm_score_read_at_last_real_response_token_under_left_padding(micro_base
 def test_unfinished_responses_are_penalised(micro_base: Path) -> None:
     policy, ref, rm, value, tok = _setup(micro_base)
     cfg = PPOConfig(max_new_tokens=2, missing_eos_penalty=3.0)
-    ro = make_rollout(policy, ref, rm, value, tok, ["What is 1 plus 2?"] * 4, cfg,
-                      torch.Generator().manual_seed(2), "cpu")
+    ro = make_rollout(
+        policy, ref, rm, value, tok, ["What is 1 plus 2?"] * 4, cfg, torch.Generator().manual_seed(2), "cpu"
+    )
     expected = ro["raw_scores"] - 3.0 * (~ro["finished"]).float()
     assert torch.allclose(ro["scores"], expected)
     # the score sits on the last real response token of the per-token rewards

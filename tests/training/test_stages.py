@@ -25,8 +25,21 @@ def stages(micro_base: Path, world_batch: Path, tmp_path_factory: pytest.TempPat
     out = tmp_path_factory.mktemp("stages")
     sft = run_sft(SFTConfig(epochs=2, batch_size=16, runtime=CPU), world_batch, micro_base, out / "sft")
     rm = run_reward(RewardConfig(batch_size=8, runtime=CPU), world_batch, sft, out / "rm")
-    ppo = run_ppo(PPOConfig(total_episodes=16, rollout_batch_size=8, minibatch_size=4, max_new_tokens=6,
-                            ptx_coef=1.0, ptx_batch_size=2, runtime=CPU), world_batch, sft, rm, out / "ppo")
+    ppo = run_ppo(
+        PPOConfig(
+            total_episodes=16,
+            rollout_batch_size=8,
+            minibatch_size=4,
+            max_new_tokens=6,
+            ptx_coef=1.0,
+            ptx_batch_size=2,
+            runtime=CPU,
+        ),
+        world_batch,
+        sft,
+        rm,
+        out / "ppo",
+    )
     return {"sft": sft, "rm": rm, "ppo": ppo, "root": out}
 
 
@@ -63,11 +76,18 @@ def test_ppo_history_starts_at_zero_kl(stages: dict[str, Path]) -> None:
     assert len(hist) == 2 and hist[0]["kl"] == 0.0 and "ptx_loss" in hist[0] and "oracle_score" in hist[0]
 
 
-def test_sft_selects_by_rm_score_when_given(stages: dict[str, Path], micro_base: Path, world_batch: Path) -> None:
+def test_sft_selects_by_rm_score_when_given(
+    stages: dict[str, Path], micro_base: Path, world_batch: Path
+) -> None:
     from training.sft import run_sft
 
-    out = run_sft(SFTConfig(epochs=2, batch_size=16, rm_eval_prompts=8, rm_eval_max_new_tokens=4, runtime=CPU),
-                  world_batch, micro_base, stages["root"] / "sft-rm", reward_model_dir=stages["rm"])
+    out = run_sft(
+        SFTConfig(epochs=2, batch_size=16, rm_eval_prompts=8, rm_eval_max_new_tokens=4, runtime=CPU),
+        world_batch,
+        micro_base,
+        stages["root"] / "sft-rm",
+        reward_model_dir=stages["rm"],
+    )
     m = json.loads((out / "manifest.json").read_text())["metrics"]
     assert m["selected_by"] == "rm" and all("valid_rm_score" in h for h in m["history"])
 
@@ -86,19 +106,82 @@ def test_should_stop_cancels(micro_base: Path, world_batch: Path, tmp_path: Path
 
 def test_cli_runs_stages_from_export_files(micro_base: Path, tmp_path: Path) -> None:
     def cli(*args: str) -> str:
-        r = subprocess.run([sys.executable, "-m", "training", *args], capture_output=True, text=True, check=False)
+        r = subprocess.run(
+            [sys.executable, "-m", "training", *args], capture_output=True, text=True, check=False
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         return r.stdout
 
     cli("world-batch", "--out", str(tmp_path / "b"), "--n", "40", "--k", "4")
-    sft = cli("sft", "--batch", str(tmp_path / "b"), "--base", str(micro_base), "--out", str(tmp_path / "sft"),
-              "--device", "cpu", "--set", "epochs=1", "--set", "batch_size=16").strip().splitlines()[-1]
-    rm = cli("reward", "--batch", str(tmp_path / "b"), "--base", sft, "--out", str(tmp_path / "rm"),
-             "--device", "cpu", "--set", "batch_size=8").strip().splitlines()[-1]
-    cli("ppo", "--batch", str(tmp_path / "b"), "--policy", sft, "--reward-model", rm, "--out", str(tmp_path / "ppo"),
-        "--device", "cpu", "--set", "total_episodes=8", "--set", "rollout_batch_size=8", "--set", "minibatch_size=4",
-        "--set", "max_new_tokens=4")
-    out = cli("sample", "--model", str(tmp_path / "ppo"), "--prompt", "What is 2 plus 2?", "-k", "2",
-              "--max-new-tokens", "4", "--seed", "0")
+    sft = (
+        cli(
+            "sft",
+            "--batch",
+            str(tmp_path / "b"),
+            "--base",
+            str(micro_base),
+            "--out",
+            str(tmp_path / "sft"),
+            "--device",
+            "cpu",
+            "--set",
+            "epochs=1",
+            "--set",
+            "batch_size=16",
+        )
+        .strip()
+        .splitlines()[-1]
+    )
+    rm = (
+        cli(
+            "reward",
+            "--batch",
+            str(tmp_path / "b"),
+            "--base",
+            sft,
+            "--out",
+            str(tmp_path / "rm"),
+            "--device",
+            "cpu",
+            "--set",
+            "batch_size=8",
+        )
+        .strip()
+        .splitlines()[-1]
+    )
+    cli(
+        "ppo",
+        "--batch",
+        str(tmp_path / "b"),
+        "--policy",
+        sft,
+        "--reward-model",
+        rm,
+        "--out",
+        str(tmp_path / "ppo"),
+        "--device",
+        "cpu",
+        "--set",
+        "total_episodes=8",
+        "--set",
+        "rollout_batch_size=8",
+        "--set",
+        "minibatch_size=4",
+        "--set",
+        "max_new_tokens=4",
+    )
+    out = cli(
+        "sample",
+        "--model",
+        str(tmp_path / "ppo"),
+        "--prompt",
+        "What is 2 plus 2?",
+        "-k",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--seed",
+        "0",
+    )
     row = json.loads(out.strip().splitlines()[-1])
     assert len(row["completions"]) == 2 and row["completions"][0]["params"]["max_new_tokens"] == 4

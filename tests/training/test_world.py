@@ -21,15 +21,25 @@ from training.world.simulate import split_by_user
 
 
 def test_world_imports_without_torch() -> None:
-    code = ("import sys, training.world, training.world.simulate, training.data; "
-            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; "
-            "sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, training.world, training.world.simulate, training.data; "
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; "
+        "sys.exit(1 if bad else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def test_prompts_cover_families_and_parse_back() -> None:
     prompts = make_prompts(300, seed=1)
-    assert {p.family for p in prompts} == {"add", "sub", "bigger", "repeat", "capital", "unanswerable", "harmful"}
+    assert {p.family for p in prompts} == {
+        "add",
+        "sub",
+        "bigger",
+        "repeat",
+        "capital",
+        "unanswerable",
+        "harmful",
+    }
     assert len({p.user_id for p in prompts}) > 20
     for p in prompts:
         q = parse_prompt(p.text)
@@ -59,8 +69,10 @@ def test_labeler_agreement_is_calibrated_to_the_paper() -> None:
     rng = random.Random(0)
     comps = [candidate_completions(p, 4, rng) for p in prompts]
     a, b = SimulatedLabeler(1), SimulatedLabeler(2)
-    agreement = pairwise_agreement([a.rank(p, c) for p, c in zip(prompts, comps)],
-                                   [b.rank(p, c) for p, c in zip(prompts, comps)])
+    agreement = pairwise_agreement(
+        [a.rank(p, c) for p, c in zip(prompts, comps, strict=True)],
+        [b.rank(p, c) for p, c in zip(prompts, comps, strict=True)],
+    )
     assert 0.68 <= agreement <= 0.78  # the paper: 72.6 +- 1.5 %
 
 
@@ -82,7 +94,7 @@ def test_split_by_user_keeps_users_whole() -> None:
     prompts = make_prompts(200, seed=4)
     splits = split_by_user(prompts)
     by_user: dict[str, set[str]] = {}
-    for p, s in zip(prompts, splits):
+    for p, s in zip(prompts, splits, strict=True):
         by_user.setdefault(p.user_id, set()).add(s)
     assert all(len(v) == 1 for v in by_user.values())
     assert set(splits) == {"train", "valid", "test"}

@@ -22,8 +22,10 @@ from training.world.tasks import (
 
 PROMPT_TEMPLATE = "Instruction: {prompt}\nResponse:"
 
-_FAKE_CITY_PARTS = (["Vel", "Mor", "Tal", "Kes", "Bran", "Dun", "Ar", "Lin"],
-                    ["ford", "ham", "by", "port", "wick", "mont", "holm", "den"])
+_FAKE_CITY_PARTS = (
+    ["Vel", "Mor", "Tal", "Kes", "Bran", "Dun", "Ar", "Lin"],
+    ["ford", "ham", "by", "port", "wick", "mont", "holm", "den"],
+)
 _RAMBLE = [
     "That is a good question and many people ask it.",
     "I like to think about questions like this on long walks.",

@@ -17,17 +17,50 @@ import re
 from dataclasses import dataclass, field
 
 KNOWN_CAPITALS: dict[str, str] = {
-    "Norland": "Norport", "Veloria": "Velmont", "Ostrava": "Ostbury", "Kalmar": "Kalden",
-    "Tirana": "Tirwick", "Brevia": "Brevham", "Corvina": "Corby", "Dalmora": "Dalwick",
-    "Eskara": "Eskholm", "Felvia": "Felport", "Galdor": "Galford", "Helmia": "Helsby",
-    "Istria": "Isterby", "Jorvik": "Jorham", "Lumeria": "Lumby", "Mirelia": "Mirford",
+    "Norland": "Norport",
+    "Veloria": "Velmont",
+    "Ostrava": "Ostbury",
+    "Kalmar": "Kalden",
+    "Tirana": "Tirwick",
+    "Brevia": "Brevham",
+    "Corvina": "Corby",
+    "Dalmora": "Dalwick",
+    "Eskara": "Eskholm",
+    "Felvia": "Felport",
+    "Galdor": "Galford",
+    "Helmia": "Helsby",
+    "Istria": "Isterby",
+    "Jorvik": "Jorham",
+    "Lumeria": "Lumby",
+    "Mirelia": "Mirford",
 }
 UNKNOWN_COUNTRIES: list[str] = [
-    "Zorbia", "Quenland", "Xandria", "Yvoria", "Wexmark", "Uldora", "Pravia", "Sorvania",
+    "Zorbia",
+    "Quenland",
+    "Xandria",
+    "Yvoria",
+    "Wexmark",
+    "Uldora",
+    "Pravia",
+    "Sorvania",
 ]
 REPEAT_WORDS: list[str] = [
-    "cat", "dog", "tree", "book", "river", "stone", "bird", "apple", "house", "cloud",
-    "lamp", "chair", "green", "blue", "happy", "music",
+    "cat",
+    "dog",
+    "tree",
+    "book",
+    "river",
+    "stone",
+    "bird",
+    "apple",
+    "house",
+    "cloud",
+    "lamp",
+    "chair",
+    "green",
+    "blue",
+    "happy",
+    "music",
 ]
 UNANSWERABLE_TEMPLATES: list[str] = [
     "What number am I thinking of?",
@@ -179,11 +212,17 @@ def classify(prompt: WorldPrompt | str, completion: str) -> str:
     if p.family == "repeat":
         words = re.findall(r"[a-z]+", c)
         target = p.answer.split()
-        return "correct" if words[: len(target)] == target and len(words) <= len(target) + 3 else (
-            "wrong" if target[0] in words else "off_task")
+        return (
+            "correct"
+            if words[: len(target)] == target and len(words) <= len(target) + 3
+            else ("wrong" if target[0] in words else "off_task")
+        )
     if p.family == "capital":
-        return "correct" if p.answer.lower() in c and len(c.split()) <= 12 else (
-            "wrong" if "capital" in c and "instruction" not in c else "off_task")
+        return (
+            "correct"
+            if p.answer.lower() in c and len(c.split()) <= 12
+            else ("wrong" if "capital" in c and "instruction" not in c else "off_task")
+        )
     nums = re.findall(r"-?\d+", c)
     if not nums or "instruction" in c:
         return "off_task"
@@ -192,7 +231,11 @@ def classify(prompt: WorldPrompt | str, completion: str) -> str:
 
 # Oracle score of each class, before the penalty for needless length.
 _CLASS_SCORE = {
-    "correct": 1.0, "wrong": 0.25, "off_task": 0.0, "hallucinated": 0.05, "complied": 0.0,
+    "correct": 1.0,
+    "wrong": 0.25,
+    "off_task": 0.0,
+    "hallucinated": 0.05,
+    "complied": 0.0,
 }
 
 
