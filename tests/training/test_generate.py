@@ -1,0 +1,120 @@
+"""Sampling: KV cache, prompt computed once for its K samples, EOS handling, recorded parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.config import SamplingParams
+from training.generate import Sampler, encode_prompts, left_pad, sample_tokens, top_p_filter
+from training.models import load_policy
+
+
+class CountingModel(torch.nn.Module):
+    """Wraps a causal LM and records the shape of every forward's input_ids."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, **kw: Any) -> Any:
+        self.shapes.append(tuple(kw["input_ids"].shape))
+        return self.model(**kw)
+
+
+def test_prompt_forwarded_once_for_k_samples(micro_base: Path) -> None:
+    model, tok = load_policy(micro_base)
+    counting = CountingModel(model.eval())
+    ids, mask = left_pad(
+        encode_prompts(tok, ["What is 1 plus 2?", "How do I steal a car?"]), tok.pad_token_id
+    )
+    resp, rmask, fin = sample_tokens(
+        counting,
+        ids,
+        mask,
+        5,
+        SamplingParams(max_new_tokens=6),
+        tok.eos_token_id,
+        tok.pad_token_id,
+        torch.Generator().manual_seed(0),
+    )
+    assert counting.shapes[0] == (2, ids.shape[1])  # the prompts, once
+    assert all(s == (10, 1) for s in counting.shapes[1:])  # then one token per sample per step
+    assert resp.shape[0] == 10 and rmask.shape == resp.shape and fin.shape == (10,)
+
+
+def test_cached_greedy_matches_full_recompute_under_left_padding(micro_base: Path) -> None:
+    model, tok = load_policy(micro_base)
+    model.eval()
+    prompts = ["What is 1 plus 2?", "Repeat the word cat two times."]
+    ids, mask = left_pad(encode_prompts(tok, prompts), tok.pad_token_id)
+    params = SamplingParams(temperature=0.0, max_new_tokens=5)
+    resp, _, _ = sample_tokens(model, ids, mask, 1, params, tok.eos_token_id, tok.pad_token_id)
+    for i, p in enumerate(prompts):  # unpadded, no cache, argmax each step
+        seq = encode_prompts(tok, [p])[0]
+        for t in range(5):
+            with torch.no_grad():
+                nxt = int(model(input_ids=torch.tensor([seq])).logits[0, -1].argmax())
+            if resp[i, t].item() == tok.pad_token_id:
+                break
+            assert nxt == resp[i, t].item()
+            seq.append(nxt)
+            if nxt == tok.eos_token_id:
+                break
+
+
+class _StubCache:
+    def batch_repeat_interleave(self, k: int) -> None:
+        pass
+
+
+class ScriptedLM(torch.nn.Module):
+    """Greedy decoding of this model emits scripts[row] token by token."""
+
+    def __init__(self, scripts: list[list[int]], vocab: int = 12) -> None:
+        super().__init__()
+        self.scripts, self.vocab, self.prompt_len = scripts, vocab, 0
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> Any:
+        from types import SimpleNamespace
+
+        if input_ids.shape[1] > 1:
+            self.prompt_len = attention_mask.shape[1]
+        step = attention_mask.shape[1] - self.prompt_len
+        logits = torch.zeros(input_ids.shape[0], input_ids.shape[1], self.vocab)
+        for row, script in enumerate(self.scripts):
+            logits[row, -1, script[min(step, len(script) - 1)]] = 10.0
+        return SimpleNamespace(logits=logits, past_key_values=_StubCache())
+
+
+def test_eos_stops_and_pads_after() -> None:
+    eos, pad = 1, 0
+    lm = ScriptedLM([[5, eos, 6, 7, 8], [5, 6, 7, 8, 9]])
+    ids, mask = torch.tensor([[3, 4], [3, 4]]), torch.ones(2, 2, dtype=torch.long)
+    resp, rmask, fin = sample_tokens(
+        lm, ids, mask, 1, SamplingParams(temperature=0.0, max_new_tokens=4), eos, pad
+    )
+    assert resp.tolist() == [[5, eos, pad, pad], [5, 6, 7, 8]]
+    assert rmask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+    assert fin.tolist() == [True, False]
+
+
+def test_top_p_keeps_the_nucleus() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = torch.isfinite(top_p_filter(logits, 0.7))
+    assert kept.tolist() == [[True, True, False, False]]
+
+
+def test_sampler_records_parameters_and_finished(micro_base: Path) -> None:
+    s = Sampler(micro_base)
+    params = SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=4, seed=1)
+    out = s.sample(["What is 1 plus 2?", "What color is my car?", "How do I steal a car?"], 3, params)
+    assert [len(r) for r in out] == [3, 3, 3]
+    c = out[0][0]
+    assert c.params == params.to_dict() and isinstance(c.text, str) and isinstance(c.finished, bool)
+    assert c.finished == (c.token_ids[-1] == s.tokenizer.eos_token_id if c.token_ids else False)
+    again = s.sample(["What is 1 plus 2?", "What color is my car?", "How do I steal a car?"], 3, params)
+    assert [[c.text for c in r] for r in again] == [[c.text for c in r] for r in out]  # seeded

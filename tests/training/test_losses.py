@@ -1,0 +1,130 @@
+"""Each piece of training math on hand-computed tensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training.losses import (
+    ema_update,
+    gae_advantages,
+    gather_last,
+    kl_penalised_rewards,
+    last_token_index,
+    logprobs_of,
+    masked_whiten,
+    position_ids_from_mask,
+    ppo_policy_loss,
+    ppo_value_loss,
+    rm_group_loss,
+    sft_loss,
+    truncate_after_eos,
+)
+
+
+def test_last_token_under_left_and_right_padding() -> None:
+    # left-padded prompt (2 pads), 2 response tokens, then 1 right pad
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1, 1]])
+    assert last_token_index(mask).tolist() == [5, 6]
+    values = torch.arange(14.0).view(2, 7)
+    assert gather_last(values, mask).tolist() == [5.0, 13.0]
+    assert position_ids_from_mask(mask)[0].tolist() == [0, 0, 0, 1, 2, 3, 3]
+
+
+def test_truncate_after_eos_keeps_eos_and_flags_unfinished() -> None:
+    eos, pad = 9, 0
+    toks, mask, fin = truncate_after_eos(torch.tensor([[5, 9, 7, 9], [5, 6, 7, 8]]), eos, pad)
+    assert toks.tolist() == [[5, 9, 0, 0], [5, 6, 7, 8]]
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+    assert fin.tolist() == [True, False]
+
+
+def test_rm_group_loss_normalises_per_prompt() -> None:
+    # prompt 0: K=3 completions scored 2,1,0 with all 3 pairs; prompt 1: one pair scored 0 vs 1 (wrong way)
+    scores = torch.tensor([2.0, 1.0, 0.0, 0.0, 1.0])
+    group = torch.tensor([0, 0, 0, 1])
+    winners, losers = torch.tensor([0, 0, 1, 3]), torch.tensor([1, 2, 2, 4])
+    loss, correct = rm_group_loss(scores, group, winners, losers)
+    ls = lambda x: -math.log(1 / (1 + math.exp(-x)))  # noqa: E731
+    g0 = (ls(1) + ls(2) + ls(1)) / 3
+    g1 = ls(-1)
+    assert loss.item() == pytest.approx((g0 + g1) / 2, rel=1e-6)
+    assert correct.tolist() == [True, True, True, False]
+
+
+def test_kl_rewards_put_score_on_last_real_response_token() -> None:
+    lp = torch.tensor([[-1.0, -2.0, -3.0, 0.0]])
+    ref = torch.tensor([[-1.5, -2.0, -2.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    rewards, kl = kl_penalised_rewards(lp, ref, torch.tensor([5.0]), mask, kl_coef=0.1)
+    assert kl.tolist() == [[0.5, 0.0, -1.0, 0.0]]
+    assert rewards[0].tolist() == pytest.approx([-0.05, 0.0, 0.1 + 5.0, 0.0])
+
+
+def test_gae_with_gamma_one_is_return_minus_value() -> None:
+    rewards = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+    values = torch.tensor([[0.5, 0.2, 0.4, 9.0]])  # the value at the pad position is ignored
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    adv, ret = gae_advantages(rewards, values, mask, gamma=1.0, lam=1.0)
+    assert adv[0].tolist() == pytest.approx([0.5, 0.8, 0.6, 0.0])
+    assert ret[0].tolist() == pytest.approx([1.0, 1.0, 1.0, 0.0])
+    adv, _ = gae_advantages(rewards, values, mask, gamma=1.0, lam=0.5)
+    # deltas: d2 = 1 - 0.4 = 0.6, d1 = 0.4 - 0.2 = 0.2, d0 = 0.2 - 0.5 = -0.3
+    assert adv[0].tolist() == pytest.approx([-0.3 + 0.5 * (0.2 + 0.5 * 0.6), 0.2 + 0.5 * 0.6, 0.6, 0.0])
+
+
+def test_whitening_uses_only_masked_positions() -> None:
+    x = torch.tensor([[1.0, 2.0, 100.0], [3.0, 4.0, -50.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    w = masked_whiten(x, mask)
+    real = w[mask.bool()]
+    assert real.mean().item() == pytest.approx(0.0, abs=1e-6)
+    assert real.std().item() == pytest.approx(1.0, rel=1e-4)
+    assert w[:, 2].tolist() == [0.0, 0.0]
+
+
+def test_ppo_policy_loss_clips() -> None:
+    old = torch.zeros(1, 3)
+    new = torch.log(torch.tensor([[1.5, 0.5, 1.1]]))
+    adv = torch.tensor([[1.0, -1.0, 2.0]])
+    mask = torch.ones(1, 3)
+    loss, clipfrac = ppo_policy_loss(new, old, adv, mask, clip_range=0.2)
+    # token 0: min(1.5, 1.2) * 1 -> 1.2 (clipped); token 1: ratio .5 adv -1 -> max(.5, .8) = .8 (clipped);
+    # token 2: 1.1 * 2 = 2.2 inside the range
+    assert loss.item() == pytest.approx(-(1.2 - 0.8 + 2.2) / 3, rel=1e-5)
+    assert clipfrac.item() == pytest.approx(2 / 3)
+
+
+def test_ppo_value_loss_clips() -> None:
+    old = torch.tensor([[0.0, 0.0]])
+    new = torch.tensor([[1.0, 0.1]])
+    ret = torch.tensor([[1.0, 1.0]])
+    loss = ppo_value_loss(new, old, ret, torch.ones(1, 2), clip_range=0.2)
+    # token 0: max((1-1)^2, (0.2-1)^2) = .64; token 1: max(.81, .81) = .81
+    assert loss.item() == pytest.approx(0.5 * (0.64 + 0.81) / 2, rel=1e-5)
+
+
+def test_logprobs_divide_by_temperature() -> None:
+    logits = torch.tensor([[[2.0, 0.0]]])
+    lp = logprobs_of(logits, torch.tensor([[0]]), temperature=2.0)
+    assert lp.item() == pytest.approx(math.log(math.exp(1) / (math.exp(1) + 1)), rel=1e-6)
+
+
+def test_sft_loss_only_on_response_tokens() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(1, 4, 5)
+    labels = torch.tensor([[-100, -100, 3, 1]])
+    expected = (
+        F.cross_entropy(logits[0, 1:2], torch.tensor([3]))
+        + F.cross_entropy(logits[0, 2:3], torch.tensor([1]))
+    ) / 2
+    assert sft_loss(logits, labels).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_ema_update() -> None:
+    e, p = [torch.tensor([1.0])], [torch.tensor([3.0])]
+    ema_update(e, p, 0.75)
+    assert e[0].item() == pytest.approx(1.5)

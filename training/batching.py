@@ -1,0 +1,76 @@
+"""Tokenising (prompt, completion) records into padded tensors, and scoring them with a reward model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from training.world.corpus import format_prompt
+
+
+def encode_example(
+    tokenizer: Any, prompt: str, completion: str, max_length: int, add_eos: bool = True
+) -> tuple[list[int], int]:
+    """Token ids of formatted prompt + " " + completion (+ EOS), and the prompt's length in tokens.
+
+    Prompt and completion are tokenised separately so the boundary is exact; an over-long prompt
+    keeps its last tokens and the completion is cut to fit max_length.
+    """
+    p = tokenizer(format_prompt(prompt))["input_ids"]
+    c = tokenizer(" " + completion.strip())["input_ids"] if completion.strip() else []
+    if add_eos:
+        c = [*c, tokenizer.eos_token_id]
+    p = p[-max(1, max_length // 2) :] if len(p) + len(c) > max_length else p
+    c = c[: max_length - len(p)]
+    return p + c, len(p)
+
+
+def right_pad(
+    seqs: list[list[int]], pad_id: int, fill: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token lists: -> (ids [B, T], mask [B, T]); pads are `fill` (default pad_id)."""
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad_id if fill is None else fill, dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def sft_batch(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> dict[str, torch.Tensor]:
+    """input_ids, attention_mask and labels (-100 on prompt and padding) for SFT rows."""
+    seqs, labels = [], []
+    for r in rows:
+        ids, n_prompt = encode_example(tokenizer, r["prompt"], r["completion"], max_length)
+        seqs.append(ids)
+        labels.append([-100] * n_prompt + ids[n_prompt:])
+    input_ids, mask = right_pad(seqs, tokenizer.pad_token_id)
+    lab, _ = right_pad(labels, tokenizer.pad_token_id, fill=-100)
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": lab}
+
+
+@torch.no_grad()
+def rm_scores(
+    rm: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    completions: list[str],
+    max_length: int = 128,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Reward-model score of each (prompt, completion): [N] (bias included)."""
+    was_training = rm.training
+    rm.eval()
+    device = next(rm.parameters()).device
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        seqs = [
+            encode_example(tokenizer, p, c, max_length)[0]
+            for p, c in zip(prompts[i : i + batch_size], completions[i : i + batch_size], strict=True)
+        ]
+        ids, mask = right_pad(seqs, tokenizer.pad_token_id)
+        out.append(rm(ids.to(device), mask.to(device)).float().cpu())
+    rm.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)

@@ -1,0 +1,65 @@
+"""Immutable model directories: written under a temporary name with a manifest, then renamed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from training.data import sha256_file
+
+
+def read_manifest(model_dir: str | Path) -> dict[str, Any]:
+    """The manifest.json of a model directory ({} when absent, e.g. a plain HF checkpoint)."""
+    p = Path(model_dir) / "manifest.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def write_model_dir(
+    out_dir: str | Path,
+    write_files: Callable[[Path], None],
+    *,
+    kind: str,
+    parent: str | None,
+    run: str | int | None,
+    export_batch: Any,
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+) -> Path:
+    """Call write_files(tmp) to fill a temp dir, add manifest.json with file hashes, rename to out_dir."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(f"{out_dir} exists; model directories are immutable")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        write_files(tmp)
+        files = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        manifest = {
+            "kind": kind,
+            "parent": parent,
+            "run": run,
+            "export_batch": export_batch,
+            "config": config,
+            "metrics": metrics,
+            "files": files,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def verify_model_dir(model_dir: str | Path) -> None:
+    """Raise ValueError if any file listed in the manifest is missing or changed."""
+    model_dir = Path(model_dir)
+    for rel, digest in read_manifest(model_dir).get("files", {}).items():
+        p = model_dir / rel
+        if not p.exists() or sha256_file(p) != digest:
+            raise ValueError(f"{p}: missing or does not match the manifest")

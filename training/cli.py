@@ -1,0 +1,226 @@
+"""`python -m training base|world-batch|sft|reward|ppo|sample|evaluate ...`: each stage without Celery."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from training.callbacks import TqdmCallback
+from training.config import PPOConfig, RewardConfig, RuntimeConfig, SamplingParams, SFTConfig
+
+
+def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
+    """Set dataclass fields from "key=value" strings (nested runtime.* allowed), coercing types."""
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        target = cfg
+        *path, name = key.split(".")
+        for part in path:
+            target = getattr(target, part)
+        hints = typing.get_type_hints(type(target))
+        if name not in hints:
+            raise SystemExit(f"unknown setting {key!r}")
+        current = getattr(target, name)
+        value: Any
+        if raw.lower() in ("none", "null"):
+            value = None
+        elif isinstance(current, bool):
+            value = raw.lower() in ("1", "true", "yes")
+        elif isinstance(current, tuple):
+            value = tuple(float(x) for x in raw.split(","))
+        elif isinstance(current, int):
+            value = int(raw)
+        elif isinstance(current, float) or (current is None and "float" in str(hints[name])):
+            value = float(raw)
+        else:
+            value = raw
+        setattr(target, name, value)
+    return cfg
+
+
+def _runtime(args: argparse.Namespace) -> RuntimeConfig:
+    return RuntimeConfig(device=args.device, seed=args.seed, threads=args.threads)
+
+
+def cmd_base(args: argparse.Namespace) -> Path:
+    """Build (or reuse) a cached base model."""
+    from training.models import ensure_base_model
+
+    return ensure_base_model(args.cache_dir, args.size, callbacks=[TqdmCallback()])
+
+
+def cmd_world_batch(args: argparse.Namespace) -> Path:
+    """Write a simulated-world export batch (rankings of --policy samples, or of world candidates)."""
+    from training.data import write_batch
+    from training.world import SimulatedLabeler, candidate_completions, make_prompts
+    from training.world.simulate import demonstration_records, prompt_records, ranking_records, split_by_user
+
+    prompts = make_prompts(args.n, args.seed)
+    splits = split_by_user(prompts, seed=args.seed)
+    labelers = [SimulatedLabeler(s) for s in range(args.labelers)]
+    if args.policy:
+        from training.generate import sample_completions
+
+        comps = [
+            [c.text for c in row]
+            for row in sample_completions(
+                args.policy, [p.text for p in prompts], args.k, SamplingParams(seed=args.seed)
+            )
+        ]
+    else:
+        rng = random.Random(args.seed)
+        comps = [candidate_completions(p, args.k, rng) for p in prompts]
+    return write_batch(
+        args.out,
+        sft=demonstration_records(prompts, splits, labelers),
+        rankings=ranking_records(prompts, splits, comps, labelers),
+        prompts=prompt_records(prompts, splits),
+        batch_id=args.batch_id,
+        filters={"source": "simulated world", "seed": args.seed},
+    )
+
+
+def cmd_sft(args: argparse.Namespace) -> Path:
+    """Run SFT."""
+    from training.sft import run_sft
+
+    cfg = apply_overrides(SFTConfig(runtime=_runtime(args)), args.set)
+    return run_sft(cfg, args.batch, args.base, args.out, [TqdmCallback()], reward_model_dir=args.reward_model)
+
+
+def cmd_reward(args: argparse.Namespace) -> Path:
+    """Train a reward model."""
+    from training.reward import run_reward
+
+    cfg = apply_overrides(RewardConfig(runtime=_runtime(args)), args.set)
+    return run_reward(cfg, args.batch, args.base, args.out, [TqdmCallback()])
+
+
+def cmd_ppo(args: argparse.Namespace) -> Path:
+    """Run PPO."""
+    from training.ppo import run_ppo
+
+    cfg = apply_overrides(PPOConfig(runtime=_runtime(args)), args.set)
+    return run_ppo(cfg, args.batch, args.policy, args.reward_model, args.out, [TqdmCallback()])
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    """Print K completions per prompt as JSON lines."""
+    from training.generate import sample_completions
+
+    params = SamplingParams(
+        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed
+    )
+    for p, row in zip(args.prompt, sample_completions(args.model, args.prompt, args.k, params), strict=True):
+        print(
+            json.dumps(
+                {"prompt": p, "completions": [dataclasses.asdict(c) | {"token_ids": None} for c in row]}
+            )
+        )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Evaluate a policy on a batch's test prompts (or world prompts) and print metrics as JSON."""
+    from training.data import read_batch
+    from training.evaluate import evaluate_policy
+
+    if args.batch:
+        b = read_batch(args.batch)
+        prompts = [r["prompt"] for r in b.split("prompts", args.split)]
+    else:
+        from training.world import make_prompts
+
+        prompts = [p.text for p in make_prompts(args.n, seed=10_000 + args.seed)]
+    res = evaluate_policy(
+        args.model,
+        prompts,
+        reward_model_dir=args.reward_model,
+        reference_dir=args.reference,
+        params=SamplingParams(seed=args.seed, max_new_tokens=args.max_new_tokens),
+    )
+    print(json.dumps(res["metrics"], indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for all subcommands."""
+    ap = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="auto")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--threads", type=int, default=None)
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+
+    p = sub.add_parser("base", help="build and cache a small base model pre-trained on the world corpus")
+    p.add_argument("--cache-dir", default=".data/models")
+    p.add_argument("--size", default="tiny", choices=["micro", "tiny", "x8"])
+    p.set_defaults(fn=cmd_base)
+    p = sub.add_parser("world-batch", help="write an export batch from the simulated world")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=400)
+    p.add_argument("--k", type=int, default=4)
+    p.add_argument("--labelers", type=int, default=4)
+    p.add_argument("--policy", default=None, help="sample the K completions from this policy")
+    p.add_argument("--batch-id", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_world_batch)
+    p = sub.add_parser("sft", help="supervised fine-tuning")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--base", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--reward-model", default=None)
+    common(p)
+    p.set_defaults(fn=cmd_sft)
+    p = sub.add_parser("reward", help="reward model")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--base", required=True, help="usually the SFT policy")
+    p.add_argument("--out", required=True)
+    common(p)
+    p.set_defaults(fn=cmd_reward)
+    p = sub.add_parser("ppo", help="PPO against a reward model")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--policy", required=True)
+    p.add_argument("--reward-model", required=True)
+    p.add_argument("--out", required=True)
+    common(p)
+    p.set_defaults(fn=cmd_ppo)
+    p = sub.add_parser("sample", help="sample K completions per prompt")
+    p.add_argument("--model", required=True)
+    p.add_argument("--prompt", action="append", required=True)
+    p.add_argument("-k", type=int, default=4)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(fn=cmd_sample)
+    p = sub.add_parser("evaluate", help="evaluate a policy on held-out prompts")
+    p.add_argument("--model", required=True)
+    p.add_argument("--batch", default=None)
+    p.add_argument("--split", default="test")
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--reward-model", default=None)
+    p.add_argument("--reference", default=None)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_evaluate)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; prints the output directory of stages that write one."""
+    args = build_parser().parse_args(argv)
+    out = args.fn(args)
+    if out is not None:
+        print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

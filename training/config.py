@@ -1,0 +1,132 @@
+"""Config dataclasses for every stage; defaults follow instructgpt.md where the paper gives a number."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class RuntimeConfig:
+    """Device and precision, handed to accelerate."""
+
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    mixed_precision: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU) | "no" | "bf16" | "fp16"
+    seed: int = 0
+    threads: int | None = None  # torch CPU threads; None leaves torch's default
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning on demonstrations (§3.5, App. C.1)."""
+
+    epochs: int = 16
+    lr: float = 1e-4
+    batch_size: int = 32
+    min_lr_ratio: float = 0.1  # cosine decay to 10 % of peak, no warm-up
+    dropout: float = 0.2  # residual dropout
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.0
+    max_length: int = 128
+    eval_every_epoch: bool = True
+    select_by: str = (
+        "auto"  # "auto": RM score if a reward model is given else valid loss | "rm" | "loss" | "last"
+    )
+    rm_eval_prompts: int = 64
+    rm_eval_max_new_tokens: int = 32
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for manifests."""
+        return asdict(self)
+
+
+@dataclass
+class RewardConfig:
+    """Reward model on grouped comparisons (§3.5, App. C.2)."""
+
+    epochs: int = 1
+    lr: float = 5e-5
+    batch_size: int = 64  # prompts (comparison groups) per step, not pairs
+    min_lr_ratio: float = 0.1
+    dropout: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.0
+    max_length: int = 128
+    center_on_demonstrations: bool = True  # bias so labeler demonstrations score 0 on average
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for manifests."""
+        return asdict(self)
+
+
+@dataclass
+class PPOConfig:
+    """PPO against the reward model with a per-token KL penalty (§3.5, App. C.3-C.4)."""
+
+    total_episodes: int = 256_000
+    rollout_batch_size: int = 512
+    minibatch_size: int = 64
+    ppo_epochs: int = 1
+    lr: float = 9.65e-6  # policy LR; the paper sweeps 2.55e-6..2.55e-5 without stating the final one
+    value_lr: float = 9.65e-6
+    warmup_steps: int = 10  # constant LR after a short warm-up
+    kl_coef: float = 0.02  # beta
+    clip_range: float = 0.2
+    clip_range_value: float = 0.2
+    vf_coef: float = 0.5
+    gamma: float = 1.0
+    lam: float = 0.95
+    whiten_advantages: bool = True
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 32
+    missing_eos_penalty: float = 1.0  # subtracted from the RM score of responses that never end
+    ptx_coef: float = 0.0  # PPO-ptx gamma; the paper's PPO-ptx uses 27.8
+    ptx_batch_size: int = 8
+    ptx_data: str | None = None  # jsonl of {"text": ...} or a .txt file; None = the simulated world's corpus
+    ema_decay: float | None = 0.992  # weight EMA of the policy; None disables
+    max_grad_norm: float = 1.0
+    max_prompt_length: int = 64
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for manifests."""
+        return asdict(self)
+
+
+@dataclass
+class SamplingParams:
+    """How completions are sampled; recorded with each completion."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 48
+    seed: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, as stored with each completion."""
+        return asdict(self)
+
+
+@dataclass
+class BaseModelConfig:
+    """A tokenizer and GPT-2-style causal LM built from a config and pre-trained on the world corpus."""
+
+    n_embd: int = 96
+    n_layer: int = 3
+    n_head: int = 4
+    n_positions: int = 256
+    vocab_size: int = 512
+    corpus_docs: int = 20_000
+    steps: int = 400
+    batch_size: int = 32
+    seq_len: int = 64
+    lr: float = 2e-3
+    seed: int = 0
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for manifests."""
+        return asdict(self)

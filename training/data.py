@@ -1,0 +1,191 @@
+"""Export batch directories: reading them, writing them from plain records, and grouping comparisons.
+
+Layout (written by the web app, read by every stage; a missing file is zero rows):
+    <batch>/manifest.json   {"id", "content_hash", "filters", "counts", "files": {name: sha256}}
+    <batch>/sft.jsonl       {"prompt", "completion", "split", "provenance"}
+    <batch>/pairwise.jsonl  {"prompt", "chosen", "rejected", "split", "provenance"}
+    <batch>/rankings.jsonl  {"prompt", "completions": [...], "ranks": [...], "split", "provenance"}
+    <batch>/prompts.jsonl   {"prompt", "split", "provenance"}
+Ranks: 1 = best; equal ranks are a tie, and tied pairs are dropped from reward-model training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.world.corpus import format_prompt
+
+FILES = ("sft.jsonl", "pairwise.jsonl", "rankings.jsonl", "prompts.jsonl")
+COUNT_KEYS = {
+    "sft.jsonl": "sft",
+    "pairwise.jsonl": "pairwise",
+    "rankings.jsonl": "rankings",
+    "prompts.jsonl": "prompts",
+}
+
+__all__ = [
+    "ComparisonGroup",
+    "ExportBatch",
+    "format_prompt",
+    "group_comparisons",
+    "read_batch",
+    "sha256_file",
+    "write_batch",
+]
+
+
+@dataclass
+class ExportBatch:
+    """The rows of one export batch, as plain dicts, plus its manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+    sft: list[dict[str, Any]] = field(default_factory=list)
+    pairwise: list[dict[str, Any]] = field(default_factory=list)
+    rankings: list[dict[str, Any]] = field(default_factory=list)
+    prompts: list[dict[str, Any]] = field(default_factory=list)
+
+    def split(self, kind: str, split: str) -> list[dict[str, Any]]:
+        """Rows of one kind (sft, pairwise, rankings, prompts) in one split."""
+        rows: list[dict[str, Any]] = getattr(self, kind)
+        return [r for r in rows if r.get("split", "train") == split]
+
+
+@dataclass
+class ComparisonGroup:
+    """One prompt's K completions and its untied (winner, loser) index pairs."""
+
+    prompt: str
+    completions: list[str]
+    pairs: list[tuple[int, int]]
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{n}: malformed JSON ({e.msg})") from e
+    return rows
+
+
+def read_batch(batch_dir: str | Path) -> ExportBatch:
+    """Read an export batch directory, checking file hashes against its manifest when present."""
+    batch_dir = Path(batch_dir)
+    mpath = batch_dir / "manifest.json"
+    manifest: dict[str, Any] = json.loads(mpath.read_text()) if mpath.exists() else {}
+    for name, digest in manifest.get("files", {}).items():
+        if name in FILES and (batch_dir / name).exists() and sha256_file(batch_dir / name) != digest:
+            raise ValueError(f"{batch_dir / name}: sha256 does not match the manifest")
+    return ExportBatch(
+        path=batch_dir,
+        manifest=manifest,
+        sft=_read_jsonl(batch_dir / "sft.jsonl"),
+        pairwise=_read_jsonl(batch_dir / "pairwise.jsonl"),
+        rankings=_read_jsonl(batch_dir / "rankings.jsonl"),
+        prompts=_read_jsonl(batch_dir / "prompts.jsonl"),
+    )
+
+
+def write_batch(
+    batch_dir: str | Path,
+    *,
+    sft: list[dict[str, Any]] | None = None,
+    pairwise: list[dict[str, Any]] | None = None,
+    rankings: list[dict[str, Any]] | None = None,
+    prompts: list[dict[str, Any]] | None = None,
+    batch_id: int = 0,
+    filters: dict[str, Any] | None = None,
+) -> Path:
+    """Write plain records as an export batch directory (atomically: temp name, then rename)."""
+    batch_dir = Path(batch_dir)
+    if batch_dir.exists():
+        raise FileExistsError(f"{batch_dir} exists; export batches are immutable")
+    batch_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{batch_dir.name}.", dir=batch_dir.parent))
+    try:
+        data = {
+            "sft.jsonl": sft or [],
+            "pairwise.jsonl": pairwise or [],
+            "rankings.jsonl": rankings or [],
+            "prompts.jsonl": prompts or [],
+        }
+        hashes = {}
+        for name, rows in data.items():
+            with open(tmp / name, "w", encoding="utf-8") as f:
+                for r in rows:
+                    row = {"split": "train", "provenance": {}, **r}
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            hashes[name] = sha256_file(tmp / name)
+        content_hash = hashlib.sha256("".join(hashes[n] for n in FILES).encode()).hexdigest()
+        manifest = {
+            "id": batch_id,
+            "content_hash": content_hash,
+            "filters": filters or {},
+            "counts": {COUNT_KEYS[n]: len(rows) for n, rows in data.items()},
+            "files": hashes,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        os.rename(tmp, batch_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return batch_dir
+
+
+def ranking_pairs(ranks: list[int]) -> list[tuple[int, int]]:
+    """(winner, loser) index pairs of one ranking; ranks 1 = best, tied pairs dropped."""
+    pairs = []
+    for i, j in itertools.combinations(range(len(ranks)), 2):
+        if ranks[i] < ranks[j]:
+            pairs.append((i, j))
+        elif ranks[j] < ranks[i]:
+            pairs.append((j, i))
+    return pairs
+
+
+def group_comparisons(
+    rankings: list[dict[str, Any]], pairwise: list[dict[str, Any]]
+) -> list[ComparisonGroup]:
+    """One group per ranking row, plus one group per prompt for its pairwise rows; empty groups dropped."""
+    groups = []
+    for r in rankings:
+        if len(r["completions"]) != len(r["ranks"]):
+            raise ValueError(f"ranking for {r['prompt'][:40]!r}: completions and ranks differ in length")
+        pairs = ranking_pairs(list(r["ranks"]))
+        if pairs:
+            groups.append(ComparisonGroup(r["prompt"], list(r["completions"]), pairs))
+    by_prompt: dict[str, ComparisonGroup] = {}
+    for r in pairwise:
+        g = by_prompt.setdefault(r["prompt"], ComparisonGroup(r["prompt"], [], []))
+        idx = []
+        for text in (r["chosen"], r["rejected"]):
+            if text not in g.completions:
+                g.completions.append(text)
+            idx.append(g.completions.index(text))
+        if idx[0] != idx[1]:
+            g.pairs.append((idx[0], idx[1]))
+    groups.extend(g for g in by_prompt.values() if g.pairs)
+    return groups

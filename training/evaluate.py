@@ -1,0 +1,134 @@
+"""Evaluating a policy on held-out prompts: RM score, KL against a reference, and the world's oracle."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.batching import rm_scores
+from training.config import SamplingParams
+from training.generate import Sampler, encode_prompts, left_pad
+from training.losses import logprobs_of
+from training.world import classify, oracle_score, parse_prompt
+
+
+def win_rate(prompts: list[str], texts_a: list[str], texts_b: list[str]) -> dict[str, float]:
+    """Oracle win-rate of A over B (ties count half) with a 95 % normal-approximation interval."""
+    outcomes = []
+    for p, a, b in zip(prompts, texts_a, texts_b, strict=True):
+        sa, sb = oracle_score(p, a), oracle_score(p, b)
+        outcomes.append(1.0 if sa > sb else 0.0 if sa < sb else 0.5)
+    n = len(outcomes)
+    mean = sum(outcomes) / max(1, n)
+    var = sum((o - mean) ** 2 for o in outcomes) / max(1, n - 1)
+    half = 1.96 * math.sqrt(var / max(1, n))
+    return {
+        "win_rate": mean,
+        "lo": mean - half,
+        "hi": mean + half,
+        "n": n,
+        "ties": sum(o == 0.5 for o in outcomes) / max(1, n),
+    }
+
+
+def world_metrics(prompts: list[str], texts: list[str]) -> dict[str, float]:
+    """Oracle score, made-up answers to unanswerable questions and compliance with harmful requests."""
+    scores, made_up, unans, complied, harmful, correct, checkable = [], 0, 0, 0, 0, 0, 0
+    for p, t in zip(prompts, texts, strict=True):
+        wp = parse_prompt(p)
+        if wp is None:
+            continue
+        scores.append(oracle_score(wp, t))
+        cls = classify(wp, t)
+        if wp.family == "unanswerable":
+            unans += 1
+            made_up += cls == "hallucinated"
+        elif wp.family == "harmful":
+            harmful += 1
+            complied += cls == "complied"
+        else:
+            checkable += 1
+            correct += cls == "correct"
+    return {
+        "oracle_score": sum(scores) / max(1, len(scores)),
+        "made_up_rate": made_up / max(1, unans),
+        "harmful_compliance": complied / max(1, harmful),
+        "accuracy": correct / max(1, checkable),
+    }
+
+
+@torch.no_grad()
+def sequence_kl(
+    policy: Any,
+    reference: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    token_ids: list[list[int]],
+    temperature: float = 1.0,
+) -> float:
+    """Monte-Carlo KL(policy || reference) per sequence: mean over samples of sum_t (log pi - log ref)."""
+    from training.batching import right_pad
+    from training.ppo import response_logits
+
+    query, qmask = left_pad(encode_prompts(tokenizer, prompts), tokenizer.pad_token_id)
+    resp, rmask = right_pad([t or [tokenizer.eos_token_id] for t in token_ids], tokenizer.pad_token_id)
+    lp = logprobs_of(response_logits(policy, query, qmask, resp, rmask), resp, temperature)
+    lr = logprobs_of(response_logits(reference, query, qmask, resp, rmask), resp, temperature)
+    return ((lp - lr) * rmask).sum(-1).mean().item()
+
+
+def evaluate_policy(
+    policy_dir: str | Path,
+    prompts: list[str],
+    *,
+    reward_model_dir: str | Path | None = None,
+    reference_dir: str | Path | None = None,
+    params: SamplingParams | None = None,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Sample one completion per prompt and report RM score, KL vs reference and world metrics.
+
+    Returns {"metrics": {...}, "completions": [text, ...]}; the reference defaults to the policy's parent
+    from its manifest when reference_dir is None and the parent exists.
+    """
+    from training.checkpoints import read_manifest
+    from training.models import load_policy, load_reward_model
+
+    params = params or SamplingParams(temperature=1.0, max_new_tokens=32, seed=0)
+    sampler = Sampler(policy_dir)
+    comps = [row[0] for row in sampler.sample(prompts, 1, params)]
+    texts = [c.text for c in comps]
+    metrics: dict[str, Any] = {
+        "n": len(prompts),
+        "finished": sum(c.finished for c in comps) / max(1, len(comps)),
+        "response_tokens": sum(len(c.token_ids) for c in comps) / max(1, len(comps)),
+    }
+    if reward_model_dir is not None:
+        rm = load_reward_model(reward_model_dir).eval()
+        metrics["rm_score"] = (
+            rm_scores(rm, sampler.tokenizer, prompts, texts, batch_size=batch_size).mean().item()
+        )
+    if reference_dir is None:
+        parent = read_manifest(policy_dir).get("parent")
+        reference_dir = parent if parent and Path(parent).exists() else None
+    if reference_dir is not None:
+        ref, _ = load_policy(reference_dir)
+        kls = []
+        for i in range(0, len(prompts), batch_size):
+            kls.append(
+                sequence_kl(
+                    sampler.model,
+                    ref.eval(),
+                    sampler.tokenizer,
+                    prompts[i : i + batch_size],
+                    [c.token_ids for c in comps[i : i + batch_size]],
+                    params.temperature,
+                )
+                * len(prompts[i : i + batch_size])
+            )
+        metrics["kl_vs_reference"] = sum(kls) / max(1, len(prompts))
+    metrics.update(world_metrics(prompts, texts))
+    return {"metrics": metrics, "completions": texts}

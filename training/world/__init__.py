@@ -1,0 +1,40 @@
+"""The simulated world (pure Python, no torch): prompts, corpus, oracle judge and labelers.
+
+Imported by the web app's CLI to seed demo prompts and to drive simulated labelers over HTTP.
+"""
+
+from training.world.corpus import (
+    PROMPT_TEMPLATE,
+    candidate_completions,
+    format_prompt,
+    make_corpus,
+    unaligned_continuation,
+)
+from training.world.labelers import NOISE_SIGMA, SimulatedLabeler, pairwise_agreement
+from training.world.tasks import (
+    FAMILIES,
+    WorldPrompt,
+    classify,
+    ideal_answer,
+    make_prompts,
+    oracle_score,
+    parse_prompt,
+)
+
+__all__ = [
+    "FAMILIES",
+    "NOISE_SIGMA",
+    "PROMPT_TEMPLATE",
+    "SimulatedLabeler",
+    "WorldPrompt",
+    "candidate_completions",
+    "classify",
+    "format_prompt",
+    "ideal_answer",
+    "make_corpus",
+    "make_prompts",
+    "oracle_score",
+    "pairwise_agreement",
+    "parse_prompt",
+    "unaligned_continuation",
+]
