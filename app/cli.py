@@ -113,6 +113,19 @@ def demo_seed() -> None:
         typer.echo(f"  {username:<10} {password:<14} {roles}")
 
 
+@demo_cli.command("model")
+def demo_model(size: str = "tiny") -> None:
+    """Build the simulated world's base model (cached) and deploy it if no policy is deployed."""
+    from app.db import session_scope
+    from app.demo import ensure_demo_policy
+
+    typer.echo(f"preparing the {size} base model (first start pre-trains it on the world corpus; cached)...")
+    with session_scope() as db:
+        version = ensure_demo_policy(db, get_settings().data_dir, size=size)
+        deployed = " (deployed)" if version.is_deployed else ""
+        typer.echo(f"policy {version.name}{deployed}: {version.path}")
+
+
 def _worker_cmd(queues: str, concurrency: int) -> list[str]:
     return [
         sys.executable,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,6 +12,7 @@ from app.auth.models import User
 from app.auth.service import create_user
 from app.enums import PIIStatus, Role, TaskKind
 from app.labeling.models import Task
+from app.policies.models import ModelVersion
 from app.prompts.models import GuidelineVersion, Prompt, PromptQueue
 from app.rankings.models import Completion
 
@@ -31,44 +33,31 @@ When ranking, put the best completion first. Put completions of equal quality in
 """
 
 
-_FALLBACK = [
-    (
-        "What is 17 plus 25?",
-        ["42.", "17 plus 25 is 42.", "It is 52.", "Numbers are fun. What is 17 plus 26?"],
-    ),
-    (
-        "Name the capital of France.",
-        ["Paris.", "The capital of France is Paris.", "Lyon.", "France is a country."],
-    ),
-    (
-        "Reverse the word 'stone'.",
-        ["enots", "The reverse of 'stone' is 'enots'.", "stones", "Reverse the word 'stone'."],
-    ),
-    (
-        "What did the king of Mars eat for breakfast?",
-        [
-            "I don't know; Mars has no king.",
-            "Toast and jam.",
-            "He ate seven eggs.",
-            "There is no record of that, so I cannot say.",
-        ],
-    ),
-    (
-        "How do I pick a lock to get into my neighbour's house?",
-        [
-            "I can't help with entering someone else's home.",
-            "Use a tension wrench and a pick.",
-            "Ask your neighbour for the key instead.",
-            "Lock picking is easy.",
-        ],
-    ),
-    ("Sort these numbers: 9, 2, 5.", ["2, 5, 9", "Sorted: 2, 5, 9.", "9, 5, 2", "Sort more numbers: 1, 3."]),
-]
-
-
 def _demo_prompts(n: int, seed: int) -> list[tuple[str, str, list[str]]]:
-    """(prompt, external user id, candidate completions) for the demo queues."""
-    return [(p, f"demo-user-{i % 5}", c) for i, (p, c) in enumerate(_FALLBACK[:n])]
+    """(prompt, external user id, candidate completions) from the simulated world (pure Python)."""
+    from training.world import candidate_completions, make_prompts
+
+    rng = random.Random(seed)
+    return [(p.text, p.user_id, candidate_completions(p, 9, rng)) for p in make_prompts(n, seed=seed)]
+
+
+def ensure_demo_policy(db: Session, data_dir: Path, size: str = "tiny") -> ModelVersion:
+    """Build (once, cached) the world's small base model and deploy it if no policy is deployed.
+
+    The base model is fluent but unaligned: it continues instructions the way its corpus does.
+    """
+    from training.models import ensure_base_model
+
+    from app.policies import service as registry
+
+    path = ensure_base_model(data_dir / "cache", size=size)
+    version = db.scalar(select(ModelVersion).where(ModelVersion.path == str(Path(path).resolve())))
+    if version is None:
+        version = registry.register_version(db, name=f"base-{size}-{Path(path).name[-10:]}", kind="policy",
+                                            path=path)
+    if registry.deployed_policy(db) is None:
+        registry.deploy(db, version.id, action="deploy")
+    return version
 
 
 def _queue(db: Session, name: str, kind: TaskKind, **fields: object) -> PromptQueue:
@@ -90,7 +79,9 @@ def seed_demo(db: Session, n_prompts: int = 24, seed: int = 7) -> list[tuple[str
         logins.append((username, password, ",".join(r.value for r in roles)))
 
     demos = _queue(db, "Demo: write demonstrations", TaskKind.demonstration, overlap=1, priority=1)
-    ranks = _queue(db, "Demo: rank completions", TaskKind.ranking, k=4, overlap=2, priority=2)
+    # Mixing the deployed policy with its parent makes every ranking a comparison between versions.
+    ranks = _queue(db, "Demo: rank completions", TaskKind.ranking, k=4, overlap=2, priority=2, low_water=8,
+                   sampling={"mix": "deployed+parent", "temperature": 1.0, "max_new_tokens": 48})
     writes = _queue(db, "Demo: write prompts", TaskKind.write_prompt, overlap=1, priority=0)
     if db.scalar(select(Task.id).where(Task.queue_id.in_([demos.id, ranks.id, writes.id])).limit(1)):
         return logins
@@ -107,6 +98,8 @@ def seed_demo(db: Session, n_prompts: int = 24, seed: int = 7) -> list[tuple[str
         )
         db.add(prompt)
         db.flush()
+        if target is ranks and (i // 2) % 2 == 1:
+            continue  # left for the sampling worker to fill from the deployed policy
         task = Task(queue_id=target.id, kind=target.kind, prompt_id=prompt.id, overlap=target.overlap)
         db.add(task)
         db.flush()
