@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 20
     sqlite_busy_timeout_ms: int = 15_000
+    # Training rounds: a running round stamps a heartbeat; one silent for run_stale_after_s is failed
+    # by the reaper, which beat runs every reap_every_s (so a dead worker shows within their sum).
+    run_heartbeat_s: float = 10.0
+    run_stale_after_s: int = 60
+    reap_every_s: float = 30.0
+    restock_every_s: float = 60.0
 
     @field_validator("database_url")
     @classmethod

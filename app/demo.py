@@ -46,15 +46,15 @@ def ensure_demo_policy(db: Session, data_dir: Path, size: str = "tiny") -> Model
 
     The base model is fluent but unaligned: it continues instructions the way its corpus does.
     """
-    from training.models import ensure_base_model
-
     from app.policies import service as registry
+    from training.models import ensure_base_model
 
     path = ensure_base_model(data_dir / "cache", size=size)
     version = db.scalar(select(ModelVersion).where(ModelVersion.path == str(Path(path).resolve())))
     if version is None:
-        version = registry.register_version(db, name=f"base-{size}-{Path(path).name[-10:]}", kind="policy",
-                                            path=path)
+        version = registry.register_version(
+            db, name=f"base-{size}-{Path(path).name[-10:]}", kind="policy", path=path
+        )
     if registry.deployed_policy(db) is None:
         registry.deploy(db, version.id, action="deploy")
     return version
@@ -80,8 +80,16 @@ def seed_demo(db: Session, n_prompts: int = 24, seed: int = 7) -> list[tuple[str
 
     demos = _queue(db, "Demo: write demonstrations", TaskKind.demonstration, overlap=1, priority=1)
     # Mixing the deployed policy with its parent makes every ranking a comparison between versions.
-    ranks = _queue(db, "Demo: rank completions", TaskKind.ranking, k=4, overlap=2, priority=2, low_water=8,
-                   sampling={"mix": "deployed+parent", "temperature": 1.0, "max_new_tokens": 48})
+    ranks = _queue(
+        db,
+        "Demo: rank completions",
+        TaskKind.ranking,
+        k=4,
+        overlap=2,
+        priority=2,
+        low_water=8,
+        sampling={"mix": "deployed+parent", "temperature": 1.0, "max_new_tokens": 48},
+    )
     writes = _queue(db, "Demo: write prompts", TaskKind.write_prompt, overlap=1, priority=0)
     if db.scalar(select(Task.id).where(Task.queue_id.in_([demos.id, ranks.id, writes.id])).limit(1)):
         return logins
