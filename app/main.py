@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings, get_settings
 from app.discovery import domain_modules
-from app.errors import AppError, NotAuthenticated
+from app.errors import AppError
 from app.web import STATIC_DIR, render
 
 log = logging.getLogger("app")

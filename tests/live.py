@@ -50,7 +50,7 @@ def start_server(env: dict[str, str] | None = None, workers: int = 1) -> LiveSer
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", "app.main:asgi", "--factory", "--host", "127.0.0.1",
            "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})})  # noqa: S603
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

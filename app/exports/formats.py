@@ -12,36 +12,91 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-S, I, B = pa.string(), pa.int64(), pa.bool_()
+S, I64, B = pa.string(), pa.int64(), pa.bool_()
 
-_COMMON = [("labeler", S), ("labeler_id", I), ("prompt_id", I), ("task_id", I), ("queue_id", I),
-           ("guideline_version", I), ("created_at", S)]
+_COMMON = [
+    ("labeler", S),
+    ("labeler_id", I64),
+    ("prompt_id", I64),
+    ("task_id", I64),
+    ("queue_id", I64),
+    ("guideline_version", I64),
+    ("created_at", S),
+]
 
 SCHEMAS: dict[str, pa.Schema] = {
-    "sft": pa.schema([
-        ("prompt", S), ("completion", S), ("split", S),
-        ("provenance", pa.struct([("demonstration_id", I), *_COMMON, ("time_spent_ms", I)])),
-    ]),
-    "pairwise": pa.schema([
-        ("prompt", S), ("chosen", S), ("rejected", S), ("split", S),
-        ("provenance", pa.struct([
-            ("ranking_id", I), *_COMMON, ("chosen_completion_id", I), ("rejected_completion_id", I),
-            ("chosen_policy_version", I), ("rejected_policy_version", I), ("chosen_rank", I), ("rejected_rank", I),
-        ])),
-    ]),
-    "rankings": pa.schema([
-        ("prompt", S), ("completions", pa.list_(S)), ("ranks", pa.list_(I)), ("split", S),
-        ("provenance", pa.struct([
-            ("ranking_id", I), *_COMMON, ("completion_ids", pa.list_(I)), ("policy_versions", pa.list_(I)),
-            ("likert", pa.list_(I)), ("flags", pa.list_(pa.list_(S))), ("all_unacceptable", B),
-            ("time_spent_ms", I),
-        ])),
-    ]),
-    "prompts": pa.schema([
-        ("prompt", S), ("split", S),
-        ("provenance", pa.struct([("prompt_id", I), ("queue_id", I), ("source", S), ("pii_status", S),
-                                  ("created_at", S)])),
-    ]),
+    "sft": pa.schema(
+        [
+            ("prompt", S),
+            ("completion", S),
+            ("split", S),
+            ("provenance", pa.struct([("demonstration_id", I64), *_COMMON, ("time_spent_ms", I64)])),
+        ]
+    ),
+    "pairwise": pa.schema(
+        [
+            ("prompt", S),
+            ("chosen", S),
+            ("rejected", S),
+            ("split", S),
+            (
+                "provenance",
+                pa.struct(
+                    [
+                        ("ranking_id", I64),
+                        *_COMMON,
+                        ("chosen_completion_id", I64),
+                        ("rejected_completion_id", I64),
+                        ("chosen_policy_version", I64),
+                        ("rejected_policy_version", I64),
+                        ("chosen_rank", I64),
+                        ("rejected_rank", I64),
+                    ]
+                ),
+            ),
+        ]
+    ),
+    "rankings": pa.schema(
+        [
+            ("prompt", S),
+            ("completions", pa.list_(S)),
+            ("ranks", pa.list_(I64)),
+            ("split", S),
+            (
+                "provenance",
+                pa.struct(
+                    [
+                        ("ranking_id", I64),
+                        *_COMMON,
+                        ("completion_ids", pa.list_(I64)),
+                        ("policy_versions", pa.list_(I64)),
+                        ("likert", pa.list_(I64)),
+                        ("flags", pa.list_(pa.list_(S))),
+                        ("all_unacceptable", B),
+                        ("time_spent_ms", I64),
+                    ]
+                ),
+            ),
+        ]
+    ),
+    "prompts": pa.schema(
+        [
+            ("prompt", S),
+            ("split", S),
+            (
+                "provenance",
+                pa.struct(
+                    [
+                        ("prompt_id", I64),
+                        ("queue_id", I64),
+                        ("source", S),
+                        ("pii_status", S),
+                        ("created_at", S),
+                    ]
+                ),
+            ),
+        ]
+    ),
 }
 DATASETS = tuple(SCHEMAS)
 CHUNK_ROWS = 1000

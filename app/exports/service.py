@@ -94,12 +94,16 @@ def _window(filters: ExportFilters) -> tuple[datetime | None, datetime | None]:
     return start, end
 
 
-def _label_query(model: type[Demonstration] | type[Ranking], filters: ExportFilters) -> Select[Any]:
-    q = (select(model, Prompt, User.username, Task.queue_id, GuidelineVersion.version)
-         .join(Task, Task.id == model.task_id).join(Prompt, Prompt.id == Task.prompt_id)
-         .join(User, User.id == model.user_id)
-         .outerjoin(GuidelineVersion, GuidelineVersion.id == model.guideline_version_id)
-         .where(Prompt.pii_status.in_(EXPORTABLE)).order_by(model.id))
+def _label_query(model: type[Demonstration] | type[Ranking], filters: ExportFilters) -> Select:
+    q = (
+        select(model, Prompt, User.username, Task.queue_id, GuidelineVersion.version)
+        .join(Task, Task.id == model.task_id)
+        .join(Prompt, Prompt.id == Task.prompt_id)
+        .join(User, User.id == model.user_id)
+        .outerjoin(GuidelineVersion, GuidelineVersion.id == model.guideline_version_id)
+        .where(Prompt.pii_status.in_(EXPORTABLE))
+        .order_by(model.id)
+    )
     start, end = _window(filters)
     if filters.queues:
         q = q.where(Task.queue_id.in_(filters.queues))
@@ -120,19 +124,35 @@ def _iso(at: datetime | None) -> str | None:
     return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
 
-def _common(label: Demonstration | Ranking, prompt: Prompt, username: str, queue_id: int,
-            version: int | None) -> dict[str, Any]:
-    return {"labeler": username, "labeler_id": label.user_id, "prompt_id": prompt.id, "task_id": label.task_id,
-            "queue_id": queue_id, "guideline_version": version, "created_at": _iso(label.created_at)}
+def _common(
+    label: Demonstration | Ranking, prompt: Prompt, username: str, queue_id: int, version: int | None
+) -> dict[str, Any]:
+    return {
+        "labeler": username,
+        "labeler_id": label.user_id,
+        "prompt_id": prompt.id,
+        "task_id": label.task_id,
+        "queue_id": queue_id,
+        "guideline_version": version,
+        "created_at": _iso(label.created_at),
+    }
 
 
 def sft_rows(db: Session, filters: ExportFilters) -> Iterator[dict[str, Any]]:
     """SFT rows: prompt, completion (the demonstration), split, provenance; by demonstration id."""
-    for demo, prompt, username, queue_id, version in db.execute(_label_query(Demonstration, filters)
-                                                                .execution_options(yield_per=BATCH)):
-        yield {"prompt": prompt.text, "completion": demo.text, "split": prompt.split,
-               "provenance": {"demonstration_id": demo.id, **_common(demo, prompt, username, queue_id, version),
-                              "time_spent_ms": demo.time_spent_ms}}
+    for demo, prompt, username, queue_id, version in db.execute(
+        _label_query(Demonstration, filters).execution_options(yield_per=BATCH)
+    ):
+        yield {
+            "prompt": prompt.text,
+            "completion": demo.text,
+            "split": prompt.split,
+            "provenance": {
+                "demonstration_id": demo.id,
+                **_common(demo, prompt, username, queue_id, version),
+                "time_spent_ms": demo.time_spent_ms,
+            },
+        }
 
 
 def _dense(tiers: list[int]) -> list[int]:
@@ -152,7 +172,9 @@ def _ranking_batches(db: Session, filters: ExportFilters) -> Iterator[list[tuple
         yield chunk
 
 
-def ranking_groups(db: Session, filters: ExportFilters) -> Iterator[tuple[dict[str, Any], list[Any], list[Any]]]:
+def ranking_groups(
+    db: Session, filters: ExportFilters
+) -> Iterator[tuple[dict[str, Any], list[Any], list[Any]]]:
     """(provenance base, completions in position order, their entries) per ranking, by ranking id."""
     excluded = set(filters.exclude_flags)
     for chunk in _ranking_batches(db, filters):
@@ -163,41 +185,67 @@ def ranking_groups(db: Session, filters: ExportFilters) -> Iterator[tuple[dict[s
         comp_ids = [e.completion_id for es in entries.values() for e in es]
         completions = {c.id: c for c in db.scalars(select(Completion).where(Completion.id.in_(comp_ids)))}
         for ranking, prompt, username, queue_id, version in chunk:
-            kept = [e for e in entries.get(ranking.id, [])
-                    if e.completion_id in completions and not excluded.intersection(e.flags or [])]
+            kept = [
+                e
+                for e in entries.get(ranking.id, [])
+                if e.completion_id in completions and not excluded.intersection(e.flags or [])
+            ]
             kept.sort(key=lambda e: (completions[e.completion_id].position, e.completion_id))
             if len(kept) < 2:
                 continue
             base = {"ranking_id": ranking.id, **_common(ranking, prompt, username, queue_id, version)}
-            yield ({"base": base, "prompt": prompt.text, "split": prompt.split, "ranking": ranking},
-                   [completions[e.completion_id] for e in kept], kept)
+            yield (
+                {"base": base, "prompt": prompt.text, "split": prompt.split, "ranking": ranking},
+                [completions[e.completion_id] for e in kept],
+                kept,
+            )
 
 
-def write_rankings(db: Session, filters: ExportFilters, rankings: DatasetWriter, pairwise: DatasetWriter) -> None:
+def write_rankings(
+    db: Session, filters: ExportFilters, rankings: DatasetWriter, pairwise: DatasetWriter
+) -> None:
     """Grouped rankings and their expanded pairs (ties dropped), in one pass."""
     for head, comps, entries in ranking_groups(db, filters):
         ranks = _dense([e.tier for e in entries])
         base = head["base"]
-        rankings.write({
-            "prompt": head["prompt"], "completions": [c.text for c in comps], "ranks": ranks, "split": head["split"],
-            "provenance": {**base, "completion_ids": [c.id for c in comps],
-                           "policy_versions": [c.policy_version_id for c in comps],
-                           "likert": [e.likert for e in entries], "flags": [sorted(e.flags or []) for e in entries],
-                           "all_unacceptable": head["ranking"].all_unacceptable,
-                           "time_spent_ms": head["ranking"].time_spent_ms},
-        })
+        rankings.write(
+            {
+                "prompt": head["prompt"],
+                "completions": [c.text for c in comps],
+                "ranks": ranks,
+                "split": head["split"],
+                "provenance": {
+                    **base,
+                    "completion_ids": [c.id for c in comps],
+                    "policy_versions": [c.policy_version_id for c in comps],
+                    "likert": [e.likert for e in entries],
+                    "flags": [sorted(e.flags or []) for e in entries],
+                    "all_unacceptable": head["ranking"].all_unacceptable,
+                    "time_spent_ms": head["ranking"].time_spent_ms,
+                },
+            }
+        )
         for i, j in combinations(range(len(comps)), 2):
             if ranks[i] == ranks[j]:
                 continue
             win, lose = (i, j) if ranks[i] < ranks[j] else (j, i)
-            pairwise.write({
-                "prompt": head["prompt"], "chosen": comps[win].text, "rejected": comps[lose].text,
-                "split": head["split"],
-                "provenance": {**base, "chosen_completion_id": comps[win].id, "rejected_completion_id": comps[lose].id,
-                               "chosen_policy_version": comps[win].policy_version_id,
-                               "rejected_policy_version": comps[lose].policy_version_id,
-                               "chosen_rank": ranks[win], "rejected_rank": ranks[lose]},
-            })
+            pairwise.write(
+                {
+                    "prompt": head["prompt"],
+                    "chosen": comps[win].text,
+                    "rejected": comps[lose].text,
+                    "split": head["split"],
+                    "provenance": {
+                        **base,
+                        "chosen_completion_id": comps[win].id,
+                        "rejected_completion_id": comps[lose].id,
+                        "chosen_policy_version": comps[win].policy_version_id,
+                        "rejected_policy_version": comps[lose].policy_version_id,
+                        "chosen_rank": ranks[win],
+                        "rejected_rank": ranks[lose],
+                    },
+                }
+            )
 
 
 def prompt_rows(db: Session, filters: ExportFilters) -> Iterator[dict[str, Any]]:
@@ -213,9 +261,17 @@ def prompt_rows(db: Session, filters: ExportFilters) -> Iterator[dict[str, Any]]
     if end:
         q = q.where(Prompt.created_at < end)
     for prompt in db.scalars(q.execution_options(yield_per=BATCH)):
-        yield {"prompt": prompt.text, "split": prompt.split,
-               "provenance": {"prompt_id": prompt.id, "queue_id": prompt.queue_id, "source": prompt.source,
-                              "pii_status": prompt.pii_status, "created_at": _iso(prompt.created_at)}}
+        yield {
+            "prompt": prompt.text,
+            "split": prompt.split,
+            "provenance": {
+                "prompt_id": prompt.id,
+                "queue_id": prompt.queue_id,
+                "source": prompt.source,
+                "pii_status": prompt.pii_status,
+                "created_at": _iso(prompt.created_at),
+            },
+        }
 
 
 def _sha256(path: Path) -> str:
@@ -247,8 +303,9 @@ def content_hash(filters: dict[str, Any], file_hashes: dict[str, str]) -> str:
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
-def create_export_batch(db: Session, filters: ExportFilters, created_by: User | None,
-                        settings: Settings | None = None) -> ExportBatch:
+def create_export_batch(
+    db: Session, filters: ExportFilters, created_by: User | None, settings: Settings | None = None
+) -> ExportBatch:
     """Write a new immutable batch directory and record it; the caller commits.
 
     Files go to a temporary directory that is renamed into place once complete, so a reader
@@ -263,14 +320,27 @@ def create_export_batch(db: Session, filters: ExportFilters, created_by: User | 
         counts = write_files(db, filters, tmp)
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
         canonical = filters.canonical()
-        batch = ExportBatch(content_hash=content_hash(canonical, files), path="", filters=canonical,
-                            counts=counts, formats=FORMATS, created_by_id=created_by.id if created_by else None,
-                            created_at=utcnow())
+        batch = ExportBatch(
+            content_hash=content_hash(canonical, files),
+            path="",
+            filters=canonical,
+            counts=counts,
+            formats=FORMATS,
+            created_by_id=created_by.id if created_by else None,
+            created_at=utcnow(),
+        )
         db.add(batch)
         db.flush()
-        manifest = {"id": batch.id, "content_hash": batch.content_hash, "filters": canonical, "counts": counts,
-                    "files": files, "formats": FORMATS, "created_at": _iso(batch.created_at),
-                    "created_by": created_by.username if created_by else None}
+        manifest = {
+            "id": batch.id,
+            "content_hash": batch.content_hash,
+            "filters": canonical,
+            "counts": counts,
+            "files": files,
+            "formats": FORMATS,
+            "created_at": _iso(batch.created_at),
+            "created_by": created_by.username if created_by else None,
+        }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         for p in tmp.iterdir():
             p.chmod(0o444)
@@ -317,3 +387,29 @@ def read_manifest(batch: ExportBatch) -> dict[str, Any] | None:
     """The batch's manifest.json, or None when the directory is gone."""
     path = Path(batch.path) / "manifest.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def create_from_form(db: Session, form: dict[str, list[str]], user: User) -> ExportBatch:
+    """Create a batch from console form fields (multi-valued lists of strings)."""
+
+    def ints(key: str) -> list[int]:
+        values = [v for v in form.get(key, []) if v]
+        if not all(v.isdigit() for v in values):
+            raise AppError(f"{key}: expected ids.")
+        return [int(v) for v in values]
+
+    def one(key: str) -> str | None:
+        values = [v for v in form.get(key, []) if v]
+        return values[0] if values else None
+
+    filters = parse_filters(
+        {
+            "queues": ints("queues"),
+            "labelers": ints("labelers"),
+            "since": one("since"),
+            "until": one("until"),
+            "exclude_flags": [v for v in form.get("exclude_flags", []) if v],
+            "splits": [v for v in form.get("splits", []) if v],
+        }
+    )
+    return create_export_batch(db, filters, user)

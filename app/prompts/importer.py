@@ -130,19 +130,39 @@ class _Pending:
 class Importer:
     """Validate, deduplicate, cap, split and PII-check rows, writing them in batches."""
 
-    def __init__(self, db: Session, settings: Settings, queue: PromptQueue, mode: str, *,
-                 source: str = "import", filename: str = "", created_by: User | None = None,
-                 api_token: ApiToken | None = None) -> None:
+    def __init__(
+        self,
+        db: Session,
+        settings: Settings,
+        queue: PromptQueue,
+        mode: str,
+        *,
+        source: str = "import",
+        filename: str = "",
+        created_by: User | None = None,
+        api_token: ApiToken | None = None,
+    ) -> None:
         if mode not in MODES:
             raise AppError("The import mode must be 'valid_rows' or 'all_or_nothing'.")
         if queue.kind == TaskKind.write_prompt.value:
-            raise AppError("This queue asks labelers to write prompts; import into a demonstration "
-                           "or ranking queue.")
+            raise AppError(
+                "This queue asks labelers to write prompts; import into a demonstration or ranking queue."
+            )
         self.db, self.settings, self.queue, self.mode, self.source = db, settings, queue, mode, source
-        self.imp = PromptImport(queue_id=queue.id, filename=filename[:256], mode=mode, status="running",
-                                accepted=0, rejected=0, duplicates=0, capped=0, held_for_pii=0,
-                                created_by_id=created_by.id if created_by else None,
-                                api_token_id=api_token.id if api_token else None, report=[])
+        self.imp = PromptImport(
+            queue_id=queue.id,
+            filename=filename[:256],
+            mode=mode,
+            status="running",
+            accepted=0,
+            rejected=0,
+            duplicates=0,
+            capped=0,
+            held_for_pii=0,
+            created_by_id=created_by.id if created_by else None,
+            api_token_id=api_token.id if api_token else None,
+            report=[],
+        )
         self._report: list[dict[str, Any]] = []
         self._seen: set[bytes] = set()
         self._user_counts: dict[str, int] = {}
@@ -166,7 +186,9 @@ class Importer:
         except BaseException:
             savepoint.rollback()
             raise
-        counts = {k: getattr(self.imp, k) for k in ("accepted", "rejected", "duplicates", "capped", "held_for_pii")}
+        counts = {
+            k: getattr(self.imp, k) for k in ("accepted", "rejected", "duplicates", "capped", "held_for_pii")
+        }
         if self.mode == "all_or_nothing" and counts["rejected"] > 0:
             # Rolling back expires what changed inside the savepoint; the counts were read first.
             savepoint.rollback()
@@ -230,13 +252,19 @@ class Importer:
         digest = hashlib.sha256(p.key.encode()).digest()[:16]
         if p.key in existing or digest in self._seen:
             self.imp.duplicates += 1
-            self._note(p.line, "duplicate", "shares its first "
-                       f"{self.settings.prompt_dedup_prefix_chars} characters with an earlier prompt")
+            self._note(
+                p.line,
+                "duplicate",
+                "shares its first "
+                f"{self.settings.prompt_dedup_prefix_chars} characters with an earlier prompt",
+            )
             return None
         user = p.row.external_user_id
         if user is not None and self._user_counts.get(user, 0) >= self.settings.prompt_max_per_user:
             self.imp.capped += 1
-            self._note(p.line, "capped", f"user {user!r} already has {self.settings.prompt_max_per_user} prompts")
+            self._note(
+                p.line, "capped", f"user {user!r} already has {self.settings.prompt_max_per_user} prompts"
+            )
             return None
         self._seen.add(digest)
         if user is not None:
@@ -244,11 +272,20 @@ class Importer:
         findings = [f.as_dict() for f in pii.detect(p.row.text)]
         self.imp.accepted += 1
         self.imp.held_for_pii += bool(findings)
-        split = rules.split_for(rules.split_key(user, p.key), self.settings.split_valid_fraction,
-                                self.settings.split_test_fraction)
+        split = rules.split_for(
+            rules.split_key(user, p.key),
+            self.settings.split_valid_fraction,
+            self.settings.split_test_fraction,
+        )
         return {
-            "queue_id": self.queue.id, "text": p.row.text, "source": self.source, "external_user_id": user,
-            "split": split.value, "pii_status": (PIIStatus.held if findings else PIIStatus.clear).value,
-            "pii_findings": findings, "dedup_key": p.key, "import_id": self.imp.id,
+            "queue_id": self.queue.id,
+            "text": p.row.text,
+            "source": self.source,
+            "external_user_id": user,
+            "split": split.value,
+            "pii_status": (PIIStatus.held if findings else PIIStatus.clear).value,
+            "pii_findings": findings,
+            "dedup_key": p.key,
+            "import_id": self.imp.id,
             "meta": {**p.row.meta, "line": p.line},
         }

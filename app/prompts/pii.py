@@ -70,9 +70,49 @@ GREETINGS = tuple(
 )
 # Words that follow a greeting but are not names.
 NOT_NAMES = frozenset(
-    "there all everyone everybody world team folks guys friends friend sir madam customer customers "
-    "you again again, hiring manager colleagues class students reader readers assistant chatgpt "
-    "the a an i my our your this that how what can could would please".split()
+    [
+        "there",
+        "all",
+        "everyone",
+        "everybody",
+        "world",
+        "team",
+        "folks",
+        "guys",
+        "friends",
+        "friend",
+        "sir",
+        "madam",
+        "customer",
+        "customers",
+        "you",
+        "again",
+        "again,",
+        "hiring",
+        "manager",
+        "colleagues",
+        "class",
+        "students",
+        "reader",
+        "readers",
+        "assistant",
+        "chatgpt",
+        "the",
+        "a",
+        "an",
+        "i",
+        "my",
+        "our",
+        "your",
+        "this",
+        "that",
+        "how",
+        "what",
+        "can",
+        "could",
+        "would",
+        "please",
+    ]
 )
 IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
@@ -125,7 +165,9 @@ def _cards(text: str) -> list[Finding]:
 
 
 def _accounts(text: str) -> list[Finding]:
-    out = [Finding("account", m.start(), m.end(), m.group()) for m in IBAN.finditer(text) if iban_ok(m.group())]
+    out = [
+        Finding("account", m.start(), m.end(), m.group()) for m in IBAN.finditer(text) if iban_ok(m.group())
+    ]
     for m in ACCOUNT_CONTEXT.finditer(text):
         num = m.group("num").rstrip(" -")
         if sum(c.isdigit() for c in num) >= 5:
@@ -160,7 +202,7 @@ def _names(text: str) -> list[Finding]:
 def _ips(text: str) -> list[Finding]:
     out = []
     for m in IPV4.finditer(text):
-        if VERSION_BEFORE.search(text[max(0, m.start() - 10):m.start()]):
+        if VERSION_BEFORE.search(text[max(0, m.start() - 10) : m.start()]):
             continue
         try:
             ipaddress.IPv4Address(m.group())

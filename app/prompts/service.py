@@ -91,10 +91,18 @@ def create_queue(db: Session, data: dict[str, Any], admin: User | None) -> Promp
     form = parse_queue_form(data)
     if db.scalar(select(PromptQueue.id).where(PromptQueue.name == form.name)) is not None:
         raise Conflict(f"A queue named {form.name!r} already exists.")
-    queue = PromptQueue(name=form.name, kind=form.kind.value, k=form.k, overlap=form.overlap,
-                        priority=form.priority, gold_rate=form.gold_rate, low_water=form.low_water)
-    queue.guidelines = [GuidelineVersion(version=1, body_md=form.guidelines,
-                                         created_by_id=admin.id if admin else None)]
+    queue = PromptQueue(
+        name=form.name,
+        kind=form.kind.value,
+        k=form.k,
+        overlap=form.overlap,
+        priority=form.priority,
+        gold_rate=form.gold_rate,
+        low_water=form.low_water,
+    )
+    queue.guidelines = [
+        GuidelineVersion(version=1, body_md=form.guidelines, created_by_id=admin.id if admin else None)
+    ]
     db.add(queue)
     db.flush()
     return queue
@@ -114,8 +122,11 @@ def update_queue(db: Session, queue_id: int, data: dict[str, Any], admin: User |
     current = current_guideline(queue)
     if current is None or current.body_md != form.guidelines:
         version = (current.version + 1) if current else 1
-        queue.guidelines.append(GuidelineVersion(version=version, body_md=form.guidelines,
-                                                 created_by_id=admin.id if admin else None))
+        queue.guidelines.append(
+            GuidelineVersion(
+                version=version, body_md=form.guidelines, created_by_id=admin.id if admin else None
+            )
+        )
     db.flush()
     return queue
 
@@ -130,8 +141,11 @@ def set_paused(db: Session, queue_id: int, paused: bool) -> PromptQueue:
 
 def get_guideline(db: Session, queue_id: int, version: int) -> GuidelineVersion:
     """One version of a queue's guidelines."""
-    found = db.scalar(select(GuidelineVersion).where(GuidelineVersion.queue_id == queue_id,
-                                                     GuidelineVersion.version == version))
+    found = db.scalar(
+        select(GuidelineVersion).where(
+            GuidelineVersion.queue_id == queue_id, GuidelineVersion.version == version
+        )
+    )
     if found is None:
         raise NotFound("There is no such guideline version.")
     return found
@@ -141,9 +155,20 @@ def create_tasks(db: Session, queue: PromptQueue, prompt_ids: list[int]) -> int:
     """Demonstration tasks for cleared prompts (ranking tasks come from sampling, with completions)."""
     if queue.kind != TaskKind.demonstration.value or not prompt_ids:
         return 0
-    have = set(db.scalars(select(Task.prompt_id).where(Task.queue_id == queue.id, Task.prompt_id.in_(prompt_ids))))
-    rows = [{"queue_id": queue.id, "kind": queue.kind, "prompt_id": pid, "overlap": queue.overlap,
-             "status": TaskStatus.open.value} for pid in prompt_ids if pid not in have]
+    have = set(
+        db.scalars(select(Task.prompt_id).where(Task.queue_id == queue.id, Task.prompt_id.in_(prompt_ids)))
+    )
+    rows = [
+        {
+            "queue_id": queue.id,
+            "kind": queue.kind,
+            "prompt_id": pid,
+            "overlap": queue.overlap,
+            "status": TaskStatus.open.value,
+        }
+        for pid in prompt_ids
+        if pid not in have
+    ]
     if rows:
         db.execute(insert(Task), rows)
     return len(rows)
@@ -158,8 +183,19 @@ def add_write_tasks(db: Session, queue_id: int, count: int, hint: str) -> int:
         raise AppError(f"The hint must be one of {', '.join(WRITE_HINTS)}.")
     if not 1 <= count <= 10_000:
         raise AppError("Add between 1 and 10000 tasks at a time.")
-    db.execute(insert(Task), [{"queue_id": queue.id, "kind": queue.kind, "hint": hint, "overlap": queue.overlap,
-                               "status": TaskStatus.open.value} for _ in range(count)])
+    db.execute(
+        insert(Task),
+        [
+            {
+                "queue_id": queue.id,
+                "kind": queue.kind,
+                "hint": hint,
+                "overlap": queue.overlap,
+                "status": TaskStatus.open.value,
+            }
+            for _ in range(count)
+        ],
+    )
     db.flush()
     return count
 
@@ -183,33 +219,80 @@ def queue_progress(db: Session, queue: PromptQueue, now: datetime | None = None)
     now = now or utcnow()
     out = QueueProgress()
     live = (Assignment.status == AssignmentStatus.leased.value) & (Assignment.lease_expires_at > now)
-    leased_tasks = select(Assignment.task_id).join(Task, Task.id == Assignment.task_id).where(
-        Task.queue_id == queue.id, live)
-    out.in_progress = db.scalar(select(func.count()).select_from(Task).where(
-        Task.queue_id == queue.id, Task.status == TaskStatus.open.value, Task.id.in_(leased_tasks))) or 0
-    by_status = dict(db.execute(select(Task.status, func.count()).where(Task.queue_id == queue.id)
-                                .group_by(Task.status)).tuples().all())
+    leased_tasks = (
+        select(Assignment.task_id)
+        .join(Task, Task.id == Assignment.task_id)
+        .where(Task.queue_id == queue.id, live)
+    )
+    out.in_progress = (
+        db.scalar(
+            select(func.count())
+            .select_from(Task)
+            .where(Task.queue_id == queue.id, Task.status == TaskStatus.open.value, Task.id.in_(leased_tasks))
+        )
+        or 0
+    )
+    by_status = dict(
+        db.execute(select(Task.status, func.count()).where(Task.queue_id == queue.id).group_by(Task.status))
+        .tuples()
+        .all()
+    )
     out.waiting = by_status.get(TaskStatus.open.value, 0) - out.in_progress
     out.done = by_status.get(TaskStatus.done.value, 0)
-    out.prompts_held = db.scalar(select(func.count()).select_from(Prompt).where(
-        Prompt.queue_id == queue.id, Prompt.pii_status == PIIStatus.held.value)) or 0
-    out.prompts_without_task = db.scalar(select(func.count()).select_from(Prompt).where(
-        Prompt.queue_id == queue.id, Prompt.pii_status.in_([PIIStatus.clear.value, PIIStatus.redacted.value]),
-        ~Prompt.id.in_(select(Task.prompt_id).where(Task.queue_id == queue.id, Task.prompt_id.is_not(None))),
-    )) or 0
-    submitted = select(func.count()).select_from(Assignment).join(Task, Task.id == Assignment.task_id).where(
-        Task.queue_id == queue.id, Assignment.status == AssignmentStatus.submitted.value)
+    out.prompts_held = (
+        db.scalar(
+            select(func.count())
+            .select_from(Prompt)
+            .where(Prompt.queue_id == queue.id, Prompt.pii_status == PIIStatus.held.value)
+        )
+        or 0
+    )
+    out.prompts_without_task = (
+        db.scalar(
+            select(func.count())
+            .select_from(Prompt)
+            .where(
+                Prompt.queue_id == queue.id,
+                Prompt.pii_status.in_([PIIStatus.clear.value, PIIStatus.redacted.value]),
+                ~Prompt.id.in_(
+                    select(Task.prompt_id).where(Task.queue_id == queue.id, Task.prompt_id.is_not(None))
+                ),
+            )
+        )
+        or 0
+    )
+    submitted = (
+        select(func.count())
+        .select_from(Assignment)
+        .join(Task, Task.id == Assignment.task_id)
+        .where(Task.queue_id == queue.id, Assignment.status == AssignmentStatus.submitted.value)
+    )
     out.labels_last_hour = db.scalar(submitted.where(Assignment.finished_at >= now - timedelta(hours=1))) or 0
     day = db.scalar(submitted.where(Assignment.finished_at >= now - timedelta(hours=24))) or 0
     out.labels_per_hour_24h = round(day / 24, 2)
-    out.working = list(db.scalars(
-        select(User.username).distinct().join(Assignment, Assignment.user_id == User.id)
-        .join(Task, Task.id == Assignment.task_id).where(Task.queue_id == queue.id, live).order_by(User.username)))
+    out.working = list(
+        db.scalars(
+            select(User.username)
+            .distinct()
+            .join(Assignment, Assignment.user_id == User.id)
+            .join(Task, Task.id == Assignment.task_id)
+            .where(Task.queue_id == queue.id, live)
+            .order_by(User.username)
+        )
+    )
     return out
 
 
-def import_file(db: Session, settings: Settings, queue_id: int, filename: str, stream: IO[bytes], mode: str,
-                admin: User | None, size: int | None = None) -> PromptImport:
+def import_file(
+    db: Session,
+    settings: Settings,
+    queue_id: int,
+    filename: str,
+    stream: IO[bytes],
+    mode: str,
+    admin: User | None,
+    size: int | None = None,
+) -> PromptImport:
     """Import a JSONL or CSV file into a queue, streaming; returns the import with its report."""
     queue = get_queue(db, queue_id)
     if size is not None and size > settings.max_upload_bytes:
@@ -234,7 +317,9 @@ def ingest(db: Session, settings: Settings, token: ApiToken, payload: dict[str, 
         raise AppError("'mode' must be 'valid_rows' or 'all_or_nothing'.")
     queue = find_queue(db, str(ref))
     rows = (RawRow(i, data=item) for i, item in enumerate(items, 1))
-    return Importer(db, settings, queue, mode, source="api", filename=f"api:{token.name}", api_token=token).run(rows)
+    return Importer(
+        db, settings, queue, mode, source="api", filename=f"api:{token.name}", api_token=token
+    ).run(rows)
 
 
 def get_import(db: Session, import_id: int) -> PromptImport:
@@ -255,13 +340,19 @@ def recent_imports(db: Session, queue_id: int | None = None, limit: int = 20) ->
 
 def held_prompts(db: Session, limit: int = 200) -> list[Prompt]:
     """Prompts held for personal-data review, oldest first."""
-    return list(db.scalars(select(Prompt).where(Prompt.pii_status == PIIStatus.held.value)
-                           .order_by(Prompt.id).limit(limit)))
+    return list(
+        db.scalars(
+            select(Prompt).where(Prompt.pii_status == PIIStatus.held.value).order_by(Prompt.id).limit(limit)
+        )
+    )
 
 
 def count_held(db: Session) -> int:
     """How many prompts wait for personal-data review."""
-    return db.scalar(select(func.count()).select_from(Prompt).where(Prompt.pii_status == PIIStatus.held.value)) or 0
+    return (
+        db.scalar(select(func.count()).select_from(Prompt).where(Prompt.pii_status == PIIStatus.held.value))
+        or 0
+    )
 
 
 def get_held(db: Session, prompt_id: int) -> Prompt:
@@ -301,18 +392,23 @@ def _extra_spans(text: str, extra: str) -> list[dict[str, Any]]:
     return spans
 
 
-def redact_prompt(db: Session, prompt_id: int, admin: User, chosen: list[int], extra: str = "",
-                  note: str = "") -> Prompt:
+def redact_prompt(
+    db: Session, prompt_id: int, admin: User, chosen: list[int], extra: str = "", note: str = ""
+) -> Prompt:
     """Replace the chosen findings (and any extra strings) with placeholders; the prompt is released."""
     prompt = get_held(db, prompt_id)
     ordered = sorted(prompt.pii_findings, key=lambda f: int(f["start"]))
     if any(i < 0 or i >= len(ordered) for i in chosen):
         raise AppError("A chosen finding does not exist.")
-    spans = [{"kind": ordered[i]["kind"], "start": ordered[i]["start"], "end": ordered[i]["end"]}
-             for i in sorted(set(chosen))]
+    spans = [
+        {"kind": ordered[i]["kind"], "start": ordered[i]["start"], "end": ordered[i]["end"]}
+        for i in sorted(set(chosen))
+    ]
     spans += _extra_spans(prompt.text, extra)
     if not spans:
-        raise AppError("Choose at least one finding or give a string to redact (or clear or reject the prompt).")
+        raise AppError(
+            "Choose at least one finding or give a string to redact (or clear or reject the prompt)."
+        )
     prompt.text = pii.redact(prompt.text, spans)
     return _decide(db, prompt, admin, PIIStatus.redacted, "redact", spans, note)
 
@@ -331,8 +427,15 @@ def clear_prompt(db: Session, prompt_id: int, admin: User, note: str = "") -> Pr
     return _decide(db, prompt, admin, PIIStatus.clear, "clear", [], note)
 
 
-def _decide(db: Session, prompt: Prompt, admin: User, status: PIIStatus, action: str,
-            spans: list[dict[str, Any]], note: str) -> Prompt:
+def _decide(
+    db: Session,
+    prompt: Prompt,
+    admin: User,
+    status: PIIStatus,
+    action: str,
+    spans: list[dict[str, Any]],
+    note: str,
+) -> Prompt:
     prompt.pii_status = status.value
     prompt.pii_findings = []
     db.add(PIIRedaction(prompt_id=prompt.id, admin_id=admin.id, action=action, spans=spans, note=note[:2000]))
@@ -354,4 +457,35 @@ def screen_prompt(prompt: Prompt) -> Prompt:
 
 def redactions(db: Session, prompt_id: int) -> list[PIIRedaction]:
     """The review decisions recorded for a prompt."""
-    return list(db.scalars(select(PIIRedaction).where(PIIRedaction.prompt_id == prompt_id).order_by(PIIRedaction.id)))
+    return list(
+        db.scalars(select(PIIRedaction).where(PIIRedaction.prompt_id == prompt_id).order_by(PIIRedaction.id))
+    )
+
+
+def queue_overview(db: Session, queue_id: int) -> dict[str, Any]:
+    """Everything the queue page shows: settings, progress, agreement, guideline versions, imports."""
+    from app.quality.service import agreement
+
+    queue = get_queue(db, queue_id)
+    total, per_user = agreement(db, queue.id)
+    names = (
+        dict(db.execute(select(User.id, User.username).where(User.id.in_(per_user))).all())
+        if per_user
+        else {}
+    )
+    return {
+        "queue": queue,
+        "progress": queue_progress(db, queue),
+        "agreement": total,
+        "labeler_agreement": sorted(
+            ((names.get(u, str(u)), a) for u, a in per_user.items()), key=lambda x: x[0]
+        ),
+        "guideline": current_guideline(queue),
+        "imports": recent_imports(db, queue.id, limit=10),
+        "write_hints": WRITE_HINTS,
+    }
+
+
+def queues_with_progress(db: Session) -> list[tuple[PromptQueue, QueueProgress]]:
+    """Every queue with its progress, for the list and the console home."""
+    return [(q, queue_progress(db, q)) for q in list_queues(db)]

@@ -64,8 +64,11 @@ class LabelerStats:
 
 def _tiers_by_task(db: Session, queue_id: int | None = None) -> dict[int, list[tuple[int, dict[int, int]]]]:
     """task id -> [(user id, {completion id: tier})] for every ranking (optionally of one queue)."""
-    q = (select(Ranking.task_id, Ranking.user_id, Ranking.id, RankingEntry.completion_id, RankingEntry.tier)
-         .join(RankingEntry, RankingEntry.ranking_id == Ranking.id).order_by(Ranking.id))
+    q = (
+        select(Ranking.task_id, Ranking.user_id, Ranking.id, RankingEntry.completion_id, RankingEntry.tier)
+        .join(RankingEntry, RankingEntry.ranking_id == Ranking.id)
+        .order_by(Ranking.id)
+    )
     if queue_id is not None:
         q = q.join(Task, Task.id == Ranking.task_id).where(Task.queue_id == queue_id)
     by_ranking: dict[int, tuple[int, int, dict[int, int]]] = {}
@@ -79,7 +82,8 @@ def _tiers_by_task(db: Session, queue_id: int | None = None) -> dict[int, list[t
 
 def agreement(db: Session, queue_id: int | None = None) -> tuple[Agreement, dict[int, Agreement]]:
     """Overall (or one queue's) agreement, and each labeler's, over items ranked by 2+ labelers."""
-    total, per_user = Agreement(), defaultdict(Agreement)
+    total = Agreement()
+    per_user: defaultdict[int, Agreement] = defaultdict(Agreement)
     for rankings in _tiers_by_task(db, queue_id).values():
         if len(rankings) < 2:
             continue
@@ -90,7 +94,7 @@ def agreement(db: Session, queue_id: int | None = None) -> tuple[Agreement, dict
             if tau is not None:
                 per_user[u].taus.append(tau)
                 total.taus.append(tau)
-            for v, other in rankings[i + 1:]:
+            for v, other in rankings[i + 1 :]:
                 agree, compared = metrics.pair_agreement(tiers, other)
                 total.agree += agree
                 total.compared += compared
@@ -102,8 +106,12 @@ def agreement(db: Session, queue_id: int | None = None) -> tuple[Agreement, dict
 
 def queue_agreements(db: Session) -> dict[int, Agreement]:
     """Agreement per queue id (ranking queues with overlapped items)."""
-    return {q.id: agreement(db, q.id)[0] for q in db.scalars(
-        select(PromptQueue).where(PromptQueue.kind == TaskKind.ranking.value).order_by(PromptQueue.id))}
+    return {
+        q.id: agreement(db, q.id)[0]
+        for q in db.scalars(
+            select(PromptQueue).where(PromptQueue.kind == TaskKind.ranking.value).order_by(PromptQueue.id)
+        )
+    }
 
 
 def gold_accuracy(db: Session) -> dict[int, tuple[int, float]]:
@@ -133,9 +141,10 @@ def throughput(db: Session, now: datetime | None = None) -> dict[int, tuple[int,
             if at is not None and _aware(at) >= now - timedelta(hours=24):
                 recent[user_id] += 1
     out = {}
-    for user_id, spent in times.items():
-        positive = [s for s in spent if s > 0]
-        out[user_id] = (len(spent), recent[user_id], statistics.median(positive) / 1000 if positive else None)
+    for user_id, spent_list in times.items():
+        positive = [s for s in spent_list if s > 0]
+        median_s = statistics.median(positive) / 1000 if positive else None
+        out[user_id] = (len(spent_list), recent[user_id], median_s)
     return out
 
 
@@ -149,14 +158,17 @@ def labeler_stats(db: Session, settings: Settings) -> list[LabelerStats]:
     """One row per labeler: agreement, tau, gold accuracy, throughput and time per task."""
     _, per_user = agreement(db)
     gold, speed = gold_accuracy(db), throughput(db)
-    users = db.scalars(select(User).join(UserRole).where(UserRole.role == Role.labeler.value).order_by(User.username))
+    users = db.scalars(
+        select(User).join(UserRole).where(UserRole.role == Role.labeler.value).order_by(User.username)
+    )
     rows = []
     for user in users:
         row = LabelerStats(user=user, agreement=per_user.get(user.id, Agreement()))
         if user.id in gold:
             row.gold_items, row.gold_accuracy = gold[user.id]
-            row.below_gold = (row.gold_items >= settings.gold_min_items
-                              and row.gold_accuracy < settings.gold_min_accuracy)
+            row.below_gold = (
+                row.gold_items >= settings.gold_min_items and row.gold_accuracy < settings.gold_min_accuracy
+            )
         if user.id in speed:
             row.labels, row.labels_24h, row.median_s = speed[user.id]
             row.labels_per_hour = round(3600 / row.median_s, 1) if row.median_s else None
@@ -193,8 +205,10 @@ def mark_gold_from_ranking(db: Session, ranking_id: int) -> Task:
     task = db.get(Task, ranking.task_id)
     assert task is not None
     task.is_gold = True
-    task.gold_answer = {"ranks": {str(e.completion_id): e.tier for e in ranking.entries},
-                        "from_ranking": ranking.id}
+    task.gold_answer = {
+        "ranks": {str(e.completion_id): e.tier for e in ranking.entries},
+        "from_ranking": ranking.id,
+    }
     db.flush()
     return task
 
@@ -221,7 +235,9 @@ def unmark_gold(db: Session, task_id: int) -> Task:
     return task
 
 
-def pick_gold_task(db: Session, queue: PromptQueue, user: User, rng: random.Random | None = None) -> Task | None:
+def pick_gold_task(
+    db: Session, queue: PromptQueue, user: User, rng: random.Random | None = None
+) -> Task | None:
     """With probability queue.gold_rate, a gold task of `queue` this labeler has not had yet.
 
     For the lease code: gold items are served to every labeler regardless of overlap.
@@ -229,9 +245,17 @@ def pick_gold_task(db: Session, queue: PromptQueue, user: User, rng: random.Rand
     if queue.gold_rate <= 0 or (rng or random).random() >= queue.gold_rate:
         return None
     had = select(Assignment.task_id).where(Assignment.user_id == user.id)
-    return db.scalar(select(Task).where(Task.queue_id == queue.id, Task.is_gold.is_(True),
-                                        Task.status != TaskStatus.retired.value, ~Task.id.in_(had))
-                     .order_by(Task.id).limit(1))
+    return db.scalar(
+        select(Task)
+        .where(
+            Task.queue_id == queue.id,
+            Task.is_gold.is_(True),
+            Task.status != TaskStatus.retired.value,
+            ~Task.id.in_(had),
+        )
+        .order_by(Task.id)
+        .limit(1)
+    )
 
 
 @dataclass
@@ -248,17 +272,34 @@ class LabelRow:
     is_gold: bool
 
 
-def recent_labels(db: Session, queue_id: int | None = None, user_id: int | None = None,
-                  kind: str | None = None, limit: int = 100) -> list[LabelRow]:
+def recent_labels(
+    db: Session,
+    queue_id: int | None = None,
+    user_id: int | None = None,
+    kind: str | None = None,
+    limit: int = 100,
+) -> list[LabelRow]:
     """The latest submitted rankings and demonstrations, newest first, filtered."""
     rows: list[LabelRow] = []
     for name, model in (("ranking", Ranking), ("demonstration", Demonstration)):
         if kind and kind != name:
             continue
-        q = (select(model.id, model.task_id, PromptQueue.name, User.username, model.created_at,
-                    model.time_spent_ms, Task.is_gold)
-             .join(Task, Task.id == model.task_id).join(PromptQueue, PromptQueue.id == Task.queue_id)
-             .join(User, User.id == model.user_id).order_by(model.id.desc()).limit(limit))
+        q = (
+            select(
+                model.id,
+                model.task_id,
+                PromptQueue.name,
+                User.username,
+                model.created_at,
+                model.time_spent_ms,
+                Task.is_gold,
+            )
+            .join(Task, Task.id == model.task_id)
+            .join(PromptQueue, PromptQueue.id == Task.queue_id)
+            .join(User, User.id == model.user_id)
+            .order_by(model.id.desc())
+            .limit(limit)
+        )
         if queue_id:
             q = q.where(Task.queue_id == queue_id)
         if user_id:
@@ -280,10 +321,20 @@ def ranking_detail(db: Session, ranking_id: int) -> dict[str, Any]:
     assert task is not None
     prompt = db.get(Prompt, task.prompt_id) if task.prompt_id else None
     completions = {c.id: c for c in db.scalars(select(Completion).where(Completion.task_id == task.id))}
-    entries = sorted(ranking.entries, key=lambda e: (e.tier, completions[e.completion_id].position
-                                                     if e.completion_id in completions else 0))
-    return {"ranking": ranking, "task": task, "prompt": prompt, "labeler": db.get(User, ranking.user_id),
-            "entries": [(e, completions.get(e.completion_id)) for e in entries]}
+    entries = sorted(
+        ranking.entries,
+        key=lambda e: (
+            e.tier,
+            completions[e.completion_id].position if e.completion_id in completions else 0,
+        ),
+    )
+    return {
+        "ranking": ranking,
+        "task": task,
+        "prompt": prompt,
+        "labeler": db.get(User, ranking.user_id),
+        "entries": [(e, completions.get(e.completion_id)) for e in entries],
+    }
 
 
 def demonstration_detail(db: Session, demonstration_id: int) -> dict[str, Any]:
@@ -294,8 +345,12 @@ def demonstration_detail(db: Session, demonstration_id: int) -> dict[str, Any]:
     if demo is None:
         raise NotFound("There is no such demonstration.")
     task = db.get(Task, demo.task_id)
-    return {"demo": demo, "task": task, "prompt": db.get(Prompt, demo.prompt_id),
-            "labeler": db.get(User, demo.user_id)}
+    return {
+        "demo": demo,
+        "task": task,
+        "prompt": db.get(Prompt, demo.prompt_id),
+        "labeler": db.get(User, demo.user_id),
+    }
 
 
 def require_kind(kind: str | None) -> str | None:
@@ -303,3 +358,42 @@ def require_kind(kind: str | None) -> str | None:
     if kind not in (None, "", "ranking", "demonstration"):
         raise AppError("The kind must be 'ranking' or 'demonstration'.")
     return kind or None
+
+
+def quality_overview(db: Session, settings: Settings) -> dict[str, Any]:
+    """The quality page: overall and per-queue agreement, per-labeler rows, the gold threshold."""
+    total, _ = agreement(db)
+    queues = {q.id: q for q in db.scalars(select(PromptQueue))}
+    return {
+        "total": total,
+        "per_queue": [(queues[qid], a) for qid, a in queue_agreements(db).items()],
+        "labelers": labeler_stats(db, settings),
+        "threshold": settings.gold_min_accuracy,
+        "min_items": settings.gold_min_items,
+        "gold_tasks": list(db.scalars(select(Task).where(Task.is_gold.is_(True)).order_by(Task.id))),
+    }
+
+
+def review_list(db: Session, queue_id: int | None, user_id: int | None, kind: str | None) -> dict[str, Any]:
+    """The review page: filtered labels plus the choices of the filter form."""
+    return {
+        "labels": recent_labels(db, queue_id, user_id, require_kind(kind)),
+        "queues": list(db.scalars(select(PromptQueue).order_by(PromptQueue.name))),
+        "labelers": list(
+            db.scalars(
+                select(User).join(UserRole).where(UserRole.role == Role.labeler.value).order_by(User.username)
+            )
+        ),
+        "f_queue": queue_id,
+        "f_labeler": user_id,
+        "f_kind": kind or "",
+    }
+
+
+def labelers(db: Session) -> list[User]:
+    """Every user holding the labeler role, by username."""
+    return list(
+        db.scalars(
+            select(User).join(UserRole).where(UserRole.role == Role.labeler.value).order_by(User.username)
+        )
+    )

@@ -24,7 +24,7 @@ def test_kendall_tau_b_against_hand_computed_values() -> None:
     # One swap among 4: C=5, D=1 -> (5-1)/6
     assert kendall_tau_b([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(4 / 6)
     # x has a tie (pair 0,1): C=5, D=0, ties_x=1 -> 5 / sqrt(5*6)
-    assert kendall_tau_b([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(5 / (30 ** 0.5))
+    assert kendall_tau_b([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(5 / (30**0.5))
     assert kendall_tau_b([1, 1], [1, 2]) is None
 
 
@@ -33,7 +33,7 @@ def test_tau_against_the_consensus_of_the_others() -> None:
     others = [{10: 1, 11: 2, 12: 3, 13: 4}, {10: 2, 11: 1, 12: 3, 13: 4}]
     assert consensus(others) == {10: 1.5, 11: 1.5, 12: 3.0, 13: 4.0}
     # consensus ties 10 and 11: C=5, D=0, ties_y=1 -> 5 / sqrt(6*5)
-    assert tau_against_consensus(me, others) == pytest.approx(5 / (30 ** 0.5))
+    assert tau_against_consensus(me, others) == pytest.approx(5 / (30**0.5))
     assert tau_against_consensus(me, []) is None
 
 

@@ -27,7 +27,9 @@ def data(db, factory):  # type: ignore[no-untyped-def]
     gv = ranks.guidelines[0].id
     p1 = factory.prompt(demos, text="Explain gravity.", split="train")
     t1 = factory.task(demos, p1)
-    demonstration(db, t1, alice, "Gravity pulls masses together.", guideline_version_id=demos.guidelines[0].id)
+    demonstration(
+        db, t1, alice, "Gravity pulls masses together.", guideline_version_id=demos.guidelines[0].id
+    )
     held = factory.prompt(demos, text="Email bob@example.com", pii_status=PIIStatus.held.value)
     demonstration(db, factory.task(demos, held), bob, "should never be exported")
     p2 = factory.prompt(ranks, text="Name a colour.", split="valid")
@@ -37,8 +39,18 @@ def data(db, factory):  # type: ignore[no-untyped-def]
     # alice: positions 0 > 1 = 2 > 3 (a tie); bob: 1 > 0 > 2 > 3, flags 'hallucination' on position 3
     r_alice = ranking(db, t2, alice, [1, 2, 2, 3], guideline_version_id=gv)
     r_bob = ranking(db, t2, bob, [2, 1, 3, 4], flags={3: ["hallucination"]})
-    return {"alice": alice, "bob": bob, "demos": demos, "ranks": ranks, "policy": policy,
-            "r_alice": r_alice, "r_bob": r_bob, "p1": p1, "p2": p2, "held": held}
+    return {
+        "alice": alice,
+        "bob": bob,
+        "demos": demos,
+        "ranks": ranks,
+        "policy": policy,
+        "r_alice": r_alice,
+        "r_bob": r_bob,
+        "p1": p1,
+        "p2": p2,
+        "held": held,
+    }
 
 
 def _rows(path: Path) -> list[dict]:
@@ -51,15 +63,24 @@ def test_batch_layout_manifest_and_rows(db, data) -> None:
     assert root.name == str(batch.id) and root.parent.name == "exports"
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["id"] == batch.id and manifest["content_hash"] == batch.content_hash
-    assert set(manifest["files"]) == {f"{n}.{ext}" for n in ("sft", "pairwise", "rankings", "prompts")
-                                      for ext in ("jsonl", "parquet")}
+    assert set(manifest["files"]) == {
+        f"{n}.{ext}" for n in ("sft", "pairwise", "rankings", "prompts") for ext in ("jsonl", "parquet")
+    }
     assert manifest["counts"] == batch.counts == {"sft": 1, "pairwise": 5 + 6, "rankings": 2, "prompts": 2}
 
     sft = _rows(root / "sft.jsonl")
-    assert sft == [{"prompt": "Explain gravity.", "completion": "Gravity pulls masses together.", "split": "train",
-                    "provenance": sft[0]["provenance"]}]
+    assert sft == [
+        {
+            "prompt": "Explain gravity.",
+            "completion": "Gravity pulls masses together.",
+            "split": "train",
+            "provenance": sft[0]["provenance"],
+        }
+    ]
     prov = sft[0]["provenance"]
-    assert prov["labeler"] == "alice_x" and prov["prompt_id"] == data["p1"].id and prov["guideline_version"] == 1
+    assert (
+        prov["labeler"] == "alice_x" and prov["prompt_id"] == data["p1"].id and prov["guideline_version"] == 1
+    )
 
     rankings = _rows(root / "rankings.jsonl")
     assert [r["ranks"] for r in rankings] == [[1, 2, 2, 3], [2, 1, 3, 4]]
@@ -74,7 +95,12 @@ def test_batch_layout_manifest_and_rows(db, data) -> None:
     assert len(alice_pairs) == 5
     texts = rankings[0]["completions"]
     assert {(p["chosen"], p["rejected"]) for p in alice_pairs} == {
-        (texts[0], texts[1]), (texts[0], texts[2]), (texts[0], texts[3]), (texts[1], texts[3]), (texts[2], texts[3])}
+        (texts[0], texts[1]),
+        (texts[0], texts[2]),
+        (texts[0], texts[3]),
+        (texts[1], texts[3]),
+        (texts[2], texts[3]),
+    }
     # Held prompts never leave; PPO prompts are the exportable ones.
     assert all("should never" not in json.dumps(r) for r in sft)
     assert [p["prompt"] for p in _rows(root / "prompts.jsonl")] == ["Explain gravity.", "Name a colour."]
@@ -86,8 +112,9 @@ def test_batch_layout_manifest_and_rows(db, data) -> None:
 def test_same_data_and_filters_give_the_same_hash_and_bytes(db, data) -> None:
     f = ExportFilters(queues=[data["ranks"].id, data["demos"].id], splits=["valid", "train"])
     a = create_export_batch(db, f, None)
-    b = create_export_batch(db, ExportFilters(queues=[data["demos"].id, data["ranks"].id], splits=["train", "valid"]),
-                            None)
+    b = create_export_batch(
+        db, ExportFilters(queues=[data["demos"].id, data["ranks"].id], splits=["train", "valid"]), None
+    )
     assert a.id != b.id and a.path != b.path
     assert a.content_hash == b.content_hash
     for name in ("sft.jsonl", "pairwise.parquet", "rankings.jsonl", "prompts.parquet"):
@@ -134,13 +161,16 @@ def test_files_load_with_datasets(db, data, tmp_path) -> None:
     root = Path(batch.path)
     cache = str(tmp_path / "hf-cache")
     for name, n in batch.counts.items():
-        from_json = datasets.load_dataset("json", data_files=str(root / f"{name}.jsonl"), split="train",
-                                          cache_dir=cache)
-        from_parquet = datasets.load_dataset("parquet", data_files=str(root / f"{name}.parquet"), split="train",
-                                             cache_dir=cache)
+        from_json = datasets.load_dataset(
+            "json", data_files=str(root / f"{name}.jsonl"), split="train", cache_dir=cache
+        )
+        from_parquet = datasets.load_dataset(
+            "parquet", data_files=str(root / f"{name}.parquet"), split="train", cache_dir=cache
+        )
         assert from_json.num_rows == from_parquet.num_rows == n
         assert from_json[0]["prompt"] == from_parquet[0]["prompt"]
         assert "provenance" in from_parquet.column_names
-    pairs = datasets.load_dataset("parquet", data_files=str(root / "pairwise.parquet"), split="train",
-                                  cache_dir=cache)
+    pairs = datasets.load_dataset(
+        "parquet", data_files=str(root / "pairwise.parquet"), split="train", cache_dir=cache
+    )
     assert set(pairs.column_names) == {"prompt", "chosen", "rejected", "split", "provenance"}

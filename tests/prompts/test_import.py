@@ -21,7 +21,9 @@ from app.prompts.rules import dedup_key, split_for
 
 
 def _jsonl(*rows: object) -> io.BytesIO:
-    lines = [r if isinstance(r, bytes) else (r if isinstance(r, str) else json.dumps(r)).encode() for r in rows]
+    lines = [
+        r if isinstance(r, bytes) else (r if isinstance(r, str) else json.dumps(r)).encode() for r in rows
+    ]
     return io.BytesIO(b"\n".join(lines) + b"\n")
 
 
@@ -34,20 +36,20 @@ def _texts(db, queue) -> list[str]:
 
 
 BAD_JSONL = [
-    {"prompt": "Good one about cats", "user_id": "u1"},            # 1 ok
-    '{"prompt": "broken',                                            # 2 bad JSON
-    '["a list"]',                                                    # 3 not an object
-    {"text_missing": "x"},                                           # 4 missing field
-    {"prompt": 42},                                                  # 5 not a string
-    {"prompt": "   "},                                               # 6 empty
-    {"prompt": "x" * 20_001},                                        # 7 too long
-    {"prompt": "bell \u0007 char"},                                   # 8 control character
-    {"prompt": "fine", "user_id": ["u"]},                             # 9 bad user id type
-    {"prompt": "fine too", "user_id": "u" * 129},                     # 10 user id too long
-    b'{"prompt": "caf\xe9 latin-1"}',                                 # 11 not UTF-8
-    {"prompt": "fine", "meta": "not an object"},                      # 12 bad meta
-    "",                                                              # 13 blank: skipped
-    {"text": "Good two about dogs", "external_user_id": 7},          # 14 ok (text + int user id)
+    {"prompt": "Good one about cats", "user_id": "u1"},  # 1 ok
+    '{"prompt": "broken',  # 2 bad JSON
+    '["a list"]',  # 3 not an object
+    {"text_missing": "x"},  # 4 missing field
+    {"prompt": 42},  # 5 not a string
+    {"prompt": "   "},  # 6 empty
+    {"prompt": "x" * 20_001},  # 7 too long
+    {"prompt": "bell \u0007 char"},  # 8 control character
+    {"prompt": "fine", "user_id": ["u"]},  # 9 bad user id type
+    {"prompt": "fine too", "user_id": "u" * 129},  # 10 user id too long
+    b'{"prompt": "caf\xe9 latin-1"}',  # 11 not UTF-8
+    {"prompt": "fine", "meta": "not an object"},  # 12 bad meta
+    "",  # 13 blank: skipped
+    {"text": "Good two about dogs", "external_user_id": 7},  # 14 ok (text + int user id)
 ]
 
 
@@ -91,24 +93,27 @@ def test_all_or_nothing_rolls_back_rows_written_in_earlier_batches(db, factory, 
     queue = factory.queue(TaskKind.ranking)
     rows = [{"prompt": f"prompt {i}"} for i in range(5)] + ["not json"]
     imp = _import(db, queue, _jsonl(*rows), mode="all_or_nothing")
-    assert imp.status == "failed" and imp.report == [{"line": 6, "kind": "rejected", "reason": imp.report[0]["reason"]}]
+    assert imp.status == "failed" and imp.report == [
+        {"line": 6, "kind": "rejected", "reason": imp.report[0]["reason"]}
+    ]
     assert _texts(db, queue) == []
 
 
 CSV_FILE = (
     "prompt,user_id,topic\n"
-    "Plain row,u1,cats\n"                                   # 2 ok
-    '"Multi-line\nquoted prompt",u2,dogs\n'                 # 3-4 ok (one record over two lines)
-    "too,many,fields,here\n"                                # 5 wrong field count
-    ",u3,empty\n"                                           # 6 empty prompt
-    + ("x" * 20_001) + ",u4,long\n"                        # 7 too long
-    + "Last good row,,birds\n"                              # 8 ok, no user id
+    "Plain row,u1,cats\n"  # 2 ok
+    '"Multi-line\nquoted prompt",u2,dogs\n'  # 3-4 ok (one record over two lines)
+    "too,many,fields,here\n"  # 5 wrong field count
+    ",u3,empty\n"  # 6 empty prompt
+    + ("x" * 20_001)
+    + ",u4,long\n"  # 7 too long
+    + "Last good row,,birds\n"  # 8 ok, no user id
 )
 
 
 def test_csv_rows_by_line_including_multiline_records(db, factory) -> None:
     queue = factory.queue(TaskKind.demonstration)
-    data = io.BytesIO(CSV_FILE.encode() + b"bad \xff byte,u5,x\n")   # 9 not UTF-8
+    data = io.BytesIO(CSV_FILE.encode() + b"bad \xff byte,u5,x\n")  # 9 not UTF-8
     imp = _import(db, queue, data, name="prompts.csv")
     reasons = {r["line"]: r["reason"] for r in imp.report}
     assert imp.accepted == 3 and imp.rejected == 4
@@ -140,22 +145,30 @@ def test_dedup_by_long_shared_prefix_within_the_file_and_against_the_database(db
     settings = get_settings().model_copy(update={"prompt_dedup_prefix_chars": 20})
     queue = factory.queue(TaskKind.ranking)
     base = "Write a short poem about the sea"
-    factory.prompt(queue, text="Already here: a prompt",
-                   dedup_key=dedup_key("Already here: a prompt", 20))
-    imp = _import(db, queue, _jsonl(
-        {"prompt": base + " in winter."},                # kept
-        {"prompt": base + " in summer, please."},        # same first 20 chars -> duplicate
-        {"prompt": "  WRITE a   short poem ABOUT something else"},  # same after normalising -> duplicate
-        {"prompt": "Already here: a prompt with more"},  # prefix of an existing prompt -> duplicate
-        {"prompt": "Write a haiku about the sea."},      # differs within 20 chars -> kept
-    ), settings=settings)
+    factory.prompt(queue, text="Already here: a prompt", dedup_key=dedup_key("Already here: a prompt", 20))
+    imp = _import(
+        db,
+        queue,
+        _jsonl(
+            {"prompt": base + " in winter."},  # kept
+            {"prompt": base + " in summer, please."},  # same first 20 chars -> duplicate
+            {"prompt": "  WRITE a   short poem ABOUT something else"},  # same after normalising -> duplicate
+            {"prompt": "Already here: a prompt with more"},  # prefix of an existing prompt -> duplicate
+            {"prompt": "Write a haiku about the sea."},  # differs within 20 chars -> kept
+        ),
+        settings=settings,
+    )
     assert imp.accepted == 2 and imp.duplicates == 3
     assert [r["line"] for r in imp.report if r["kind"] == "duplicate"] == [2, 3, 4]
     # With a longer prefix the two sea poems differ and both are kept.
     long_settings = get_settings().model_copy(update={"prompt_dedup_prefix_chars": 200})
     queue2 = factory.queue(TaskKind.ranking)
-    imp2 = _import(db, queue2, _jsonl({"prompt": "Q: " + base + " in winter."},
-                                      {"prompt": "Q: " + base + " in summer."}), settings=long_settings)
+    imp2 = _import(
+        db,
+        queue2,
+        _jsonl({"prompt": "Q: " + base + " in winter."}, {"prompt": "Q: " + base + " in summer."}),
+        settings=long_settings,
+    )
     assert imp2.accepted == 2 and imp2.duplicates == 0
 
 
@@ -169,8 +182,13 @@ def test_per_user_cap_counts_existing_prompts_and_the_file(db, factory) -> None:
     imp = _import(db, queue, _jsonl(*rows), settings=settings)
     assert imp.capped == 2 and imp.accepted == 10
     assert [r["line"] for r in imp.report if r["kind"] == "capped"] == [3, 4]
-    counts = dict(db.execute(select(Prompt.external_user_id, func.count()).where(Prompt.queue_id == queue.id)
-                             .group_by(Prompt.external_user_id)).all())
+    counts = dict(
+        db.execute(
+            select(Prompt.external_user_id, func.count())
+            .where(Prompt.queue_id == queue.id)
+            .group_by(Prompt.external_user_id)
+        ).all()
+    )
     assert counts["alice"] == 3 and counts["bob"] == 3 and counts[None] == 5
 
 
@@ -180,21 +198,29 @@ def test_split_is_by_user_id_deterministic_and_never_straddles(db, factory) -> N
     imp = _import(db, queue, _jsonl(*rows))
     assert imp.accepted == 180
     splits: dict[str, set[str]] = defaultdict(set)
-    for user, split in db.execute(select(Prompt.external_user_id, Prompt.split).where(Prompt.queue_id == queue.id)):
+    for user, split in db.execute(
+        select(Prompt.external_user_id, Prompt.split).where(Prompt.queue_id == queue.id)
+    ):
         splits[user].add(split)
     assert all(len(s) == 1 for s in splits.values())
     seen = {next(iter(s)) for s in splits.values()}
     assert seen == {"train", "valid", "test"}
     # Deterministic: a pure function of the user id, the same on every run.
-    assert all(next(iter(splits[f"user-{u}"])) == split_for(f"user:user-{u}", 0.1, 0.1).value for u in range(60))
+    assert all(
+        next(iter(splits[f"user-{u}"])) == split_for(f"user:user-{u}", 0.1, 0.1).value for u in range(60)
+    )
     assert split_for("user:x", 0.0, 0.0) is Split.train and split_for("user:x", 0.0, 1.0) is Split.test
 
 
 def test_prompts_with_personal_data_are_held_and_get_no_task(db, factory) -> None:
     queue = factory.queue(TaskKind.demonstration)
-    imp = _import(db, queue, _jsonl({"prompt": "Email bob@example.com the report"}, {"prompt": "Plain prompt"}))
+    imp = _import(
+        db, queue, _jsonl({"prompt": "Email bob@example.com the report"}, {"prompt": "Plain prompt"})
+    )
     assert imp.accepted == 2 and imp.held_for_pii == 1
-    held = db.scalar(select(Prompt).where(Prompt.queue_id == queue.id, Prompt.pii_status == PIIStatus.held.value))
+    held = db.scalar(
+        select(Prompt).where(Prompt.queue_id == queue.id, Prompt.pii_status == PIIStatus.held.value)
+    )
     assert held is not None and held.pii_findings[0]["kind"] == "email"
     task_prompts = set(db.scalars(select(Task.prompt_id).where(Task.queue_id == queue.id)))
     assert held.id not in task_prompts and len(task_prompts) == 1
@@ -205,8 +231,10 @@ class CountingStream(io.RawIOBase):
 
     def __init__(self, n: int) -> None:
         self.n, self.read_lines = n, 0
-        self._lines: Iterator[bytes] = (json.dumps({"prompt": f"streamed prompt {i}", "user_id": f"s{i}"})
-                                        .encode() + b"\n" for i in range(n))
+        self._lines: Iterator[bytes] = (
+            json.dumps({"prompt": f"streamed prompt {i}", "user_id": f"s{i}"}).encode() + b"\n"
+            for i in range(n)
+        )
 
     def readable(self) -> bool:
         return True

@@ -86,9 +86,11 @@ def test_detection_precision_and_recall_on_the_labelled_set(capsys: pytest.Captu
     precision, recall = tp / (tp + fp), tp / (tp + fn)
     kp, kr = kind_tp / (kind_tp + kind_fp), kind_tp / (kind_tp + kind_fn)
     with capsys.disabled():
-        print(f"\nPII detection on {len(LABELLED)} labelled prompts: "
-              f"prompt-level precision {precision:.3f} recall {recall:.3f}; "
-              f"kind-level precision {kp:.3f} recall {kr:.3f}")
+        print(
+            f"\nPII detection on {len(LABELLED)} labelled prompts: "
+            f"prompt-level precision {precision:.3f} recall {recall:.3f}; "
+            f"kind-level precision {kp:.3f} recall {kr:.3f}"
+        )
         for miss in misses:
             print("  mismatch:", miss)
     assert recall >= 0.95 and precision >= 0.9
@@ -98,7 +100,7 @@ def test_detection_precision_and_recall_on_the_labelled_set(capsys: pytest.Captu
 def test_findings_point_at_the_personal_data() -> None:
     text = "Hi Sam, mail sam@example.com"
     found = detect(text)
-    assert [(f.kind, text[f.start:f.end]) for f in found] == [("name", "Sam"), ("email", "sam@example.com")]
+    assert [(f.kind, text[f.start : f.end]) for f in found] == [("name", "Sam"), ("email", "sam@example.com")]
 
 
 def test_redact_replaces_spans_with_placeholders() -> None:
