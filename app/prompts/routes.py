@@ -208,7 +208,7 @@ def pii_reject(
 def ingest(
     db: DB, settings: SettingsDep, token: TokenWrite, payload: Annotated[dict[str, Any], Body()]
 ) -> JSONResponse:
-    """Ingest prompts: {"queue", "mode"?, "prompts": [{"prompt", "user_id"?, "meta"?}]}; 422: nothing taken."""
+    """Ingest prompts: {"queue", "mode"?, "prompts": [{"prompt", "user_id"?, "meta"?}]} (422: none taken)."""
     imp = service.ingest(db, settings, token, payload)
     body = {
         "import_id": imp.id,

@@ -232,11 +232,12 @@ def queue_progress(db: Session, queue: PromptQueue, now: datetime | None = None)
         )
         or 0
     )
-    by_status = dict(
-        db.execute(select(Task.status, func.count()).where(Task.queue_id == queue.id).group_by(Task.status))
-        .tuples()
-        .all()
-    )
+    by_status: dict[str, int] = {
+        status: n
+        for status, n in db.execute(
+            select(Task.status, func.count()).where(Task.queue_id == queue.id).group_by(Task.status)
+        )
+    }
     out.waiting = by_status.get(TaskStatus.open.value, 0) - out.in_progress
     out.done = by_status.get(TaskStatus.done.value, 0)
     out.prompts_held = (
