@@ -208,7 +208,7 @@ def pii_reject(
 def ingest(
     db: DB, settings: SettingsDep, token: TokenWrite, payload: Annotated[dict[str, Any], Body()]
 ) -> JSONResponse:
-    """Ingest prompts: {"queue", "mode"?, "prompts": [{"prompt", "user_id"?, "meta"?}]} (422: none taken)."""
+    """Ingest prompts: {"queue", "mode"?, "prompts": [{"prompt", "user_id"?, "meta"?}]} (422: none valid)."""
     imp = service.ingest(db, settings, token, payload)
     body = {
         "import_id": imp.id,
@@ -220,4 +220,5 @@ def ingest(
         "held_for_pii": imp.held_for_pii,
         "report": imp.report,
     }
-    return JSONResponse(body, status_code=201 if imp.status == "done" else 422)
+    refused = imp.status == "failed" or (imp.accepted == 0 and imp.rejected > 0)
+    return JSONResponse(body, status_code=422 if refused else 201)

@@ -74,7 +74,10 @@ def get_queue(db: Session, queue_id: int) -> PromptQueue:
 
 def find_queue(db: Session, ref: str) -> PromptQueue:
     """A queue by id or exact name (the CLI's --queue)."""
-    queue = db.get(PromptQueue, int(ref)) if ref.isdigit() else None
+    if "\x00" in ref or len(ref) > 128:
+        raise NotFound(f"There is no queue {ref[:40]!r}.")
+    # Ids beyond the integer range are names (the database would refuse them as ids).
+    queue = db.get(PromptQueue, int(ref)) if ref.isdigit() and len(ref) < 10 else None
     queue = queue or db.scalar(select(PromptQueue).where(PromptQueue.name == ref))
     if queue is None:
         raise NotFound(f"There is no queue {ref!r}.")

@@ -207,3 +207,27 @@ def test_export_from_the_console_and_download(login, db, factory) -> None:
     tar = web.get(f"/exports/{batch_id}/download")
     assert tar.status_code == 200 and tar.headers["content-type"] == "application/x-tar"
     assert web.post("/exports", data={"exclude_flags": ["bogus"]}).status_code == 400
+
+
+def test_ingestion_api_refuses_odd_bodies_with_4xx(db, factory, client) -> None:
+    from app.auth.service import create_api_token
+
+    factory.queue(TaskKind.ranking, name="odd-queue")
+    _, plain = create_api_token(db, "fuzz", ["prompts:write"], None)
+    db.commit()  # a refused request rolls back to here, not past the token
+    auth = {"Authorization": f"Bearer {plain}"}
+    bodies = [
+        {"queue": 10**30, "prompts": [{"prompt": "x"}]},
+        {"queue": "a\u0000b", "prompts": [{"prompt": "x"}]},
+        {"queue": True, "prompts": [{"prompt": "x"}]},
+        {"queue": "odd-queue", "prompts": "nope"},
+        {"queue": "odd-queue", "prompts": []},
+        {"queue": "odd-queue", "prompts": [{"prompt": "x"}], "mode": 3},
+        {"queue": "odd-queue", "prompts": [{"prompt": "x\u0000y"}, {"prompt": ["a"]}, 7, None]},
+    ]
+    for body in bodies:
+        resp = client.post("/api/prompts", json=body, headers=auth)
+        assert 400 <= resp.status_code < 500, (body, resp.status_code, resp.text)
+        assert resp.json().get("detail") or resp.json()["report"]
+    assert client.post("/api/prompts", content=b"{not json", headers={**auth, "content-type": "application/json"}
+                       ).status_code == 422
