@@ -17,12 +17,19 @@ from app.enums import Role, TaskKind
 from app.errors import Conflict
 from app.labeling import pages, service, stats
 from app.navigation import NavItem
+from app.sampling import service as restock
 from app.web import render
 
 router = APIRouter()
 
-NAV = [NavItem("Label", "/label", frozenset({Role.labeler}),
-               "Write demonstrations and prompts, and rank model completions.")]
+NAV = [
+    NavItem(
+        "Label",
+        "/label",
+        frozenset({Role.labeler}),
+        "Write demonstrations and prompts, and rank model completions.",
+    )
+]
 
 TEMPLATES = {
     TaskKind.demonstration.value: "labeling/demonstration.html",
@@ -52,16 +59,25 @@ def advance(request: Request, db: Session, user: User, queue_id: int | None, mes
     return go(request, f"/label/a/{nxt.id}")
 
 
-def render_task(request: Request, page: pages.TaskPage, *, errors: list[str] | None = None,
-                text: str | None = None, status_code: int = 200) -> HTMLResponse:
+def render_task(
+    request: Request,
+    page: pages.TaskPage,
+    *,
+    errors: list[str] | None = None,
+    text: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
     """Render a task page of any kind (also used to re-show a rejected submission)."""
     settings = get_settings()
     context: dict[str, Any] = {
-        "page": page, "errors": errors or [], "flash": request.session.pop("flash", None),
+        "page": page,
+        "errors": errors or [],
+        "flash": request.session.pop("flash", None),
         "text": page.assignment.draft_text if text is None else text,
         "max_chars": settings.max_text_chars,
         "renew_every": max(5, min(60, settings.lease_seconds // 3)),
-        "skip_reasons": pages.SKIP_REASONS, "hints": pages.HINTS,
+        "skip_reasons": pages.SKIP_REASONS,
+        "hints": pages.HINTS,
     }
     return render(request, TEMPLATES[page.task.kind], context, status_code=status_code)
 
@@ -69,17 +85,25 @@ def render_task(request: Request, page: pages.TaskPage, *, errors: list[str] | N
 @router.get("/label", response_class=HTMLResponse)
 def home(request: Request, db: DB, user: LabelerUser) -> Response:
     """The labeler home: a next-task button per queue, own counts, time per task, agreement."""
-    return render(request, "labeling/home.html", {
-        "queues": stats.queues_for(db, user), "summary": stats.summary(db, user),
-        "flash": request.session.pop("flash", None),
-    })
+    return render(
+        request,
+        "labeling/home.html",
+        {
+            "queues": stats.queues_for(db, user),
+            "summary": stats.summary(db, user),
+            "flash": request.session.pop("flash", None),
+        },
+    )
 
 
 @router.post("/label/next")
-def take_next(request: Request, db: DB, user: LabelerUser,
-              queue_id: Annotated[int | None, Form()] = None) -> Response:
+def take_next(
+    request: Request, db: DB, user: LabelerUser, queue_id: Annotated[int | None, Form()] = None
+) -> Response:
     """Lease the next task (of one queue, or the highest-priority one) and open it."""
     a = service.next_task(db, user, queue_id)
+    # Labelers draining a ranking queue trigger sampling (after this request commits).
+    restock.request_restock_for(db, a.task.queue_id if a else queue_id)
     if a is None:
         _flash(request, "There is no task for you right now. Try again later.")
         return go(request, "/label")
@@ -103,18 +127,24 @@ def renew(request: Request, db: DB, user: LabelerUser, assignment_id: int) -> Re
 
 
 @router.post("/label/a/{assignment_id}/draft", response_class=HTMLResponse)
-def save_draft(request: Request, db: DB, user: LabelerUser, assignment_id: int,
-               text: Annotated[str, Form()] = "") -> Response:
+def save_draft(
+    request: Request, db: DB, user: LabelerUser, assignment_id: int, text: Annotated[str, Form()] = ""
+) -> Response:
     """Autosave the text being written (htmx); a fragment saying when it was saved."""
     a = service.save_draft(db, user, assignment_id, text)
     return render(request, "labeling/_draft_status.html", {"assignment": a})
 
 
 @router.post("/label/a/{assignment_id}/skip")
-def skip(request: Request, db: DB, user: LabelerUser, assignment_id: int,
-         reason: Annotated[str, Form(max_length=200)] = "",
-         detail: Annotated[str, Form(max_length=800)] = "",
-         discard_draft: Annotated[str, Form()] = "") -> Response:
+def skip(
+    request: Request,
+    db: DB,
+    user: LabelerUser,
+    assignment_id: int,
+    reason: Annotated[str, Form(max_length=200)] = "",
+    detail: Annotated[str, Form(max_length=800)] = "",
+    discard_draft: Annotated[str, Form()] = "",
+) -> Response:
     """Skip with a reason (confirmed when a draft exists), then go to the next task."""
     full = f"{reason.strip()}: {detail.strip()}" if reason.strip() and detail.strip() else reason
     a = service.skip(db, user, assignment_id, full, discard_draft=discard_draft in {"1", "on", "yes"})
@@ -122,8 +152,9 @@ def skip(request: Request, db: DB, user: LabelerUser, assignment_id: int,
 
 
 @router.post("/label/a/{assignment_id}/prompt", response_class=HTMLResponse)
-def submit_prompt(request: Request, db: DB, user: LabelerUser, assignment_id: int,
-                  text: Annotated[str, Form()] = "") -> Response:
+def submit_prompt(
+    request: Request, db: DB, user: LabelerUser, assignment_id: int, text: Annotated[str, Form()] = ""
+) -> Response:
     """Submit a labeler-written prompt; on a problem the page comes back with the text kept."""
     try:
         prompt = writing.submit_written_prompt(db, user, assignment_id, text)

@@ -133,6 +133,14 @@ def store_samples(db: Session, job: StockJob, samples: dict[int, list[list[Any]]
     return created
 
 
+def request_restock_for(db: Session, queue_id: int | None) -> list[int]:
+    """After a lease: restock that queue (or, with no queue, every ranking queue) if it runs low."""
+    if queue_id is not None:
+        queue = db.get(PromptQueue, queue_id)
+        return [queue_id] if queue is not None and request_restock(db, queue) else []
+    return [q.id for q in queues_running_low(db) if request_restock(db, q)]
+
+
 def request_restock(db: Session, queue: PromptQueue) -> bool:
     """Enqueue a restock (after commit) when a ranking queue has fallen under its low-water mark."""
     from app.queueing import enqueue_after_commit
