@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from alembic.config import Config
 
@@ -231,6 +232,31 @@ def export_download(batch_id: int, dest: Path) -> None:
         raise AppError(f"{target} already exists.")
     shutil.copytree(source, target)
     typer.echo(str(target))
+
+
+@cli.command("simulate")
+def simulate_cmd(
+    base_url: str = "http://127.0.0.1:8000",
+    labeler: Annotated[
+        list[str] | None, typer.Option("--labeler", "-l", help="username:password; repeatable")
+    ] = None,
+    tasks: Annotated[int, typer.Option(help="tasks per labeler at most")] = 20,
+    queue: Annotated[int | None, typer.Option(help="only this queue id")] = None,
+    seed: int = 0,
+) -> None:
+    """Simulated labelers (from the simulated world) work through the web interface."""
+    from app.simulate import simulate
+
+    logins = [tuple(x.split(":", 1)) for x in (labeler or ["alice:alice-demo-pass", "bob:bob-demo-pass"])]
+    if any(len(x) != 2 for x in logins):
+        raise AppError("Give labelers as username:password.")
+    try:
+        done = simulate(base_url, [(u, p) for u, p in logins], tasks, queue, seed)
+    except httpx.HTTPError as exc:
+        raise AppError(f"cannot reach {base_url}: {exc}") from None
+    for username, counts in done.items():
+        summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "nothing to do"
+        typer.echo(f"{username}: {summary}")
 
 
 def _worker_cmd(queues: str, concurrency: int) -> list[str]:
