@@ -62,9 +62,7 @@ def start_round(db: Session, req: RoundRequest, by: User | None) -> TrainingRun:
     reward_id = _reward_model_for(db, req)
     batch = create_export_batch(
         db,
-        ExportFilters(
-            queue_ids=req.queue_ids, since=req.since, until=req.until, splits=[s.value for s in req.splits]
-        ),
+        ExportFilters(queues=req.queue_ids, since=req.since, until=req.until, splits=req.splits),
         created_by=by,
     )
     names = [s.value for s in req.stages] + [StageName.evaluate.value]
