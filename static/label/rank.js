@@ -28,7 +28,7 @@
 
   // Copy each card's place into its select; count placed cards and comparison pairs.
   function sync(b) {
-    var cards = Array.prototype.slice.call(b.querySelectorAll(".rank-card"));
+    var cards = Array.prototype.slice.call(b.querySelectorAll(".rank-card:not(.sortable-fallback)"));
     var sizes = {};
     var placed = 0;
     cards.forEach(function (card) {
@@ -109,6 +109,7 @@
           animation: 120,
           forceFallback: true,         // same pointer-driven drag for mouse and touch
           fallbackTolerance: 4,
+          fallbackOnBody: true,        // the dragged clone lives outside the tiers
           emptyInsertThreshold: 24,
           ghostClass: "is-ghost",
           chosenClass: "is-chosen",
