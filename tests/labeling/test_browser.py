@@ -122,7 +122,9 @@ def _drag(page, letter: str, tier: int) -> None:
     expect(card).to_have_attribute("data-tier-now", str(tier))
 
 
-def _check_stored(expected_tiers: dict[int, int], likert: dict[int, int], flags: dict[int, list[str]]) -> Ranking:
+def _check_stored(
+    expected_tiers: dict[int, int], likert: dict[int, int], flags: dict[int, list[str]]
+) -> Ranking:
     [r] = _rows(Ranking)
     assert {e.completion_id: e.tier for e in r.entries} == expected_tiers
     assert {e.completion_id: e.likert for e in r.entries} == likert
@@ -202,3 +204,29 @@ def test_html_and_script_in_prompt_and_completion_render_inert(committed_db, liv
     assert page.evaluate("window.__pwned") is None
     assert page.locator("#prompt-text b, #prompt-text img, .rank-card img").count() == 0
     assert evil in page.inner_text(".rank-board")
+
+
+def test_ranking_works_with_javascript_off(committed_db, live_server, browser) -> None:
+    _setup(committed_db, TaskKind.ranking, k=4)
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        _login_and_open(page, live_server)
+        cards = _cards(page)
+        tiers = {c["cid"]: t for c, t in zip(cards, [2, 1, 2, 3], strict=True)}
+        for c in cards:
+            page.select_option(f'select[name="tier_{c["cid"]}"]', str(tiers[c["cid"]]))
+            page.check(f'input[name="likert_{c["cid"]}"][value="5"]', force=True)
+        page.click("#task-form button[type=submit]")
+        page.wait_for_url(live_server.url + "/label")
+        _check_stored(tiers, {c["cid"]: 5 for c in cards}, {})
+    finally:
+        context.close()
+
+
+def test_touch_scrolls_the_page_except_on_the_drag_handle(committed_db, live_server, page) -> None:
+    _setup(committed_db, TaskKind.ranking, k=4)
+    _login_and_open(page, live_server)
+    styles = page.eval_on_selector(".rank-card", """card => [getComputedStyle(card).touchAction,
+        getComputedStyle(card.querySelector('.drag-handle')).touchAction]""")
+    assert styles == ["auto", "none"]

@@ -241,8 +241,8 @@ def test_stocking_functions_validate_their_queue(db, factory) -> None:
     with pytest.raises(AppError, match="4 to 9"):
         service.add_ranking_task(db, rq, p, [Completion(text="x")] * 3)
     t = service.add_ranking_task(db, rq, p, [Completion(text=f"c{i}") for i in range(4)])
-    assert [c.position for c in db.query(Completion).filter_by(task_id=t.id).order_by(Completion.position)] == [
-        0, 1, 2, 3]
+    stored = db.query(Completion).filter_by(task_id=t.id).order_by(Completion.position)
+    assert [c.position for c in stored] == [0, 1, 2, 3]
     with pytest.raises(AppError):
         service.create_tasks(db, rq, [p])
     tasks = service.create_tasks(db, dq, [factory.prompt(dq), factory.prompt(dq)])
