@@ -50,11 +50,17 @@
     });
   }
 
+  // Tell the autosave (an htmx trigger listening on body) that the ranking changed.
+  function changed() {
+    document.body.dispatchEvent(new CustomEvent("rank-changed", { bubbles: true }));
+  }
+
   function moveTo(b, card, tier) {
     var k = containers(b).length - 1;
     if (tier < 0 || tier > k) { return; }
     container(b, tier).appendChild(card);
     sync(b);
+    changed();
     card.focus();
     var letter = card.getAttribute("data-letter");
     announce(b, "Completion " + letter + (tier ? " moved to tier " + tier : " is not ranked"));
@@ -115,6 +121,7 @@
           chosenClass: "is-chosen",
           onEnd: function (ev) {
             sync(b);
+            changed();
             var t = tierOf(ev.item);
             announce(b, "Completion " + ev.item.getAttribute("data-letter") +
               (t ? " moved to tier " + t : " is not ranked"));

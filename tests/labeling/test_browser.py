@@ -230,3 +230,17 @@ def test_touch_scrolls_the_page_except_on_the_drag_handle(committed_db, live_ser
     styles = page.eval_on_selector(".rank-card", """card => [getComputedStyle(card).touchAction,
         getComputedStyle(card.querySelector('.drag-handle')).touchAction]""")
     assert styles == ["auto", "none"]
+
+
+def test_ranking_in_progress_survives_a_reload(committed_db, live_server, page) -> None:
+    _setup(committed_db, TaskKind.ranking, k=4)
+    _login_and_open(page, live_server)
+    cards = _cards(page)
+    page.focus(f'.rank-card[data-letter="{cards[2]["letter"]}"]')
+    page.keyboard.press("1")
+    page.click(f'.rank-card[data-letter="{cards[0]["letter"]}"] .likert-opt:nth-of-type(6) span')
+    expect(page.locator("#draft-status")).to_contain_text("Draft saved")
+    page.reload()
+    expect(page.locator(f'.rank-card[data-letter="{cards[2]["letter"]}"]')).to_have_attribute("data-tier-now", "1")
+    assert page.is_checked(f'input[name="likert_{cards[0]["cid"]}"][value="6"]')
+    assert page.inner_text("#placed-count") == "1 of 4 ranked"
