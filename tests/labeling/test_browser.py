@@ -241,6 +241,7 @@ def test_ranking_in_progress_survives_a_reload(committed_db, live_server, page) 
     page.click(f'.rank-card[data-letter="{cards[0]["letter"]}"] .likert-opt:nth-of-type(6) span')
     expect(page.locator("#draft-status")).to_contain_text("Draft saved")
     page.reload()
-    expect(page.locator(f'.rank-card[data-letter="{cards[2]["letter"]}"]')).to_have_attribute("data-tier-now", "1")
+    placed = page.locator(f'.rank-card[data-letter="{cards[2]["letter"]}"]')
+    expect(placed).to_have_attribute("data-tier-now", "1")
     assert page.is_checked(f'input[name="likert_{cards[0]["cid"]}"][value="6"]')
     assert page.inner_text("#placed-count") == "1 of 4 ranked"
