@@ -154,9 +154,13 @@ def test_expired_lease_returns_the_slot_to_the_pool(db, factory) -> None:
     _expire(db, a1)
     a2 = service.next_task(db, u2)
     assert a2 is not None and a2.task_id == t.id
-    assert service.expire_leases(db) == 1
     db.refresh(a1)
-    assert a1.status == AssignmentStatus.expired.value
+    assert a1.status == AssignmentStatus.expired.value  # marked when its slot was re-leased
+    a2.lease_expires_at = utcnow() - timedelta(seconds=1)
+    db.flush()
+    assert service.expire_leases(db) == 1
+    db.refresh(a2)
+    assert a2.status == AssignmentStatus.expired.value
 
 
 def test_renewal_extends_the_lease(db, factory) -> None:
