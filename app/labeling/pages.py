@@ -8,13 +8,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
-from app.enums import AssignmentStatus
+from app.enums import AssignmentStatus, TaskKind
 from app.errors import Conflict
 from app.labeling import service
 from app.labeling.models import Assignment, Task
 from app.prompts.models import GuidelineVersion, Prompt, PromptQueue
 from app.rankings.models import Completion
-from app.rankings.schemas import RankingIn
+from app.rankings.schemas import RankingIn, from_draft
 from app.rankings.service import letter, shown_completions
 
 SKIP_REASONS = (
@@ -77,7 +77,9 @@ def task_page(db: Session, user: User, assignment_id: int, *, renew: bool = True
     prompt = db.get(Prompt, task.prompt_id) if task.prompt_id else None
     guideline = db.get(GuidelineVersion, a.guideline_version_id) if a.guideline_version_id else None
     shown = shown_completions(db, a)
-    return TaskPage(a, task, queue, prompt, guideline, [(letter(i), c) for i, c in enumerate(shown)], lost)
+    page = TaskPage(a, task, queue, prompt, guideline, [(letter(i), c) for i, c in enumerate(shown)], lost)
+    draft = from_draft(a.draft_text) if task.kind == TaskKind.ranking.value else None
+    return with_submission(page, draft) if draft is not None else page
 
 
 def with_submission(page: TaskPage, sub: RankingIn) -> TaskPage:

@@ -14,7 +14,7 @@ from app.config import get_settings
 from app.demonstrations import service as writing
 from app.deps import DB
 from app.enums import Role, TaskKind
-from app.errors import Conflict
+from app.errors import AppError, Conflict, NotFound
 from app.labeling import pages, service, stats
 from app.navigation import NavItem
 from app.sampling import service as restock
@@ -127,11 +127,16 @@ def renew(request: Request, db: DB, user: LabelerUser, assignment_id: int) -> Re
 
 
 @router.post("/label/a/{assignment_id}/draft", response_class=HTMLResponse)
-def save_draft(
-    request: Request, db: DB, user: LabelerUser, assignment_id: int, text: Annotated[str, Form()] = ""
-) -> Response:
-    """Autosave the text being written (htmx); a fragment saying when it was saved."""
-    a = service.save_draft(db, user, assignment_id, text)
+def save_draft(request: Request, db: DB, user: LabelerUser, assignment_id: int,
+               text: Annotated[str, Form()] = "") -> Response:
+    """Autosave the text being written (htmx); a fragment saying when it was saved, or why not."""
+    try:
+        a = service.save_draft(db, user, assignment_id, text)
+    except (Conflict, AppError) as exc:
+        if isinstance(exc, NotFound):
+            raise
+        return render(request, "labeling/_draft_status.html", {"problem": exc.message},
+                      status_code=exc.status_code)
     return render(request, "labeling/_draft_status.html", {"assignment": a})
 
 

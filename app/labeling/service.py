@@ -158,14 +158,20 @@ def live_lease(db: Session, user: User, queue_id: int | None = None) -> Assignme
     return db.scalars(stmt.order_by(Assignment.leased_at).limit(1)).first()
 
 
-def expire_leases(db: Session, now: datetime | None = None) -> int:
-    """Mark leases past their expiry as expired (their slots are already free); return how many."""
+def expire_leases(db: Session, now: datetime | None = None, task_id: int | None = None) -> int:
+    """Mark leases past their expiry as expired (their slots are already free); return how many.
+
+    Slot counting never depends on this status (it compares lease_expires_at), so the sweep is
+    bookkeeping: run for one task when its slot is re-leased, and for all by the Celery task.
+    """
     now = now or utcnow()
+    stmt = update(Assignment).where(
+        Assignment.status == AssignmentStatus.leased.value, Assignment.lease_expires_at <= now
+    )
+    if task_id is not None:
+        stmt = stmt.where(Assignment.task_id == task_id)
     result = db.execute(
-        update(Assignment)
-        .where(Assignment.status == AssignmentStatus.leased.value, Assignment.lease_expires_at <= now)
-        .values(status=AssignmentStatus.expired.value)
-        .execution_options(synchronize_session=False)
+        stmt.values(status=AssignmentStatus.expired.value).execution_options(synchronize_session="fetch")
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -220,6 +226,7 @@ def _latest_guideline_id(db: Session, queue_id: int) -> int | None:
 def _lease(db: Session, user: User, task: Task, now: datetime) -> Assignment:
     """Create (or revive the user's own expired) assignment for a locked task."""
     expires = now + timedelta(seconds=get_settings().lease_seconds)
+    expire_leases(db, now, task_id=task.id)  # the task row is locked: no contention here
     queue = db.get(PromptQueue, task.queue_id)
     assert queue is not None
     mine = db.scalar(select(Assignment).where(Assignment.task_id == task.id, Assignment.user_id == user.id))

@@ -9,11 +9,12 @@ from fastapi.responses import HTMLResponse, Response
 
 from app.auth.access import LabelerUser
 from app.deps import DB
-from app.errors import Conflict
+from app.errors import AppError, Conflict, NotFound
 from app.labeling import pages
 from app.labeling.routes import advance, render_task
 from app.rankings import service
 from app.rankings.schemas import RankingIn, parse_ranking_form
+from app.web import render
 
 router = APIRouter()
 
@@ -35,3 +36,17 @@ def submit(request: Request, db: DB, user: LabelerUser, assignment_id: int,
         errors = exc.errors if isinstance(exc, service.RankingInvalid) else [exc.message]
         return render_task(request, page, errors=errors, status_code=exc.status_code)
     return advance(request, db, user, pages.queue_id_of(db, ranking.task_id), "Ranking saved.")
+
+
+@router.post("/label/a/{assignment_id}/ranking/draft", response_class=HTMLResponse)
+def save_draft(request: Request, db: DB, user: LabelerUser, assignment_id: int,
+               sub: Annotated[RankingIn, Depends(ranking_form)]) -> Response:
+    """Autosave the ranking in progress (htmx); a fragment saying when it was saved, or why not."""
+    try:
+        a = service.save_ranking_draft(db, user, assignment_id, sub)
+    except AppError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        return render(request, "labeling/_draft_status.html", {"problem": exc.message},
+                      status_code=exc.status_code)
+    return render(request, "labeling/_draft_status.html", {"assignment": a})

@@ -7,6 +7,7 @@ plus `all_unacceptable` and `comment` for the whole ranking.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -121,3 +122,37 @@ def comparison_pairs(tiers: Mapping[int, int]) -> int:
     n = len(values)
     same = sum(values.count(t) * (values.count(t) - 1) // 2 for t in set(values))
     return n * (n - 1) // 2 - same
+
+
+def to_draft(sub: RankingIn) -> str:
+    """The in-progress ranking as JSON for Assignment.draft_text ("" when nothing was done yet)."""
+    entries = {
+        str(cid): {"tier": e.tier, "likert": e.likert, "flags": e.flags, "comment": e.comment}
+        for cid, e in sub.entries.items()
+        if e.tier is not None or e.likert is not None or e.flags or e.comment.strip()
+    }
+    if not entries and not sub.all_unacceptable and not sub.comment.strip():
+        return ""
+    return json.dumps({"entries": entries, "all_unacceptable": sub.all_unacceptable, "comment": sub.comment})
+
+
+def from_draft(text: str) -> RankingIn | None:
+    """A ranking draft read back (None when there is none or it is unreadable)."""
+    try:
+        data = json.loads(text) if text.strip() else None
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    out = RankingIn(all_unacceptable=bool(data.get("all_unacceptable")), comment=str(data.get("comment", "")))
+    for cid, e in (data.get("entries") or {}).items():
+        if str(cid).isdigit() and isinstance(e, dict):
+            out.entries[int(cid)] = EntryIn(
+                int(cid), _opt_int(e.get("tier")), _opt_int(e.get("likert")),
+                [str(f) for f in e.get("flags") or [] if isinstance(f, str)], str(e.get("comment") or ""),
+            )
+    return out
+
+
+def _opt_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -11,7 +11,7 @@ from app.errors import AppError, Conflict
 from app.labeling import service as labeling
 from app.labeling.models import Assignment, Task
 from app.rankings.models import Completion, Ranking, RankingEntry
-from app.rankings.schemas import RankingIn, check_against, dense_tiers
+from app.rankings.schemas import RankingIn, check_against, dense_tiers, to_draft
 
 
 class RankingInvalid(AppError):
@@ -71,3 +71,8 @@ def submit_ranking(db: Session, user: User, assignment_id: int, sub: RankingIn) 
     db.add(ranking)
     db.flush()
     return ranking
+
+
+def save_ranking_draft(db: Session, user: User, assignment_id: int, sub: RankingIn) -> Assignment:
+    """Autosave the ranking in progress (tiers, ratings, flags, comments) and renew the lease."""
+    return labeling.save_draft(db, user, assignment_id, to_draft(sub))

@@ -57,10 +57,14 @@
     if (!form.hasAttribute || !form.hasAttribute("data-skip-form")) { return; }
     var draft = document.querySelector("[data-draft]");
     var box = form.querySelector("[data-discard]");
-    var hasText = (draft && draft.value.trim().length > 0) || (box && !box.checked);
+    var board = document.querySelector("[data-rank-board]");
+    var ranked = board && board.querySelector(
+      '.tier-cards:not([data-tier="0"]) .rank-card, input[type=radio]:checked, input[type=checkbox]:checked');
+    var hasText = (draft && draft.value.trim().length > 0) || ranked || (box && !box.checked);
     if (!hasText) { return; }
     var n = draft ? draft.value.length : 0;
-    if (!window.confirm("Skip this task and discard your draft" + (n ? " of " + n + " characters" : "") + "?")) {
+    var what = ranked && !draft ? "your ranking in progress" : "your draft" + (n ? " of " + n + " characters" : "");
+    if (!window.confirm("Skip this task and discard " + what + "?")) {
       ev.preventDefault();
       ev.stopImmediatePropagation();
       return;

@@ -28,7 +28,7 @@
 
   // Copy each card's place into its select; count placed cards and comparison pairs.
   function sync(b) {
-    var cards = Array.prototype.slice.call(b.querySelectorAll(".rank-card"));
+    var cards = Array.prototype.slice.call(b.querySelectorAll(".rank-card:not(.sortable-fallback)"));
     var sizes = {};
     var placed = 0;
     cards.forEach(function (card) {
@@ -50,11 +50,17 @@
     });
   }
 
+  // Tell the autosave (an htmx trigger listening on body) that the ranking changed.
+  function changed() {
+    document.body.dispatchEvent(new CustomEvent("rank-changed", { bubbles: true }));
+  }
+
   function moveTo(b, card, tier) {
     var k = containers(b).length - 1;
     if (tier < 0 || tier > k) { return; }
     container(b, tier).appendChild(card);
     sync(b);
+    changed();
     card.focus();
     var letter = card.getAttribute("data-letter");
     announce(b, "Completion " + letter + (tier ? " moved to tier " + tier : " is not ranked"));
@@ -109,11 +115,13 @@
           animation: 120,
           forceFallback: true,         // same pointer-driven drag for mouse and touch
           fallbackTolerance: 4,
+          fallbackOnBody: true,        // the dragged clone lives outside the tiers
           emptyInsertThreshold: 24,
           ghostClass: "is-ghost",
           chosenClass: "is-chosen",
           onEnd: function (ev) {
             sync(b);
+            changed();
             var t = tierOf(ev.item);
             announce(b, "Completion " + ev.item.getAttribute("data-letter") +
               (t ? " moved to tier " + t : " is not ranked"));

@@ -154,9 +154,13 @@ def test_expired_lease_returns_the_slot_to_the_pool(db, factory) -> None:
     _expire(db, a1)
     a2 = service.next_task(db, u2)
     assert a2 is not None and a2.task_id == t.id
-    assert service.expire_leases(db) == 1
     db.refresh(a1)
-    assert a1.status == AssignmentStatus.expired.value
+    assert a1.status == AssignmentStatus.expired.value  # marked when its slot was re-leased
+    a2.lease_expires_at = utcnow() - timedelta(seconds=1)
+    db.flush()
+    assert service.expire_leases(db) == 1
+    db.refresh(a2)
+    assert a2.status == AssignmentStatus.expired.value
 
 
 def test_renewal_extends_the_lease(db, factory) -> None:
@@ -241,8 +245,8 @@ def test_stocking_functions_validate_their_queue(db, factory) -> None:
     with pytest.raises(AppError, match="4 to 9"):
         service.add_ranking_task(db, rq, p, [Completion(text="x")] * 3)
     t = service.add_ranking_task(db, rq, p, [Completion(text=f"c{i}") for i in range(4)])
-    assert [c.position for c in db.query(Completion).filter_by(task_id=t.id).order_by(Completion.position)] == [
-        0, 1, 2, 3]
+    stored = db.query(Completion).filter_by(task_id=t.id).order_by(Completion.position)
+    assert [c.position for c in stored] == [0, 1, 2, 3]
     with pytest.raises(AppError):
         service.create_tasks(db, rq, [p])
     tasks = service.create_tasks(db, dq, [factory.prompt(dq), factory.prompt(dq)])

@@ -165,3 +165,30 @@ def test_write_prompt_page_and_submit(login, factory, db) -> None:
 
 def test_admin_without_labeler_role_cannot_label(login) -> None:
     assert login("admin").get("/label").status_code == 403
+
+
+def test_draft_save_problems_come_back_as_a_fragment(login, factory, db, monkeypatch) -> None:
+    from app.config import get_settings
+
+    q = factory.queue(TaskKind.demonstration)
+    factory.task(q)
+    web = login("labeler")
+    aid = _take(web)
+    monkeypatch.setattr(get_settings(), "max_text_chars", 5)
+    resp = web.post(f"/label/a/{aid}/draft", data={"text": "too long"}, headers={"HX-Request": "true"})
+    assert resp.status_code == 400 and "Draft not saved" in resp.text and "<html" not in resp.text
+    assert db.get(Assignment, aid).draft_text == ""  # type: ignore[union-attr]
+
+
+def test_renew_answers_with_the_new_expiry(login, factory, db) -> None:
+    q = factory.queue(TaskKind.demonstration)
+    factory.task(q)
+    web = login("labeler")
+    aid = _take(web)
+    a = db.get(Assignment, aid)
+    assert a is not None
+    a.lease_expires_at = utcnow() + timedelta(seconds=3)
+    db.flush()
+    resp = web.post(f"/label/a/{aid}/renew", headers={"HX-Request": "true"})
+    assert resp.status_code == 200 and "Reserved for you until" in resp.text
+    assert a.lease_expires_at > utcnow() + timedelta(seconds=60)

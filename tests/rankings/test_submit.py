@@ -165,3 +165,21 @@ def test_pair_counting_and_dense_tiers() -> None:
     assert comparison_pairs({1: 1, 2: 1, 3: 2, 4: 3}) == 5
     assert comparison_pairs({i: 1 for i in range(9)}) == 0
     assert dense_tiers({1: 2, 2: 7, 3: 2}) == {1: 1, 2: 2, 3: 1}
+
+
+def test_ranking_draft_round_trips_and_empty_draft_is_empty(db, factory) -> None:
+    from app.labeling.pages import task_page
+    from app.rankings.schemas import from_draft, to_draft
+    from app.rankings.service import save_ranking_draft
+
+    user, a = _leased(db, factory)
+    assert to_draft(parse_ranking_form({})) == ""
+    form = {f"tier_{a.display_order[0]}": ["2"], f"likert_{a.display_order[1]}": ["6"],
+            f"flags_{a.display_order[1]}": ["opinion"], "comment": ["later"]}
+    save_ranking_draft(db, user, a.id, parse_ranking_form(form))
+    back = from_draft(a.draft_text)
+    assert back is not None and back.entries[a.display_order[0]].tier == 2
+    page = task_page(db, user, a.id)
+    assert page.tier_of(a.display_order[0]) == 2 and page.comment == "later"
+    assert page.state[a.display_order[1]] == {"tier": None, "likert": 6, "flags": ["opinion"], "comment": ""}
+    assert from_draft("not json") is None and from_draft("[1]") is None
