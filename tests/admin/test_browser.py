@@ -23,8 +23,9 @@ def _sign_in(page, url: str, username: str) -> None:  # type: ignore[no-untyped-
 
 
 @pytest.mark.browser
-def test_admin_imports_reviews_personal_data_and_downloads_an_export(live_server, committed_db, page,
-                                                                      tmp_path: Path) -> None:
+def test_admin_imports_reviews_personal_data_and_downloads_an_export(
+    live_server, committed_db, page, tmp_path: Path
+) -> None:
     create_user(committed_db, "boss", PASSWORD, ["admin"])
     committed_db.commit()
     url = live_server.url
@@ -41,10 +42,16 @@ def test_admin_imports_reviews_personal_data_and_downloads_an_export(live_server
     assert page.evaluate("window.pwned") is None  # guideline HTML is shown as text, never run
 
     src = tmp_path / "prompts.jsonl"
-    src.write_text("\n".join([json.dumps({"prompt": "Explain tides.", "user_id": "u1"}),
-                              "{oops",
-                              json.dumps({"prompt": "Write to jane@example.org about the invoice", "user_id": "u2"})])
-                   + "\n")
+    src.write_text(
+        "\n".join(
+            [
+                json.dumps({"prompt": "Explain tides.", "user_id": "u1"}),
+                "{oops",
+                json.dumps({"prompt": "Write to jane@example.org about the invoice", "user_id": "u2"}),
+            ]
+        )
+        + "\n"
+    )
     page.set_input_files("#i-file", str(src))
     page.click("#import-form button[type=submit]")
     page.wait_for_url(f"{url}/admin/imports/*")

@@ -30,7 +30,8 @@ def overlapped(db, factory):  # type: ignore[no-untyped-def]
 def test_agreement_per_queue_and_per_labeler_matches_hand_counts(db, overlapped) -> None:
     total, per_user = service.agreement(db, overlapped["queue"].id)
     a, b, c = (overlapped[k].id for k in "abc")
-    # t1: a-b 5/6; a-c: c ties (0,1) -> 5 comparisons, agree on (0,3)(1,3)(2,3) = 3/5; b-c: agree (0,3)(1,3) = 2/5
+    # t1: a-b 5/6; a-c: c ties (0,1) -> 5 comparisons, agree on (0,3)(1,3)(2,3) = 3/5;
+    #     b-c: agree on (0,3)(1,3) = 2/5
     # t2: a-b fully reversed: 0/6.  Totals: 10 agreeing of 22.
     assert (total.agree, total.compared, total.items) == (10, 22, 2)
     assert (per_user[a].agree, per_user[a].compared) == (5 + 3 + 0, 6 + 5 + 6)
