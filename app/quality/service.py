@@ -27,6 +27,9 @@ from app.quality import metrics
 from app.rankings.models import Ranking, RankingEntry
 
 
+GOLD_OVERLAP = 1000
+
+
 @dataclass
 class Agreement:
     """Pairwise agreement and mean tau for one labeler or one queue."""
@@ -204,13 +207,8 @@ def mark_gold_from_ranking(db: Session, ranking_id: int) -> Task:
         raise NotFound("There is no such ranking.")
     task = db.get(Task, ranking.task_id)
     assert task is not None
-    task.is_gold = True
-    task.gold_answer = {
-        "ranks": {str(e.completion_id): e.tier for e in ranking.entries},
-        "from_ranking": ranking.id,
-    }
-    db.flush()
-    return task
+    answer = {"ranks": {str(e.completion_id): e.tier for e in ranking.entries}, "from_ranking": ranking.id}
+    return _make_gold(db, task, answer)
 
 
 def mark_gold_from_demonstration(db: Session, demonstration_id: int) -> Task:
@@ -220,7 +218,15 @@ def mark_gold_from_demonstration(db: Session, demonstration_id: int) -> Task:
         raise NotFound("There is no such demonstration.")
     task = db.get(Task, demo.task_id)
     assert task is not None
-    task.is_gold, task.gold_answer = True, {"text": demo.text, "from_demonstration": demo.id}
+    return _make_gold(db, task, {"text": demo.text, "from_demonstration": demo.id})
+
+
+def _make_gold(db: Session, task: Task, answer: dict[str, Any]) -> Task:
+    # A gold item is served to every labeler (once each), so it stays open past its overlap.
+    task.is_gold, task.gold_answer = True, answer
+    task.overlap = max(task.overlap, GOLD_OVERLAP)
+    if task.status == TaskStatus.done.value:
+        task.status, task.completed_at = TaskStatus.open.value, None
     db.flush()
     return task
 
@@ -231,6 +237,10 @@ def unmark_gold(db: Session, task_id: int) -> Task:
     if task is None:
         raise NotFound("There is no such task.")
     task.is_gold, task.gold_answer = False, None
+    queue = db.get(PromptQueue, task.queue_id)
+    task.overlap = max(queue.overlap if queue else 1, task.done_count, 1)
+    if task.status == TaskStatus.open.value and task.done_count >= task.overlap:
+        task.status, task.completed_at = TaskStatus.done.value, utcnow()
     db.flush()
     return task
 
@@ -240,7 +250,8 @@ def pick_gold_task(
 ) -> Task | None:
     """With probability queue.gold_rate, a gold task of `queue` this labeler has not had yet.
 
-    For the lease code: gold items are served to every labeler regardless of overlap.
+    For the lease code: leave gold tasks out of the ordinary pick and call this first; gold
+    items are open to every labeler once (their overlap is raised to GOLD_OVERLAP).
     """
     if queue.gold_rate <= 0 or (rng or random).random() >= queue.gold_rate:
         return None

@@ -97,3 +97,18 @@ def _ranking_of(db, task, user) -> int:  # type: ignore[no-untyped-def]
     from app.rankings.models import Ranking
 
     return db.scalar(select(Ranking.id).where(Ranking.task_id == task.id, Ranking.user_id == user.id))
+
+
+def test_gold_items_stay_open_for_every_labeler_and_revert(db, overlapped) -> None:
+    task = overlapped["t2"]
+    task.status, task.done_count = "done", 2
+    db.flush()
+    service.mark_gold_from_ranking(db, _ranking_of(db, task, overlapped["a"]))
+    assert task.is_gold and task.status == "open" and task.overlap >= 1000
+    assert task.gold_answer["ranks"] and task.gold_answer["from_ranking"]
+    service.unmark_gold(db, task.id)
+    assert not task.is_gold and task.overlap == 3 and task.status == "open"
+    task.done_count = 3
+    service.mark_gold_from_ranking(db, _ranking_of(db, task, overlapped["a"]))
+    service.unmark_gold(db, task.id)
+    assert task.status == "done"
