@@ -26,7 +26,6 @@ from app.prompts.models import PromptQueue
 from app.quality import metrics
 from app.rankings.models import Ranking, RankingEntry
 
-
 GOLD_OVERLAP = 1000
 
 
