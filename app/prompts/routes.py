@@ -12,7 +12,7 @@ from app.auth.access import AdminUser
 from app.auth.models import ApiToken
 from app.deps import DB, SettingsDep
 from app.enums import K_MAX, K_MIN, TaskKind
-from app.prompts import service
+from app.prompts import review, service
 from app.web import render
 
 router = APIRouter()
@@ -156,20 +156,20 @@ def import_report(request: Request, db: DB, _: AdminUser, import_id: int) -> Res
 def pii_queue(request: Request, db: DB, _: AdminUser) -> Response:
     """Prompts held for personal-data review."""
     return render(
-        request, "admin/pii_list.html", {"prompts": service.held_prompts(db), "total": service.count_held(db)}
+        request, "admin/pii_list.html", {"prompts": review.held_prompts(db), "total": review.count_held(db)}
     )
 
 
 @router.get("/admin/pii/{prompt_id}", response_class=HTMLResponse)
 def pii_review(request: Request, db: DB, _: AdminUser, prompt_id: int) -> Response:
     """One held prompt with its findings highlighted, and the redact / clear / reject forms."""
-    prompt = service.get_held(db, prompt_id)
+    prompt = review.get_held(db, prompt_id)
     return render(
         request,
         "admin/pii_review.html",
         {
             "prompt": prompt,
-            "pieces": service.highlight(prompt),
+            "pieces": review.highlight(prompt),
             "findings": sorted(prompt.pii_findings, key=lambda f: int(f["start"])),
         },
     )
@@ -180,7 +180,7 @@ async def pii_redact(request: Request, db: DB, admin: AdminUser, prompt_id: int)
     """Redact the chosen findings (and extra strings); the prompt goes on to labeling."""
     form = await request.form()
     chosen = [int(v) for v in form.getlist("finding") if isinstance(v, str) and v.isdigit()]
-    service.redact_prompt(
+    review.redact_prompt(
         db, prompt_id, admin, chosen, str(form.get("extra", ""))[:5000], str(form.get("note", ""))[:2000]
     )
     return _see("/admin/pii")
@@ -191,7 +191,7 @@ def pii_clear(
     db: DB, admin: AdminUser, prompt_id: int, note: Annotated[str, Form(max_length=2000)] = ""
 ) -> Response:
     """Release a held prompt unchanged (a false positive)."""
-    service.clear_prompt(db, prompt_id, admin, note)
+    review.clear_prompt(db, prompt_id, admin, note)
     return _see("/admin/pii")
 
 
@@ -200,7 +200,7 @@ def pii_reject(
     db: DB, admin: AdminUser, prompt_id: int, note: Annotated[str, Form(max_length=2000)] = ""
 ) -> Response:
     """Reject a held prompt: its text is dropped and nobody sees it."""
-    service.reject_prompt(db, prompt_id, admin, note)
+    review.reject_prompt(db, prompt_id, admin, note)
     return _see("/admin/pii")
 
 

@@ -102,7 +102,7 @@ def test_upload_import_reports_bad_rows_by_line(login, db, factory) -> None:
 def test_pii_review_redact_clear_reject(login, db, factory) -> None:
     web = login("admin")
     queue = factory.queue(TaskKind.demonstration)
-    from app.prompts.service import screen_prompt
+    from app.prompts.review import screen_prompt
 
     prompts = []
     for text in ("Hi Sam, mail sam@example.com today", "Call 415-555-0132 now", "My IP is 10.1.2.3"):

@@ -8,7 +8,7 @@ import pytest
 
 from app.config import get_settings
 from app.enums import TaskKind
-from app.quality import service
+from app.quality import review, service
 from tests.admin.builders import demonstration, ranking
 
 
@@ -85,9 +85,9 @@ def test_throughput_and_time_per_task(db, factory, overlapped) -> None:
 
 
 def test_review_lists_and_details(db, overlapped) -> None:
-    labels = service.recent_labels(db, queue_id=overlapped["queue"].id, user_id=overlapped["c"].id)
+    labels = review.recent_labels(db, queue_id=overlapped["queue"].id, user_id=overlapped["c"].id)
     assert [lab.kind for lab in labels] == ["ranking", "ranking"]
-    detail = service.ranking_detail(db, labels[0].id)
+    detail = review.ranking_detail(db, labels[0].id)
     assert [e.tier for e, _ in detail["entries"]] == sorted(e.tier for e, _ in detail["entries"])
 
 
