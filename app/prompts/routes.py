@@ -11,7 +11,7 @@ from app.auth import access
 from app.auth.access import AdminUser
 from app.auth.models import ApiToken
 from app.deps import DB, SettingsDep
-from app.enums import K_MAX, K_MIN, TaskKind
+from app.errors import AppError
 from app.prompts import review, service
 from app.web import render
 
@@ -32,17 +32,18 @@ def queues(request: Request, db: DB, _: AdminUser) -> Response:
 @router.get("/admin/queues/new", response_class=HTMLResponse)
 def new_queue(request: Request, _: AdminUser) -> Response:
     """The form for a new queue."""
-    return render(
-        request,
-        "admin/queue_form.html",
-        {"queue": None, "guideline": None, "kinds": list(TaskKind), "k_min": K_MIN, "k_max": K_MAX},
-    )
+    return render(request, "admin/queue_form.html", service.queue_form_context(None))
 
 
 @router.post("/admin/queues")
 async def create_queue(request: Request, db: DB, admin: AdminUser) -> Response:
-    """Create a queue, then show it."""
-    queue = service.create_queue(db, dict(await request.form()), admin)
+    """Create a queue, then show it; bad input re-shows the form with what was typed."""
+    data = dict(await request.form())
+    try:
+        queue = service.create_queue(db, data, admin)
+    except AppError as exc:
+        ctx = service.queue_form_context(None, data, exc.message)
+        return render(request, "admin/queue_form.html", ctx, status_code=exc.status_code)
     return _see(f"/admin/queues/{queue.id}")
 
 
@@ -61,24 +62,21 @@ def queue_progress(request: Request, db: DB, _: AdminUser, queue_id: int) -> Res
 @router.get("/admin/queues/{queue_id}/edit", response_class=HTMLResponse)
 def edit_queue(request: Request, db: DB, _: AdminUser, queue_id: int) -> Response:
     """The form to change a queue's settings and guidelines."""
-    queue = service.get_queue(db, queue_id)
     return render(
-        request,
-        "admin/queue_form.html",
-        {
-            "queue": queue,
-            "guideline": service.current_guideline(queue),
-            "kinds": list(TaskKind),
-            "k_min": K_MIN,
-            "k_max": K_MAX,
-        },
+        request, "admin/queue_form.html", service.queue_form_context(service.get_queue(db, queue_id))
     )
 
 
 @router.post("/admin/queues/{queue_id}")
 async def update_queue(request: Request, db: DB, admin: AdminUser, queue_id: int) -> Response:
-    """Save a queue's settings (changed guidelines become a new version)."""
-    service.update_queue(db, queue_id, dict(await request.form()), admin)
+    """Save a queue's settings (changed guidelines become a new version); bad input re-shows the form."""
+    data = dict(await request.form())
+    queue = service.get_queue(db, queue_id)
+    try:
+        service.update_queue(db, queue_id, data, admin)
+    except AppError as exc:
+        ctx = service.queue_form_context(queue, data, exc.message)
+        return render(request, "admin/queue_form.html", ctx, status_code=exc.status_code)
     return _see(f"/admin/queues/{queue_id}")
 
 

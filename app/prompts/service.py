@@ -368,3 +368,38 @@ def queue_overview(db: Session, queue_id: int) -> dict[str, Any]:
 def queues_with_progress(db: Session) -> list[tuple[PromptQueue, QueueProgress]]:
     """Every queue with its progress, for the list and the console home."""
     return [(q, queue_progress(db, q)) for q in list_queues(db)]
+
+
+def queue_form_context(
+    queue: PromptQueue | None, values: dict[str, Any] | None = None, error: str | None = None
+) -> dict[str, Any]:
+    """What the queue form shows: submitted values (after an error), else the queue's, else defaults."""
+    guideline = current_guideline(queue) if queue else None
+    fields: dict[str, Any] = {
+        "name": "",
+        "kind": TaskKind.demonstration.value,
+        "k": 4,
+        "overlap": 1,
+        "priority": 0,
+        "gold_rate": 0.0,
+        "low_water": 20,
+        "guidelines": "",
+    }
+    if queue is not None:
+        fields.update(
+            {
+                k: getattr(queue, k)
+                for k in ("name", "kind", "k", "overlap", "priority", "gold_rate", "low_water")
+            }
+        )
+        fields["guidelines"] = guideline.body_md if guideline else ""
+    if values:
+        fields.update({k: str(v) for k, v in values.items() if k in fields})
+    return {
+        "queue": queue,
+        "f": fields,
+        "error": error,
+        "kinds": list(TaskKind),
+        "k_min": K_MIN,
+        "k_max": K_MAX,
+    }

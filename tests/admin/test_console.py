@@ -56,10 +56,11 @@ def test_bad_queue_input_is_refused_and_changes_nothing(login, db) -> None:
     ):
         resp = web.post("/admin/queues", data=bad)
         assert resp.status_code == 400, bad
-    assert (
-        "k: Input should be greater than or equal to 4"
-        in web.post("/admin/queues", data={"name": "x", "kind": "ranking", "k": "3"}).text
-    )
+    data = {"name": "keep me", "kind": "ranking", "k": "3", "guidelines": "Long text"}
+    page = web.post("/admin/queues", data=data)
+    assert "k: Input should be greater than or equal to 4" in page.text
+    # What was typed survives on the re-shown form.
+    assert 'value="keep me"' in page.text and ">Long text</textarea>" in page.text
     assert db.scalar(select(func.count()).select_from(PromptQueue)) == before
 
 
