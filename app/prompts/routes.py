@@ -202,7 +202,23 @@ def pii_reject(
     return _see("/admin/pii")
 
 
-@router.post("/api/prompts", status_code=201, responses={422: {"description": "rejected rows"}})
+INGEST_EXAMPLE = {
+    "queue": "Customer prompts",
+    "mode": "valid_rows",
+    "prompts": [{"prompt": "Explain tides to a child.", "user_id": "customer-17", "meta": {"app": "web"}}],
+}
+
+
+@router.post(
+    "/api/prompts",
+    status_code=201,
+    summary="Ingest prompts with an API token (scope prompts:write)",
+    responses={
+        201: {"description": "Valid rows taken; the report lists rejected, duplicate and capped rows by index"},
+        422: {"description": "Nothing taken: every row was bad, or a bad row in all_or_nothing mode"},
+    },
+    openapi_extra={"requestBody": {"content": {"application/json": {"example": INGEST_EXAMPLE}}}},
+)
 def ingest(
     db: DB, settings: SettingsDep, token: TokenWrite, payload: Annotated[dict[str, Any], Body()]
 ) -> JSONResponse:
