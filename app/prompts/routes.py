@@ -214,7 +214,7 @@ INGEST_EXAMPLE = {
     status_code=201,
     summary="Ingest prompts with an API token (scope prompts:write)",
     responses={
-        201: {"description": "Valid rows taken; the report lists rejected, duplicate and capped rows by index"},
+        201: {"description": "Valid rows taken; the report lists rejected, duplicate and capped rows"},
         422: {"description": "Nothing taken: every row was bad, or a bad row in all_or_nothing mode"},
     },
     openapi_extra={"requestBody": {"content": {"application/json": {"example": INGEST_EXAMPLE}}}},
