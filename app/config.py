@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     max_text_chars: int = 20_000
     max_upload_bytes: int = 64 * 1024 * 1024
     # Prompt data rules (instructgpt.md, prompt data) and quality control (issue 4).
-    prompt_dedup_prefix_chars: int = Field(default=200, ge=8, description="shared prefix that marks duplicates")
+    prompt_dedup_prefix_chars: int = Field(default=200, ge=8, description="shared prefix marking duplicates")
     prompt_max_per_user: int = Field(default=200, ge=1, description="prompts kept per external user id")
     split_valid_fraction: float = Field(default=0.1, ge=0, le=1)
     split_test_fraction: float = Field(default=0.1, ge=0, le=1)

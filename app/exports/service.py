@@ -14,12 +14,11 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
@@ -27,10 +26,11 @@ from app.auth.models import User
 from app.config import Settings, get_settings
 from app.db import utcnow
 from app.demonstrations.models import Demonstration
-from app.enums import FLAGS, PIIStatus, Split
+from app.enums import PIIStatus
 from app.errors import AppError, NotFound
 from app.exports.formats import DATASETS, DatasetWriter
 from app.exports.models import ExportBatch
+from app.exports.schemas import ExportFilters, parse_filters
 from app.labeling.models import Task
 from app.prompts.models import GuidelineVersion, Prompt
 from app.rankings.models import Completion, Ranking, RankingEntry
@@ -38,54 +38,6 @@ from app.rankings.models import Completion, Ranking, RankingEntry
 EXPORTABLE = (PIIStatus.clear.value, PIIStatus.redacted.value)
 FORMATS = ["jsonl", "parquet"]
 BATCH = 500
-
-
-class ExportFilters(BaseModel):
-    """What goes into a batch. Empty lists mean 'all'; dates are inclusive UTC days."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    queues: list[int] = []
-    since: date | None = None
-    until: date | None = None
-    labelers: list[int] = []
-    exclude_flags: list[str] = []
-    splits: list[Split] = []
-
-    @field_validator("exclude_flags")
-    @classmethod
-    def _known_flags(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - FLAGS.keys())
-        if unknown:
-            raise ValueError(f"unknown flags: {', '.join(unknown)}")
-        return value
-
-    @model_validator(mode="after")
-    def _ordered_dates(self) -> ExportFilters:
-        if self.since and self.until and self.since > self.until:
-            raise ValueError("'since' is after 'until'")
-        return self
-
-    def canonical(self) -> dict[str, Any]:
-        """Sorted, de-duplicated, JSON-ready: equal filters give equal dicts (and hashes)."""
-        return {
-            "queues": sorted(set(self.queues)),
-            "since": self.since.isoformat() if self.since else None,
-            "until": self.until.isoformat() if self.until else None,
-            "labelers": sorted(set(self.labelers)),
-            "exclude_flags": sorted(set(self.exclude_flags)),
-            "splits": sorted({s.value for s in self.splits}),
-        }
-
-
-def parse_filters(data: dict[str, Any]) -> ExportFilters:
-    """Validate filters from a form or the CLI; a bad value is one clear AppError."""
-    try:
-        return ExportFilters.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err.get("loc", ())) or "filters"
-        raise AppError(f"{where}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}") from None
 
 
 def _window(filters: ExportFilters) -> tuple[datetime | None, datetime | None]:

@@ -60,9 +60,11 @@ def read_jsonl(stream: IO[bytes]) -> Iterator[RawRow]:
         if not line.strip():
             continue
         try:
-            yield RawRow(lineno, data=json.loads(line))
+            yield RawRow(lineno, data=json.loads(line.rstrip("\r\n")))
         except json.JSONDecodeError as exc:
-            yield RawRow(lineno, error=f"not valid JSON ({exc.msg} at column {exc.colno})")
+            yield RawRow(
+                lineno, error=f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"
+            )
         except RecursionError:
             yield RawRow(lineno, error="not valid JSON (nested too deeply)")
 
@@ -199,7 +201,7 @@ class Importer:
             status = "done"
         for key, value in counts.items():
             setattr(self.imp, key, value)
-        self.imp.status, self.imp.report = status, self._report
+        self.imp.status, self.imp.report = status, sorted(self._report, key=lambda r: int(r["line"]))
         self.db.flush()
         return self.imp
 

@@ -11,8 +11,8 @@ from app.auth import access
 from app.auth.access import AdminUser
 from app.auth.models import ApiToken
 from app.deps import DB, SettingsDep
-from app.enums import K_MAX, K_MIN, TaskKind
-from app.prompts import service
+from app.errors import AppError
+from app.prompts import review, service
 from app.web import render
 
 router = APIRouter()
@@ -32,17 +32,18 @@ def queues(request: Request, db: DB, _: AdminUser) -> Response:
 @router.get("/admin/queues/new", response_class=HTMLResponse)
 def new_queue(request: Request, _: AdminUser) -> Response:
     """The form for a new queue."""
-    return render(
-        request,
-        "admin/queue_form.html",
-        {"queue": None, "guideline": None, "kinds": list(TaskKind), "k_min": K_MIN, "k_max": K_MAX},
-    )
+    return render(request, "admin/queue_form.html", service.queue_form_context(None))
 
 
 @router.post("/admin/queues")
 async def create_queue(request: Request, db: DB, admin: AdminUser) -> Response:
-    """Create a queue, then show it."""
-    queue = service.create_queue(db, dict(await request.form()), admin)
+    """Create a queue, then show it; bad input re-shows the form with what was typed."""
+    data = dict(await request.form())
+    try:
+        queue = service.create_queue(db, data, admin)
+    except AppError as exc:
+        ctx = service.queue_form_context(None, data, exc.message)
+        return render(request, "admin/queue_form.html", ctx, status_code=exc.status_code)
     return _see(f"/admin/queues/{queue.id}")
 
 
@@ -61,24 +62,21 @@ def queue_progress(request: Request, db: DB, _: AdminUser, queue_id: int) -> Res
 @router.get("/admin/queues/{queue_id}/edit", response_class=HTMLResponse)
 def edit_queue(request: Request, db: DB, _: AdminUser, queue_id: int) -> Response:
     """The form to change a queue's settings and guidelines."""
-    queue = service.get_queue(db, queue_id)
     return render(
-        request,
-        "admin/queue_form.html",
-        {
-            "queue": queue,
-            "guideline": service.current_guideline(queue),
-            "kinds": list(TaskKind),
-            "k_min": K_MIN,
-            "k_max": K_MAX,
-        },
+        request, "admin/queue_form.html", service.queue_form_context(service.get_queue(db, queue_id))
     )
 
 
 @router.post("/admin/queues/{queue_id}")
 async def update_queue(request: Request, db: DB, admin: AdminUser, queue_id: int) -> Response:
-    """Save a queue's settings (changed guidelines become a new version)."""
-    service.update_queue(db, queue_id, dict(await request.form()), admin)
+    """Save a queue's settings (changed guidelines become a new version); bad input re-shows the form."""
+    data = dict(await request.form())
+    queue = service.get_queue(db, queue_id)
+    try:
+        service.update_queue(db, queue_id, data, admin)
+    except AppError as exc:
+        ctx = service.queue_form_context(queue, data, exc.message)
+        return render(request, "admin/queue_form.html", ctx, status_code=exc.status_code)
     return _see(f"/admin/queues/{queue_id}")
 
 
@@ -156,20 +154,20 @@ def import_report(request: Request, db: DB, _: AdminUser, import_id: int) -> Res
 def pii_queue(request: Request, db: DB, _: AdminUser) -> Response:
     """Prompts held for personal-data review."""
     return render(
-        request, "admin/pii_list.html", {"prompts": service.held_prompts(db), "total": service.count_held(db)}
+        request, "admin/pii_list.html", {"prompts": review.held_prompts(db), "total": review.count_held(db)}
     )
 
 
 @router.get("/admin/pii/{prompt_id}", response_class=HTMLResponse)
 def pii_review(request: Request, db: DB, _: AdminUser, prompt_id: int) -> Response:
     """One held prompt with its findings highlighted, and the redact / clear / reject forms."""
-    prompt = service.get_held(db, prompt_id)
+    prompt = review.get_held(db, prompt_id)
     return render(
         request,
         "admin/pii_review.html",
         {
             "prompt": prompt,
-            "pieces": service.highlight(prompt),
+            "pieces": review.highlight(prompt),
             "findings": sorted(prompt.pii_findings, key=lambda f: int(f["start"])),
         },
     )
@@ -180,7 +178,7 @@ async def pii_redact(request: Request, db: DB, admin: AdminUser, prompt_id: int)
     """Redact the chosen findings (and extra strings); the prompt goes on to labeling."""
     form = await request.form()
     chosen = [int(v) for v in form.getlist("finding") if isinstance(v, str) and v.isdigit()]
-    service.redact_prompt(
+    review.redact_prompt(
         db, prompt_id, admin, chosen, str(form.get("extra", ""))[:5000], str(form.get("note", ""))[:2000]
     )
     return _see("/admin/pii")
@@ -191,7 +189,7 @@ def pii_clear(
     db: DB, admin: AdminUser, prompt_id: int, note: Annotated[str, Form(max_length=2000)] = ""
 ) -> Response:
     """Release a held prompt unchanged (a false positive)."""
-    service.clear_prompt(db, prompt_id, admin, note)
+    review.clear_prompt(db, prompt_id, admin, note)
     return _see("/admin/pii")
 
 
@@ -200,11 +198,27 @@ def pii_reject(
     db: DB, admin: AdminUser, prompt_id: int, note: Annotated[str, Form(max_length=2000)] = ""
 ) -> Response:
     """Reject a held prompt: its text is dropped and nobody sees it."""
-    service.reject_prompt(db, prompt_id, admin, note)
+    review.reject_prompt(db, prompt_id, admin, note)
     return _see("/admin/pii")
 
 
-@router.post("/api/prompts", status_code=201, responses={422: {"description": "rejected rows"}})
+INGEST_EXAMPLE = {
+    "queue": "Customer prompts",
+    "mode": "valid_rows",
+    "prompts": [{"prompt": "Explain tides to a child.", "user_id": "customer-17", "meta": {"app": "web"}}],
+}
+
+
+@router.post(
+    "/api/prompts",
+    status_code=201,
+    summary="Ingest prompts with an API token (scope prompts:write)",
+    responses={
+        201: {"description": "Valid rows taken; the report lists rejected, duplicate and capped rows"},
+        422: {"description": "Nothing taken: every row was bad, or a bad row in all_or_nothing mode"},
+    },
+    openapi_extra={"requestBody": {"content": {"application/json": {"example": INGEST_EXAMPLE}}}},
+)
 def ingest(
     db: DB, settings: SettingsDep, token: TokenWrite, payload: Annotated[dict[str, Any], Body()]
 ) -> JSONResponse:

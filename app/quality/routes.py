@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.access import AdminUser
 from app.deps import DB, SettingsDep
-from app.quality import service
+from app.quality import review, service
 from app.web import render
 
 router = APIRouter()
@@ -45,7 +45,7 @@ def resume(db: DB, _: AdminUser, user_id: int) -> Response:
 
 
 @router.get("/admin/review", response_class=HTMLResponse)
-def review(
+def review_page(
     request: Request,
     db: DB,
     _: AdminUser,
@@ -54,19 +54,19 @@ def review(
     kind: str | None = None,
 ) -> Response:
     """Submitted labels, newest first, filtered by queue, labeler and kind."""
-    return render(request, "admin/review.html", service.review_list(db, queue, labeler, kind))
+    return render(request, "admin/review.html", review.review_list(db, queue, labeler, kind))
 
 
 @router.get("/admin/review/rankings/{ranking_id}", response_class=HTMLResponse)
 def review_ranking(request: Request, db: DB, _: AdminUser, ranking_id: int) -> Response:
     """One ranking as the labeler submitted it."""
-    return render(request, "admin/review_ranking.html", service.ranking_detail(db, ranking_id))
+    return render(request, "admin/review_ranking.html", review.ranking_detail(db, ranking_id))
 
 
 @router.get("/admin/review/demonstrations/{demonstration_id}", response_class=HTMLResponse)
 def review_demonstration(request: Request, db: DB, _: AdminUser, demonstration_id: int) -> Response:
     """One demonstration as the labeler submitted it."""
-    return render(request, "admin/review_demo.html", service.demonstration_detail(db, demonstration_id))
+    return render(request, "admin/review_demo.html", review.demonstration_detail(db, demonstration_id))
 
 
 @router.post("/admin/review/rankings/{ranking_id}/gold")

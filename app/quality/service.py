@@ -20,11 +20,13 @@ from app.config import Settings
 from app.db import utcnow
 from app.demonstrations.models import Demonstration
 from app.enums import Role, TaskKind, TaskStatus
-from app.errors import AppError, NotFound
+from app.errors import NotFound
 from app.labeling.models import Assignment, Task
 from app.prompts.models import PromptQueue
 from app.quality import metrics
 from app.rankings.models import Ranking, RankingEntry
+
+GOLD_OVERLAP = 1000
 
 
 @dataclass
@@ -204,13 +206,8 @@ def mark_gold_from_ranking(db: Session, ranking_id: int) -> Task:
         raise NotFound("There is no such ranking.")
     task = db.get(Task, ranking.task_id)
     assert task is not None
-    task.is_gold = True
-    task.gold_answer = {
-        "ranks": {str(e.completion_id): e.tier for e in ranking.entries},
-        "from_ranking": ranking.id,
-    }
-    db.flush()
-    return task
+    answer = {"ranks": {str(e.completion_id): e.tier for e in ranking.entries}, "from_ranking": ranking.id}
+    return _make_gold(db, task, answer)
 
 
 def mark_gold_from_demonstration(db: Session, demonstration_id: int) -> Task:
@@ -220,7 +217,15 @@ def mark_gold_from_demonstration(db: Session, demonstration_id: int) -> Task:
         raise NotFound("There is no such demonstration.")
     task = db.get(Task, demo.task_id)
     assert task is not None
-    task.is_gold, task.gold_answer = True, {"text": demo.text, "from_demonstration": demo.id}
+    return _make_gold(db, task, {"text": demo.text, "from_demonstration": demo.id})
+
+
+def _make_gold(db: Session, task: Task, answer: dict[str, Any]) -> Task:
+    # A gold item is served to every labeler (once each), so it stays open past its overlap.
+    task.is_gold, task.gold_answer = True, answer
+    task.overlap = max(task.overlap, GOLD_OVERLAP)
+    if task.status == TaskStatus.done.value:
+        task.status, task.completed_at = TaskStatus.open.value, None
     db.flush()
     return task
 
@@ -231,6 +236,10 @@ def unmark_gold(db: Session, task_id: int) -> Task:
     if task is None:
         raise NotFound("There is no such task.")
     task.is_gold, task.gold_answer = False, None
+    queue = db.get(PromptQueue, task.queue_id)
+    task.overlap = max(queue.overlap if queue else 1, task.done_count, 1)
+    if task.status == TaskStatus.open.value and task.done_count >= task.overlap:
+        task.status, task.completed_at = TaskStatus.done.value, utcnow()
     db.flush()
     return task
 
@@ -240,7 +249,8 @@ def pick_gold_task(
 ) -> Task | None:
     """With probability queue.gold_rate, a gold task of `queue` this labeler has not had yet.
 
-    For the lease code: gold items are served to every labeler regardless of overlap.
+    For the lease code: leave gold tasks out of the ordinary pick and call this first; gold
+    items are open to every labeler once (their overlap is raised to GOLD_OVERLAP).
     """
     if queue.gold_rate <= 0 or (rng or random).random() >= queue.gold_rate:
         return None
@@ -258,108 +268,6 @@ def pick_gold_task(
     )
 
 
-@dataclass
-class LabelRow:
-    """One submitted label in the review list."""
-
-    kind: str
-    id: int
-    task_id: int
-    queue: str
-    labeler: str
-    created_at: datetime
-    time_spent_ms: int
-    is_gold: bool
-
-
-def recent_labels(
-    db: Session,
-    queue_id: int | None = None,
-    user_id: int | None = None,
-    kind: str | None = None,
-    limit: int = 100,
-) -> list[LabelRow]:
-    """The latest submitted rankings and demonstrations, newest first, filtered."""
-    rows: list[LabelRow] = []
-    for name, model in (("ranking", Ranking), ("demonstration", Demonstration)):
-        if kind and kind != name:
-            continue
-        q = (
-            select(
-                model.id,
-                model.task_id,
-                PromptQueue.name,
-                User.username,
-                model.created_at,
-                model.time_spent_ms,
-                Task.is_gold,
-            )
-            .join(Task, Task.id == model.task_id)
-            .join(PromptQueue, PromptQueue.id == Task.queue_id)
-            .join(User, User.id == model.user_id)
-            .order_by(model.id.desc())
-            .limit(limit)
-        )
-        if queue_id:
-            q = q.where(Task.queue_id == queue_id)
-        if user_id:
-            q = q.where(model.user_id == user_id)
-        rows += [LabelRow(name, *r) for r in db.execute(q)]
-    rows.sort(key=lambda r: r.created_at, reverse=True)
-    return rows[:limit]
-
-
-def ranking_detail(db: Session, ranking_id: int) -> dict[str, Any]:
-    """A ranking with its task, prompt, labeler and each completion's tier, Likert, flags and comment."""
-    from app.prompts.models import Prompt
-    from app.rankings.models import Completion
-
-    ranking = db.get(Ranking, ranking_id)
-    if ranking is None:
-        raise NotFound("There is no such ranking.")
-    task = db.get(Task, ranking.task_id)
-    assert task is not None
-    prompt = db.get(Prompt, task.prompt_id) if task.prompt_id else None
-    completions = {c.id: c for c in db.scalars(select(Completion).where(Completion.task_id == task.id))}
-    entries = sorted(
-        ranking.entries,
-        key=lambda e: (
-            e.tier,
-            completions[e.completion_id].position if e.completion_id in completions else 0,
-        ),
-    )
-    return {
-        "ranking": ranking,
-        "task": task,
-        "prompt": prompt,
-        "labeler": db.get(User, ranking.user_id),
-        "entries": [(e, completions.get(e.completion_id)) for e in entries],
-    }
-
-
-def demonstration_detail(db: Session, demonstration_id: int) -> dict[str, Any]:
-    """A demonstration with its task, prompt and labeler."""
-    from app.prompts.models import Prompt
-
-    demo = db.get(Demonstration, demonstration_id)
-    if demo is None:
-        raise NotFound("There is no such demonstration.")
-    task = db.get(Task, demo.task_id)
-    return {
-        "demo": demo,
-        "task": task,
-        "prompt": db.get(Prompt, demo.prompt_id),
-        "labeler": db.get(User, demo.user_id),
-    }
-
-
-def require_kind(kind: str | None) -> str | None:
-    """Validate the review list's kind filter."""
-    if kind not in (None, "", "ranking", "demonstration"):
-        raise AppError("The kind must be 'ranking' or 'demonstration'.")
-    return kind or None
-
-
 def quality_overview(db: Session, settings: Settings) -> dict[str, Any]:
     """The quality page: overall and per-queue agreement, per-labeler rows, the gold threshold."""
     total, _ = agreement(db)
@@ -371,22 +279,6 @@ def quality_overview(db: Session, settings: Settings) -> dict[str, Any]:
         "threshold": settings.gold_min_accuracy,
         "min_items": settings.gold_min_items,
         "gold_tasks": list(db.scalars(select(Task).where(Task.is_gold.is_(True)).order_by(Task.id))),
-    }
-
-
-def review_list(db: Session, queue_id: int | None, user_id: int | None, kind: str | None) -> dict[str, Any]:
-    """The review page: filtered labels plus the choices of the filter form."""
-    return {
-        "labels": recent_labels(db, queue_id, user_id, require_kind(kind)),
-        "queues": list(db.scalars(select(PromptQueue).order_by(PromptQueue.name))),
-        "labelers": list(
-            db.scalars(
-                select(User).join(UserRole).where(UserRole.role == Role.labeler.value).order_by(User.username)
-            )
-        ),
-        "f_queue": queue_id,
-        "f_labeler": user_id,
-        "f_kind": kind or "",
     }
 
 

@@ -23,8 +23,9 @@ def _sign_in(page, url: str, username: str) -> None:  # type: ignore[no-untyped-
 
 
 @pytest.mark.browser
-def test_admin_imports_reviews_personal_data_and_downloads_an_export(live_server, committed_db, page,
-                                                                      tmp_path: Path) -> None:
+def test_admin_imports_reviews_personal_data_and_downloads_an_export(
+    live_server, committed_db, page, tmp_path: Path
+) -> None:
     create_user(committed_db, "boss", PASSWORD, ["admin"])
     committed_db.commit()
     url = live_server.url
@@ -41,10 +42,16 @@ def test_admin_imports_reviews_personal_data_and_downloads_an_export(live_server
     assert page.evaluate("window.pwned") is None  # guideline HTML is shown as text, never run
 
     src = tmp_path / "prompts.jsonl"
-    src.write_text("\n".join([json.dumps({"prompt": "Explain tides.", "user_id": "u1"}),
-                              "{oops",
-                              json.dumps({"prompt": "Write to jane@example.org about the invoice", "user_id": "u2"})])
-                   + "\n")
+    src.write_text(
+        "\n".join(
+            [
+                json.dumps({"prompt": "Explain tides.", "user_id": "u1"}),
+                "{oops",
+                json.dumps({"prompt": "Write to jane@example.org about the invoice", "user_id": "u2"}),
+            ]
+        )
+        + "\n"
+    )
     page.set_input_files("#i-file", str(src))
     page.click("#import-form button[type=submit]")
     page.wait_for_url(f"{url}/admin/imports/*")
@@ -85,6 +92,7 @@ def test_quality_page_shows_agreement_and_pauses_a_labeler(live_server, committe
     task = factory.task(queue)
     ranking(committed_db, task, a, [1, 2, 3, 4])
     ranking(committed_db, task, b, [1, 2, 4, 3])
+    a_id = a.id
     committed_db.commit()
     url = live_server.url
     _sign_in(page, url, "qc_admin")
@@ -94,10 +102,10 @@ def test_quality_page_shows_agreement_and_pauses_a_labeler(live_server, committe
     row.get_by_role("button", name="Pause qc_ben").click()
     page.wait_for_url(url + "/admin/quality")
     assert "paused" in page.locator("#labelers tr[data-user=qc_ben]").inner_text()
-    committed_db.expire_all()
     committed_db.refresh(b)
-    assert b.is_paused
-    # The review page reads the submitted ranking.
-    page.goto(url + "/admin/review?labeler=" + str(a.id))
+    paused = b.is_paused
+    committed_db.rollback()  # end the read (on SQLite a transaction holds the write lock)
+    assert paused
+    page.goto(url + f"/admin/review?labeler={a_id}")
     page.click("#labels a")
     assert "Tier 1" in page.inner_text("main")

@@ -30,17 +30,24 @@ def test_import_then_export_from_the_command_line(committed_db, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert "2 accepted, 1 rejected" in result.output
     committed_db.expire_all()
-    assert committed_db.scalars(select(Prompt.text).order_by(Prompt.id)).all() == ["First prompt", "Second prompt"]
+    assert committed_db.scalars(select(Prompt.text).order_by(Prompt.id)).all() == [
+        "First prompt",
+        "Second prompt",
+    ]
 
+    committed_db.rollback()  # end the read transaction (on SQLite it holds the write lock)
     result = runner.invoke(cli, ["export", "create", "--queue", "cli queue"])
     assert result.exit_code == 0, result.output
     batch = committed_db.scalar(select(ExportBatch))
-    assert batch is not None and batch.content_hash in result.output and "prompts=2" in result.output
+    assert batch is not None
+    batch_id, content_hash = batch.id, batch.content_hash
+    committed_db.rollback()
+    assert content_hash in result.output and "prompts=2" in result.output
     listed = runner.invoke(cli, ["export", "list"])
-    assert batch.content_hash[:16] in listed.output
-    out = runner.invoke(cli, ["export", "download", str(batch.id), str(tmp_path)])
+    assert content_hash[:16] in listed.output
+    out = runner.invoke(cli, ["export", "download", str(batch_id), str(tmp_path)])
     assert out.exit_code == 0, out.output
-    manifest = json.loads((tmp_path / f"export-{batch.id}" / "manifest.json").read_text())
-    assert manifest["content_hash"] == batch.content_hash and manifest["counts"]["prompts"] == 2
+    manifest = json.loads((tmp_path / f"export-{batch_id}" / "manifest.json").read_text())
+    assert manifest["content_hash"] == content_hash and manifest["counts"]["prompts"] == 2
     bad = runner.invoke(cli, ["export", "create", "--split", "dev"])
     assert bad.exit_code != 0

@@ -9,15 +9,25 @@ from sqlalchemy import func, select
 
 from app.auth.models import ApiToken, User
 from app.enums import AssignmentStatus, PIIStatus, TaskKind
-from app.labeling.models import Assignment, Task
+from app.labeling.models import Task
 from app.prompts.models import GuidelineVersion, PIIRedaction, Prompt, PromptImport, PromptQueue
 from tests.admin.builders import assignment
 
 
 def test_create_edit_version_and_pause_a_queue(login, db) -> None:
     web = login("admin")
-    resp = web.post("/admin/queues", data={"name": "Rank v1", "kind": "ranking", "k": "7", "overlap": "3",
-                                           "priority": "5", "gold_rate": "0.1", "guidelines": "# Rules\n<b>x</b>"})
+    resp = web.post(
+        "/admin/queues",
+        data={
+            "name": "Rank v1",
+            "kind": "ranking",
+            "k": "7",
+            "overlap": "3",
+            "priority": "5",
+            "gold_rate": "0.1",
+            "guidelines": "# Rules\n<b>x</b>",
+        },
+    )
     assert resp.status_code == 303
     queue = db.scalar(select(PromptQueue).where(PromptQueue.name == "Rank v1"))
     assert queue is not None and (queue.k, queue.overlap, queue.priority, queue.gold_rate) == (7, 3, 5, 0.1)
@@ -37,13 +47,20 @@ def test_create_edit_version_and_pause_a_queue(login, db) -> None:
 def test_bad_queue_input_is_refused_and_changes_nothing(login, db) -> None:
     web = login("admin")
     before = db.scalar(select(func.count()).select_from(PromptQueue))
-    for bad in ({"name": "x", "kind": "ranking", "k": "3"}, {"name": "x", "kind": "ranking", "k": "10"},
-                {"name": "", "kind": "ranking"}, {"name": "x", "kind": "nope"}, {"name": "x", "kind": "ranking",
-                                                                                 "gold_rate": "1.5"}):
+    for bad in (
+        {"name": "x", "kind": "ranking", "k": "3"},
+        {"name": "x", "kind": "ranking", "k": "10"},
+        {"name": "", "kind": "ranking"},
+        {"name": "x", "kind": "nope"},
+        {"name": "x", "kind": "ranking", "gold_rate": "1.5"},
+    ):
         resp = web.post("/admin/queues", data=bad)
         assert resp.status_code == 400, bad
-    assert "k: Input should be greater than or equal to 4" in web.post(
-        "/admin/queues", data={"name": "x", "kind": "ranking", "k": "3"}).text
+    data = {"name": "keep me", "kind": "ranking", "k": "3", "guidelines": "Long text"}
+    page = web.post("/admin/queues", data=data)
+    assert "k: Input should be greater than or equal to 4" in page.text
+    # What was typed survives on the re-shown form.
+    assert 'value="keep me"' in page.text and ">Long text</textarea>" in page.text
     assert db.scalar(select(func.count()).select_from(PromptQueue)) == before
 
 
@@ -51,7 +68,7 @@ def test_queue_page_shows_progress_and_who_is_working(login, db, factory) -> Non
     web = login("admin")
     queue = factory.queue(TaskKind.demonstration, overlap=1)
     worker = factory.user("labeler", username="worker_bee")
-    t1, t2, t3 = (factory.task(queue) for _ in range(3))
+    t1, _t2, t3 = (factory.task(queue) for _ in range(3))
     assignment(db, t1, worker, status=AssignmentStatus.leased.value)
     t3.status, t3.done_count = "done", 1
     db.flush()
@@ -64,13 +81,21 @@ def test_upload_import_reports_bad_rows_by_line(login, db, factory) -> None:
     web = login("admin")
     queue = factory.queue(TaskKind.demonstration)
     body = b'{"prompt": "fine"}\n{"prompt": 5}\nnot json\n'
-    resp = web.post(f"/admin/queues/{queue.id}/imports", data={"mode": "valid_rows"},
-                    files={"file": ("p.jsonl", io.BytesIO(body), "application/x-ndjson")})
+    resp = web.post(
+        f"/admin/queues/{queue.id}/imports",
+        data={"mode": "valid_rows"},
+        files={"file": ("p.jsonl", io.BytesIO(body), "application/x-ndjson")},
+    )
     assert resp.status_code == 303
     report = web.get(resp.headers["location"]).text
-    assert "Imported 1 prompt" in report and "<td>2</td><td>rejected</td>" in report and "<td>3</td>" in report
-    resp = web.post(f"/admin/queues/{queue.id}/imports", data={"mode": "all_or_nothing"},
-                    files={"file": ("p.jsonl", io.BytesIO(b'{"prompt": "other"}\nbad\n'), "text/plain")})
+    assert (
+        "Imported 1 prompt" in report and "<td>2</td><td>rejected</td>" in report and "<td>3</td>" in report
+    )
+    resp = web.post(
+        f"/admin/queues/{queue.id}/imports",
+        data={"mode": "all_or_nothing"},
+        files={"file": ("p.jsonl", io.BytesIO(b'{"prompt": "other"}\nbad\n'), "text/plain")},
+    )
     assert "Nothing was imported" in web.get(resp.headers["location"]).text
     assert db.scalars(select(Prompt.text).where(Prompt.queue_id == queue.id)).all() == ["fine"]
 
@@ -78,7 +103,7 @@ def test_upload_import_reports_bad_rows_by_line(login, db, factory) -> None:
 def test_pii_review_redact_clear_reject(login, db, factory) -> None:
     web = login("admin")
     queue = factory.queue(TaskKind.demonstration)
-    from app.prompts.service import screen_prompt
+    from app.prompts.review import screen_prompt
 
     prompts = []
     for text in ("Hi Sam, mail sam@example.com today", "Call 415-555-0132 now", "My IP is 10.1.2.3"):
@@ -147,8 +172,14 @@ def test_api_tokens_create_use_scope_and_revoke(login, db, factory, client) -> N
     token = db.scalar(select(ApiToken).where(ApiToken.name == "product"))
     assert token is not None and plain not in token.token_hash and token.token_hash != plain
     auth = {"Authorization": f"Bearer {plain}"}
-    body = {"queue": "api-queue", "prompts": [{"prompt": "From the product", "user_id": "cust-1"},
-                                              {"prompt": ""}, {"prompt": "Mail me at a@b.co"}]}
+    body = {
+        "queue": "api-queue",
+        "prompts": [
+            {"prompt": "From the product", "user_id": "cust-1"},
+            {"prompt": ""},
+            {"prompt": "Mail me at a@b.co"},
+        ],
+    }
     r = client.post("/api/prompts", json=body, headers=auth)
     assert r.status_code == 201, r.text
     out = r.json()
@@ -157,17 +188,27 @@ def test_api_tokens_create_use_scope_and_revoke(login, db, factory, client) -> N
     sources = set(db.scalars(select(Prompt.source).where(Prompt.queue_id == queue.id)))
     assert sources == {"api"}
     # All or nothing: 422 and nothing stored.
-    r = client.post("/api/prompts", json={**body, "mode": "all_or_nothing", "prompts": [{"prompt": "x1"}, {}]},
-                    headers=auth)
+    r = client.post(
+        "/api/prompts",
+        json={**body, "mode": "all_or_nothing", "prompts": [{"prompt": "x1"}, {}]},
+        headers=auth,
+    )
     assert r.status_code == 422 and r.json()["accepted"] == 0
-    assert client.post("/api/prompts", json={"queue": "nope", "prompts": [{"prompt": "x"}]},
-                       headers=auth).status_code == 404
+    assert (
+        client.post(
+            "/api/prompts", json={"queue": "nope", "prompts": [{"prompt": "x"}]}, headers=auth
+        ).status_code
+        == 404
+    )
     assert client.post("/api/prompts", json=[1, 2], headers=auth).status_code in (400, 422)
     # Wrong scope, no token, revoked token.
     from app.auth.service import create_api_token
 
     _, other = create_api_token(db, "reader", ["runs:read"], None)
-    assert client.post("/api/prompts", json=body, headers={"Authorization": f"Bearer {other}"}).status_code == 403
+    assert (
+        client.post("/api/prompts", json=body, headers={"Authorization": f"Bearer {other}"}).status_code
+        == 403
+    )
     assert client.post("/api/prompts", json=body).status_code == 401
     assert web.post(f"/admin/tokens/{token.id}/revoke").status_code == 303
     assert client.post("/api/prompts", json=body, headers=auth).status_code == 401
@@ -178,8 +219,18 @@ def test_api_tokens_create_use_scope_and_revoke(login, db, factory, client) -> N
 def test_console_pages_render_for_admins(login, factory) -> None:
     web = login("admin")
     factory.queue(TaskKind.ranking)
-    for path in ("/admin", "/admin/queues", "/admin/queues/new", "/admin/imports", "/admin/pii", "/admin/quality",
-                 "/admin/review", "/admin/users", "/admin/tokens", "/exports"):
+    for path in (
+        "/admin",
+        "/admin/queues",
+        "/admin/queues/new",
+        "/admin/imports",
+        "/admin/pii",
+        "/admin/quality",
+        "/admin/review",
+        "/admin/users",
+        "/admin/tokens",
+        "/exports",
+    ):
         resp = web.get(path)
         assert resp.status_code == 200, path
     home = web.get("/").text
@@ -229,5 +280,9 @@ def test_ingestion_api_refuses_odd_bodies_with_4xx(db, factory, client) -> None:
         resp = client.post("/api/prompts", json=body, headers=auth)
         assert 400 <= resp.status_code < 500, (body, resp.status_code, resp.text)
         assert resp.json().get("detail") or resp.json()["report"]
-    assert client.post("/api/prompts", content=b"{not json", headers={**auth, "content-type": "application/json"}
-                       ).status_code == 422
+    assert (
+        client.post(
+            "/api/prompts", content=b"{not json", headers={**auth, "content-type": "application/json"}
+        ).status_code
+        == 422
+    )

@@ -8,7 +8,7 @@ import pytest
 
 from app.config import get_settings
 from app.enums import TaskKind
-from app.quality import service
+from app.quality import review, service
 from tests.admin.builders import demonstration, ranking
 
 
@@ -30,7 +30,8 @@ def overlapped(db, factory):  # type: ignore[no-untyped-def]
 def test_agreement_per_queue_and_per_labeler_matches_hand_counts(db, overlapped) -> None:
     total, per_user = service.agreement(db, overlapped["queue"].id)
     a, b, c = (overlapped[k].id for k in "abc")
-    # t1: a-b 5/6; a-c: c ties (0,1) -> 5 comparisons, agree on (0,3)(1,3)(2,3) = 3/5; b-c: agree (0,3)(1,3) = 2/5
+    # t1: a-b 5/6; a-c: c ties (0,1) -> 5 comparisons, agree on (0,3)(1,3)(2,3) = 3/5;
+    #     b-c: agree on (0,3)(1,3) = 2/5
     # t2: a-b fully reversed: 0/6.  Totals: 10 agreeing of 22.
     assert (total.agree, total.compared, total.items) == (10, 22, 2)
     assert (per_user[a].agree, per_user[a].compared) == (5 + 3 + 0, 6 + 5 + 6)
@@ -84,9 +85,9 @@ def test_throughput_and_time_per_task(db, factory, overlapped) -> None:
 
 
 def test_review_lists_and_details(db, overlapped) -> None:
-    labels = service.recent_labels(db, queue_id=overlapped["queue"].id, user_id=overlapped["c"].id)
+    labels = review.recent_labels(db, queue_id=overlapped["queue"].id, user_id=overlapped["c"].id)
     assert [lab.kind for lab in labels] == ["ranking", "ranking"]
-    detail = service.ranking_detail(db, labels[0].id)
+    detail = review.ranking_detail(db, labels[0].id)
     assert [e.tier for e, _ in detail["entries"]] == sorted(e.tier for e, _ in detail["entries"])
 
 
@@ -96,3 +97,18 @@ def _ranking_of(db, task, user) -> int:  # type: ignore[no-untyped-def]
     from app.rankings.models import Ranking
 
     return db.scalar(select(Ranking.id).where(Ranking.task_id == task.id, Ranking.user_id == user.id))
+
+
+def test_gold_items_stay_open_for_every_labeler_and_revert(db, overlapped) -> None:
+    task = overlapped["t2"]
+    task.status, task.done_count = "done", 2
+    db.flush()
+    service.mark_gold_from_ranking(db, _ranking_of(db, task, overlapped["a"]))
+    assert task.is_gold and task.status == "open" and task.overlap >= 1000
+    assert task.gold_answer["ranks"] and task.gold_answer["from_ranking"]
+    service.unmark_gold(db, task.id)
+    assert not task.is_gold and task.overlap == 3 and task.status == "open"
+    task.done_count = 3
+    service.mark_gold_from_ranking(db, _ranking_of(db, task, overlapped["a"]))
+    service.unmark_gold(db, task.id)
+    assert task.status == "done"

@@ -278,3 +278,22 @@ def test_a_100k_prompt_file_imports(db, factory, tmp_path) -> None:
     with path.open("rb") as fh:
         imp = service.import_file(db, settings, queue.id, "big.jsonl", fh, "valid_rows", None)
     assert imp.accepted == 100_000 and imp.rejected == 0
+
+
+def test_the_sample_file_exercises_every_rule(db, factory) -> None:
+    from pathlib import Path
+
+    queue = factory.queue(TaskKind.demonstration)
+    path = Path(__file__).resolve().parents[2] / "static" / "admin" / "sample-prompts.jsonl"
+    with path.open("rb") as fh:
+        imp = _import(db, queue, fh)  # type: ignore[arg-type]
+    assert (imp.accepted, imp.rejected, imp.duplicates, imp.held_for_pii) == (14, 2, 1, 4)
+
+
+def test_oversize_upload_is_refused_before_reading(db, factory) -> None:
+    queue = factory.queue(TaskKind.demonstration)
+    with pytest.raises(AppError, match="larger than"):
+        service.import_file(db, get_settings(), queue.id, "p.jsonl", io.BytesIO(b""), "valid_rows", None,
+                            size=get_settings().max_upload_bytes + 1)
+    with pytest.raises(AppError, match="import mode"):
+        _import(db, queue, _jsonl({"prompt": "x"}), mode="sometimes")
