@@ -61,7 +61,9 @@ def line_chart(
     """
     top, right, bottom, left = margin
     x0, x1, y_top, y_bottom = left, width - right, top, height - bottom
-    pts = _thin([(float(x), float(y)) for x, y in points if math.isfinite(x) and math.isfinite(y)], MAX_POINTS)
+    pts = _thin(
+        [(float(x), float(y)) for x, y in points if math.isfinite(x) and math.isfinite(y)], MAX_POINTS
+    )
     parts = [_open(width, height, title, "chart line-chart")]
     parts.append(f'<text class="chart-title" x="{left}" y="{top - 8}">{escape(title)}</text>')
     parts.append(
@@ -133,7 +135,8 @@ def win_rate_chart(rows: Sequence[RatePoint], title: str, *, width: int = 480, r
     for i, row in enumerate(rows):
         cy = top + row_height * i + row_height / 2
         parts.append(
-            f'<text class="row-label" x="{left - 8}" y="{cy + 4:.1f}" text-anchor="end">{escape(row.label)}</text>'
+            f'<text class="row-label" x="{left - 8}" y="{cy + 4:.1f}" text-anchor="end">'
+            f"{escape(row.label)}</text>"
         )
         if row.rate is None:
             parts.append(f'<text class="chart-empty" x="{x0 + 6}" y="{cy + 4:.1f}">no comparisons yet</text>')

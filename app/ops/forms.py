@@ -157,7 +157,9 @@ def parse_settings(stage: str, text: str) -> dict[str, Any]:
         )
     for key, item in value.items():
         if not _type_ok(item, known[key]):
-            raise FormError(f"{label} settings: {key} should look like {json.dumps(known[key])}, not {item!r}.")
+            raise FormError(
+                f"{label} settings: {key} should look like {json.dumps(known[key])}, not {item!r}."
+            )
     return value
 
 
@@ -205,7 +207,7 @@ def to_request(db: Session, form: RoundForm) -> RoundRequest:
             since=since,
             until=until,
             splits=[Split(s) for s in form.splits],
-            stages=form.stages,  # type: ignore[arg-type]  # validated into StageName by pydantic
+            stages=form.stages,  # pydantic validates the strings into StageName
             parent_policy_id=_int(form.parent_policy_id, "The parent policy"),
             reward_model_id=_int(form.reward_model_id, "The reward model"),
             preset=form.preset,

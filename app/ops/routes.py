@@ -20,8 +20,12 @@ from app.web import render
 router = APIRouter()
 
 NAV = [
-    NavItem("Ops", "/ops", frozenset({Role.ops}), "Start training rounds, watch them live, deploy and roll back."),
-    NavItem("Models", "/ops/versions", frozenset({Role.admin}), "Model versions, lineage and human win-rates."),
+    NavItem(
+        "Ops", "/ops", frozenset({Role.ops}), "Start training rounds, watch them live, deploy and roll back."
+    ),
+    NavItem(
+        "Models", "/ops/versions", frozenset({Role.admin}), "Model versions, lineage and human win-rates."
+    ),
 ]
 
 
@@ -44,7 +48,9 @@ def ops_home(request: Request, db: DB, settings: SettingsDep, _: OpsUser, part: 
 
 
 @router.post("/ops/rounds", response_class=HTMLResponse)
-def start_round(request: Request, db: DB, settings: SettingsDep, user: OpsUser, form: RoundFormDep) -> Response:
+def start_round(
+    request: Request, db: DB, settings: SettingsDep, user: OpsUser, form: RoundFormDep
+) -> Response:
     """Start a round and go to its page; a bad form comes back with its message and the input kept."""
     try:
         run = service.start_from_form(db, form, user)

@@ -15,9 +15,9 @@ from app.auth.models import User
 from app.config import Settings
 from app.db import utcnow
 from app.enums import ModelKind, RunStatus
+from app.errors import AppError
 from app.exports.models import ExportBatch
 from app.ops import charts
-from app.errors import AppError
 from app.ops.forms import STAGE_LABELS, FormError, RoundForm, presets_json, to_request
 from app.policies import service as registry
 from app.policies.models import Deployment, ModelVersion
@@ -33,7 +33,7 @@ def human_seconds(seconds: float | None) -> str:
     """A duration for people: '45 s', '3 min 5 s', '2 h 10 min'."""
     if seconds is None:
         return ""
-    s = int(round(max(0.0, seconds)))
+    s = round(max(0.0, seconds))
     if s < 60:
         return f"{s} s"
     if s < 3600:
@@ -60,7 +60,9 @@ def _names(db: Session, ids: Iterable[int | None]) -> dict[int, str]:
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
-    return dict(db.execute(select(ModelVersion.id, ModelVersion.name).where(ModelVersion.id.in_(wanted))).all())
+    return dict(
+        db.execute(select(ModelVersion.id, ModelVersion.name).where(ModelVersion.id.in_(wanted))).all()
+    )
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ class StageView:
     @property
     def percent(self) -> int:
         """Progress as a whole percentage."""
-        return int(round(100 * (self.stage.progress or 0.0)))
+        return round(100 * (self.stage.progress or 0.0))
 
 
 @dataclass(frozen=True)
@@ -313,7 +315,9 @@ def versions_page(db: Session) -> VersionsPage:
     return VersionsPage(
         rows=rows,
         deployed=next((v for v in versions if v.is_deployed), None),
-        history=[(h, names.get(h.version_id, ""), names.get(h.previous_version_id or 0, "")) for h in history],
+        history=[
+            (h, names.get(h.version_id, ""), names.get(h.previous_version_id or 0, "")) for h in history
+        ],
         chart=Markup(  # noqa: S704 - charts escape every text they draw
             charts.win_rate_chart(points, "Human preference for each policy over its parent")
         ),

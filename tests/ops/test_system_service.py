@@ -41,7 +41,11 @@ def test_filesystem_broker_counts_messages_per_queue(tmp_path: Path) -> None:
 
 
 def test_filesystem_broker_without_a_folder_is_empty(tmp_path: Path) -> None:
-    assert service.queue_lengths(_settings(tmp_path / "never")) == {"default": 0, "sampling": 0, "training": 0}
+    assert service.queue_lengths(_settings(tmp_path / "never")) == {
+        "default": 0,
+        "sampling": 0,
+        "training": 0,
+    }
 
 
 @pytest.fixture()
@@ -76,9 +80,16 @@ def test_workers_are_up_while_their_heartbeat_is_fresh(db) -> None:  # type: ign
     now = utcnow()
     db.add_all(
         [
-            WorkerHeartbeat(node="gpu@a", pid=11, queues=["training"], doing={"task": "runs.run_round", "args": [4]},
-                            last_seen=now - timedelta(seconds=20)),
-            WorkerHeartbeat(node="gpu@b", pid=12, queues=["sampling"], doing={}, last_seen=now - timedelta(seconds=90)),
+            WorkerHeartbeat(
+                node="gpu@a",
+                pid=11,
+                queues=["training"],
+                doing={"task": "runs.run_round", "args": [4]},
+                last_seen=now - timedelta(seconds=20),
+            ),
+            WorkerHeartbeat(
+                node="gpu@b", pid=12, queues=["sampling"], doing={}, last_seen=now - timedelta(seconds=90)
+            ),
         ]
     )
     db.flush()
