@@ -61,7 +61,7 @@ def policy(factory: Any, root: Path, name: str, **fields: Any) -> ModelVersion:
 
 
 @pytest.fixture()
-def fake_exports(monkeypatch: pytest.MonkeyPatch, db: Session) -> list[Any]:
+def fake_exports(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Stand-in for app.exports.service (written in a sibling branch): records a batch row."""
     calls: list[Any] = []
 
