@@ -108,9 +108,13 @@ class RatePoint:
     n: int
 
 
-def win_rate_chart(rows: Sequence[RatePoint], title: str, *, width: int = 480, row_height: int = 26) -> str:
+def _short(label: str, limit: int = 26) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "\u2026"
+
+
+def win_rate_chart(rows: Sequence[RatePoint], title: str, *, width: int = 640, row_height: int = 26) -> str:
     """Dots with interval whiskers on a 0..1 axis, one row per version, a dashed line at 0.5."""
-    top, bottom, left, right = 28, 26, 130, 16
+    top, bottom, left, right = 28, 26, 180, 16
     height = top + bottom + row_height * max(1, len(rows))
     x0, x1 = left, width - right
     y_bottom = height - bottom
@@ -136,7 +140,7 @@ def win_rate_chart(rows: Sequence[RatePoint], title: str, *, width: int = 480, r
         cy = top + row_height * i + row_height / 2
         parts.append(
             f'<text class="row-label" x="{left - 8}" y="{cy + 4:.1f}" text-anchor="end">'
-            f"{escape(row.label)}</text>"
+            f"{escape(_short(row.label))}<title>{escape(row.label)}</title></text>"
         )
         if row.rate is None:
             parts.append(f'<text class="chart-empty" x="{x0 + 6}" y="{cy + 4:.1f}">no comparisons yet</text>')

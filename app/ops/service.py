@@ -273,6 +273,7 @@ class VersionsPage:
 
     rows: list[VersionRow]
     deployed: ModelVersion | None
+    rollback_to: str
     history: list[tuple[Deployment, str, str]]
     chart: Markup
 
@@ -301,7 +302,7 @@ def versions_page(db: Session) -> VersionsPage:
         rows.append(VersionRow(v, parent.name if parent else "", win, key_metrics(v.metrics or {})))
     points = [
         charts.RatePoint(
-            label=f"{r.version.name} vs {r.parent_name}",
+            label=r.version.name,
             rate=r.win.rate,
             low=r.win.interval[0] if r.win.interval else None,
             high=r.win.interval[1] if r.win.interval else None,
@@ -312,9 +313,13 @@ def versions_page(db: Session) -> VersionsPage:
     ]
     history = registry.deployment_history(db)
     names = _names(db, [h.version_id for h in history] + [h.previous_version_id for h in history])
+    deployed = next((v for v in versions if v.is_deployed), None)
+    # The newest deployment record is the one that made the current policy live.
+    latest = history[0] if history and deployed and history[0].version_id == deployed.id else None
     return VersionsPage(
         rows=rows,
-        deployed=next((v for v in versions if v.is_deployed), None),
+        deployed=deployed,
+        rollback_to=names.get(latest.previous_version_id or 0, "") if latest else "",
         history=[
             (h, names.get(h.version_id, ""), names.get(h.previous_version_id or 0, "")) for h in history
         ],

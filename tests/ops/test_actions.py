@@ -83,7 +83,7 @@ def test_deploy_then_rollback_through_the_versions_page(db, factory, login, tmp_
 
     page = web.get("/ops/versions").text
     assert f'id="deploy-{b.id}"' not in page and f'id="deploy-{a.id}"' in page
-    assert 'data-confirm="Roll back from dep-b' in page
+    assert 'data-confirm="Roll back from dep-b to dep-a?' in page and ">Roll back to dep-a</button>" in page
 
     assert web.post("/ops/rollback").status_code == 303
     assert registry.deployed_policy(db).id == a.id  # type: ignore[union-attr]

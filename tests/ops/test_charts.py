@@ -73,17 +73,19 @@ def test_long_series_are_thinned_but_keep_the_last_point() -> None:
 
 
 def test_win_rate_chart_places_dot_and_whisker_on_a_0_to_1_axis() -> None:
-    # Axis from x=130 to x=464 at the default width 480.
+    # Axis from x=180 to x=624 at the default width 640.
     svg = win_rate_chart(
         [RatePoint("v2 vs v1", 0.75, 0.5, 1.0, 12), RatePoint("v3 vs v2", None, None, None, 0)], "Figure 1"
     )
     root = _xml(svg)
     dot = root.find(f"{NS}circle")
-    assert dot is not None and dot.get("cx") == "380.5"
+    assert dot is not None and dot.get("cx") == "513.0"
     whisker = [ln for ln in root.iter(f"{NS}line") if ln.get("class") == "whisker"]
-    assert [(w.get("x1"), w.get("x2")) for w in whisker] == [("297.0", "464.0")]
+    assert [(w.get("x1"), w.get("x2")) for w in whisker] == [("402.0", "624.0")]
     assert "no comparisons yet" in svg
-    assert re.search(r'class="even" x1="297.0"', svg)
+    long = win_rate_chart([RatePoint("a-very-long-policy-version-name-r12", 0.5, 0.4, 0.6, 3)], "t")
+    assert "a-very-long-policy-versio\u2026<title>a-very-long-policy-version-name-r12</title>" in long
+    assert re.search(r'class="even" x1="402.0"', svg)
 
 
 def test_fmt_number() -> None:

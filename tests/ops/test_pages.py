@@ -8,6 +8,7 @@ from pathlib import Path
 from app.db import utcnow
 from app.enums import TaskKind
 from app.labeling.models import Assignment
+from app.policies import service as registry
 from app.rankings.models import Completion, Ranking, RankingEntry
 from app.system.models import WorkerHeartbeat
 from tests.ops.conftest import add_log, add_series, make_run, policy
@@ -152,20 +153,26 @@ def test_versions_page_shows_lineage_metrics_and_win_rate_against_parent(
     html = web.get("/ops/versions").text
     assert f'id="v{child.id}"' in html and f'href="#v{base.id}">base</a>' in html
     assert f'href="/ops/runs/{run.id}"' in html and "rm_score" in html and "0.4215" in html
-    assert "deployed</span>" in html and 'id="rollback"' in html
+    assert "deployed</span>" in html and 'id="rollback"' not in html  # deployed, but never replaced one
     # 6 wins, 1 loss, 1 tie: 86 % of 7 decided comparisons.
     assert "<strong>86 %</strong>" in html and "n = 7, 1 ties" in html
-    assert html.count('class="rate-dot"') == 1 and "ppo-r1 vs base" in html
+    assert html.count('class="rate-dot"') == 1 and "<title>ppo-r1</title>" in html
     assert f'id="deploy-{child.id}"' in html and f'id="deploy-{base.id}"' not in html
     assert f'id="deploy-{rm.id}"' not in html
 
 
-def test_access_by_role(db, login) -> None:  # type: ignore[no-untyped-def]
+def test_access_by_role(db, factory, login, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a, b = policy(factory, tmp_path, "acc-a"), policy(factory, tmp_path, "acc-b")
+    registry.deploy(db, a.id)
+    registry.deploy(db, b.id)
+    ops_view = login("ops").get("/ops/versions").text
+    assert 'id="rollback"' in ops_view and f'id="deploy-{a.id}"' in ops_view
     admin = login("admin")
     assert admin.get("/ops").status_code == 403
     versions = admin.get("/ops/versions")
     assert versions.status_code == 200 and "Model versions" in versions.text
-    assert 'id="rollback"' not in versions.text
+    assert 'id="rollback"' not in versions.text and "deploy-" not in versions.text
+    assert "It replaced acc-a." in versions.text
     assert admin.post("/ops/rollback").status_code == 403
     labeler = login("labeler")
     assert labeler.get("/ops/versions").status_code == 403
