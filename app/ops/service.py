@@ -225,14 +225,38 @@ def _stage_order(run: TrainingRun) -> list[str]:
     return [s.name for s in run.stages]
 
 
+# The curves InstructGPT practitioners watch come first, with readable titles; any other series follows.
+METRIC_TITLES = {
+    "loss": "Loss",
+    "valid_loss": "Validation loss",
+    "accuracy": "RM accuracy",
+    "valid_accuracy": "RM validation accuracy",
+    "reward": "Reward (RM score)",
+    "rm_score": "RM score",
+    "kl": "KL from the parent",
+    "response_length": "Response length (tokens)",
+    "lr": "Learning rate",
+}
+
+
+def metric_title(name: str) -> str:
+    """A readable title for a metric name."""
+    return METRIC_TITLES.get(name, name.replace("_", " ").capitalize())
+
+
+def _metric_rank(name: str) -> tuple[int, str]:
+    keys = list(METRIC_TITLES)
+    return (keys.index(name) if name in keys else len(keys), name)
+
+
 def metric_charts(series: list[runs.Series], order: list[str]) -> list[StageCharts]:
     """Metric series grouped by stage (in run order), each drawn as an SVG line chart."""
     grouped: dict[str, list[ChartView]] = {}
-    for s in series:
-        title = f"{s.name}"
+    for s in sorted(series, key=lambda s: _metric_rank(s.name)):
+        title = metric_title(s.name)
         last = f"{charts.fmt_number(s.points[-1][1])} at step {s.points[-1][0]}" if s.points else ""
         svg = Markup(charts.line_chart(s.points, title))  # noqa: S704 - charts escape every text they draw
-        grouped.setdefault(s.stage, []).append(ChartView(s.name, svg, last))
+        grouped.setdefault(s.stage, []).append(ChartView(title, svg, last))
     ordered = [n for n in order if n in grouped] + sorted(n for n in grouped if n not in order)
     return [StageCharts(n, STAGE_LABELS.get(n, n), grouped[n]) for n in ordered]
 

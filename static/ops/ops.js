@@ -1,6 +1,7 @@
-// Ops console: changing the preset refills the per-stage settings boxes with that preset's values.
+// Ops console enhancements; every page works without them.
 (function () {
   "use strict";
+  // Changing the preset refills the per-stage settings boxes with that preset's values.
   document.addEventListener("change", function (ev) {
     var select = ev.target;
     if (!select || select.id !== "preset" || !select.dataset.presets) { return; }
@@ -11,4 +12,22 @@
       area.value = JSON.stringify(chosen[area.dataset.stage] || {}, null, 2);
     });
   });
+
+  // The log tail follows new lines unless the reader has scrolled up to read older ones.
+  var follow = true;
+  function atBottom(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 8; }
+  function scrollLogs() {
+    if (!follow) { return; }
+    document.querySelectorAll("pre.log").forEach(function (el) { el.scrollTop = el.scrollHeight; });
+  }
+  document.addEventListener("scroll", function (ev) {
+    var el = ev.target;
+    if (el && el.classList && el.classList.contains("log")) { follow = atBottom(el); }
+  }, true);
+  document.addEventListener("htmx:afterSettle", scrollLogs);
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", scrollLogs);
+  } else {
+    scrollLogs();
+  }
 })();

@@ -44,7 +44,7 @@ def test_run_page_updates_live_then_stops_and_versions_rollback_confirms(  # typ
     _sign_in(page, live_server.url, "ops_browser")
     page.goto(f"{live_server.url}/ops/runs/{run_id}")
     assert page.locator("#run-live svg polyline").count() == 2
-    assert page.locator("#run-live figcaption").first.inner_text().startswith("loss")
+    assert page.locator("#run-live figcaption").first.inner_text().startswith("Loss: 1.1 at step 3")
     assert page.get_by_label("SFT — running, step 3 of 20 (0 %)").count() == 1
 
     # The worker records progress: the page shows it without a reload.

@@ -43,7 +43,10 @@ def test_ops_page_lists_runs_with_parent_workers_queues_and_the_form(
     assert f'<option value="{parent.id}" selected>base-v0 (deployed)</option>' in html
     assert "&#34;epochs&#34;: 4" in html or '"epochs": 4' in html
     fragment = web.get("/ops?part=runs").text
-    assert "<html" not in fragment and 'id="runs"' in fragment
+    assert "<html" not in fragment and 'id="runs"' in fragment and 'id="workers"' not in fragment
+    workers = web.get("/ops?part=workers").text
+    assert "<html" not in workers and 'id="workers"' in workers and 'id="runs"' not in workers
+    assert 'hx-trigger="every 10s"' in html and "gpu@box" in workers
 
 
 def test_runs_list_stops_refreshing_when_nothing_is_live(db, login) -> None:  # type: ignore[no-untyped-def]
@@ -77,7 +80,7 @@ def test_live_run_page_polls_and_shows_progress_curves_and_log(db, factory, logi
     assert '<progress id="stage-sft" max="1" value="1.000">' in html
     assert "Reward model — running, step 5 of 20 (25 %)" in html
     assert 'id="run-eta"' in html and "parent-p" in html
-    assert html.count("<polyline") == 2 and ">loss<" in html and ">accuracy<" in html
+    assert html.count("<polyline") == 2 and ">Loss<" in html and ">RM accuracy<" in html
     assert "epoch 1 &lt;b&gt;done&lt;/b&gt;" in html and "<b>done</b>" not in html
     assert 'id="cancel-run"' in html and "data-confirm=" in html and 'id="resume-run"' not in html
     fragment = web.get(f"/ops/runs/{run.id}?part=live").text
@@ -178,3 +181,21 @@ def test_access_by_role(db, factory, login, tmp_path: Path) -> None:  # type: ig
     assert labeler.get("/ops/versions").status_code == 403
     assert labeler.get("/ops/runs/1").status_code == 403
     assert ">Ops<" in login("ops").get("/").text
+
+
+def test_metric_charts_put_the_watched_curves_first_with_readable_titles() -> None:
+    from app.ops.service import metric_charts
+    from app.runs.service import Series
+
+    groups = metric_charts(
+        [
+            Series("ppo", "epoch", [(0, 1.0)]),
+            Series("ppo", "kl", [(0, 0.0), (1, 0.5)]),
+            Series("sft", "loss", [(0, 2.0)]),
+            Series("ppo", "reward", [(0, 0.1)]),
+        ],
+        ["sft", "reward", "ppo", "evaluate"],
+    )
+    assert [g.stage for g in groups] == ["sft", "ppo"]
+    assert [c.name for c in groups[1].charts] == ["Reward (RM score)", "KL from the parent", "Epoch"]
+    assert groups[1].charts[1].last == "0.5 at step 1"
