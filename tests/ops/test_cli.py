@@ -52,7 +52,9 @@ def test_rounds_start_and_list(committed_db, tmp_path: Path, fake_exports, enque
     assert run.parent_policy_id == base.id and run.deploy_gate["auto_deploy"] is True
     assert fake_exports[0].queue_ids == [queue.id]
     assert enqueued == [("runs.run_round", (run.id,))]
-    assert f"{run.id}\tqueued\t0%\tsft,reward,evaluate" in _run("rounds", "list")
+    run_id = run.id
+    committed_db.rollback()  # end the read transaction: on SQLite it would hold the write lock
+    assert f"{run_id}\tqueued\t0%\tsft,reward,evaluate" in _run("rounds", "list")
 
 
 def test_rounds_start_refuses_non_contiguous_stages(committed_db) -> None:  # type: ignore[no-untyped-def]
