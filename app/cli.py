@@ -29,6 +29,10 @@ cli.add_typer(export_cli, name="export")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(demo_cli, name="demo")
+rounds_cli = typer.Typer(no_args_is_help=True, help="Training rounds.")
+versions_cli = typer.Typer(no_args_is_help=True, help="Model versions and deployment.")
+cli.add_typer(rounds_cli, name="rounds")
+cli.add_typer(versions_cli, name="versions")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -259,23 +263,93 @@ def simulate_cmd(
         typer.echo(f"{username}: {summary}")
 
 
-def _worker_cmd(queues: str, concurrency: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "app.worker:celery_app",
-        "worker",
-        "-Q",
-        queues,
-        "-c",
-        str(concurrency),
-        "--loglevel",
-        "INFO",
-        "-n",
-        "dev@%h",
-    ]
+@rounds_cli.command("start")
+def rounds_start(
+    queue: Annotated[list[int] | None, typer.Option("--queue", help="queue id; repeatable")] = None,
+    stages: Annotated[str, typer.Option(help="a contiguous part of sft,reward,ppo")] = "sft,reward,ppo",
+    preset: Annotated[str, typer.Option(help="quick or paper")] = "quick",
+    auto_deploy: Annotated[bool, typer.Option("--auto-deploy", help="deploy when the gate passes")] = False,
+    parent: Annotated[int | None, typer.Option(help="parent policy id; default: the deployed one")] = None,
+) -> None:
+    """Export the labels, record a round and queue it for a training worker."""
+    from pydantic import ValidationError
+
+    from app.db import session_scope
+    from app.runs.schemas import DeployGate, RoundRequest
+    from app.runs.service import start_round
+
+    try:
+        req = RoundRequest(
+            queue_ids=queue or [],
+            stages=[s.strip() for s in stages.split(",") if s.strip()],
+            preset=preset,
+            parent_policy_id=parent,
+            gate=DeployGate(auto_deploy=auto_deploy),
+        )
+    except ValidationError as exc:
+        message = str(exc.errors()[0].get("msg", "invalid round"))
+        raise AppError(message.removeprefix("Value error, ")) from None
+    with session_scope() as db:
+        run = start_round(db, req, by=None)
+        run_id, names = run.id, [s.name for s in run.stages]
+    url = get_settings().base_url.rstrip("/")
+    typer.echo(f"round {run_id} queued ({' -> '.join(names)}); watch it at {url}/ops/runs/{run_id}")
+
+
+@rounds_cli.command("list")
+def rounds_list(limit: int = 20) -> None:
+    """Recent rounds, newest first."""
+    from app.db import session_scope
+    from app.runs.service import list_runs, reap_stale_runs
+
+    with session_scope() as db:
+        reap_stale_runs(db)
+        for run in list_runs(db, limit=limit):
+            stages = ",".join(s.name for s in run.stages)
+            created = run.created_at.strftime("%Y-%m-%d %H:%M")
+            parent = run.parent_policy_id or "-"
+            typer.echo(f"{run.id}\t{run.status}\t{run.progress:.0%}\t{stages}\t{created}\tparent={parent}")
+
+
+@versions_cli.command("list")
+def versions_list() -> None:
+    """Every model version, newest first; '*' marks the deployed policy."""
+    from app.db import session_scope
+    from app.policies.service import list_versions
+
+    with session_scope() as db:
+        for v in list_versions(db):
+            mark = "*" if v.is_deployed else " "
+            lineage = f"parent={v.parent_id or '-'}\trun={v.run_id or '-'}"
+            typer.echo(f"{mark} {v.id}\t{v.name}\t{v.kind}\t{lineage}")
+
+
+@versions_cli.command("deploy")
+def versions_deploy(version_id: int) -> None:
+    """Deploy a policy version (one transaction)."""
+    from app.db import session_scope
+    from app.policies.service import deploy
+
+    with session_scope() as db:
+        record = deploy(db, version_id, by=None)
+        typer.echo(f"deployed version {record.version_id} (was {record.previous_version_id or 'none'})")
+
+
+@versions_cli.command("rollback")
+def versions_rollback() -> None:
+    """Redeploy the policy the current one replaced."""
+    from app.db import session_scope
+    from app.policies.service import rollback
+
+    with session_scope() as db:
+        record = rollback(db, by=None)
+        typer.echo(f"rolled back to version {record.version_id} (from {record.previous_version_id})")
+
+
+def _worker_cmd(queues: str, concurrency: int, beat: bool = False, name: str = "worker@%h") -> list[str]:
+    cmd = [sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "worker",
+           "-Q", queues, "-c", str(concurrency), "--loglevel", "INFO", "-n", name]
+    return [*cmd, "--beat"] if beat else cmd
 
 
 @cli.command("worker")

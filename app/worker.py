@@ -54,7 +54,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     else:
         folder = (settings.data_dir / "celery" / "broker").resolve()
         results = (settings.data_dir / "celery" / "results").resolve()
-        for path in (folder, results, folder.parent / "processed"):
+        control = folder.parent / "control"
+        for path in (folder, results, folder.parent / "processed", control):
             path.mkdir(parents=True, exist_ok=True)
         conf.update(
             broker_url="filesystem://",
@@ -62,6 +63,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "data_folder_in": str(folder),
                 "data_folder_out": str(folder),
                 "processed_folder": str(folder.parent / "processed"),
+                # Exchange bindings; kombu's default is "control" in the current directory.
+                "control_folder": str(control),
                 "store_processed": False,
             },
             result_backend=f"file://{results}",

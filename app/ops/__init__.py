@@ -1,0 +1,1 @@
+"""The ops console: training rounds, the model registry, worker status."""

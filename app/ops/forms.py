@@ -1,0 +1,218 @@
+"""The start-round form: raw values kept for re-rendering, parsed into a RoundRequest with clear errors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.enums import Split
+from app.errors import AppError
+from app.prompts.models import PromptQueue
+from app.runs.schemas import PRESETS, TRAINING_STAGES, DeployGate, RoundRequest
+
+STAGE_KEYS = [s.value for s in TRAINING_STAGES]
+STAGE_LABELS = {"sft": "SFT", "reward": "Reward model", "ppo": "PPO", "evaluate": "Evaluation"}
+
+
+class FormError(AppError):
+    """The round form has a value that cannot be used; the form is shown again with this message."""
+
+    status_code = 422
+
+
+def preset_text(preset: str, stage: str) -> str:
+    """A preset's settings for one stage as the JSON shown in its text area."""
+    return json.dumps(PRESETS.get(preset, {}).get(stage, {}), indent=2)
+
+
+def presets_json() -> str:
+    """Every preset's per-stage settings as JSON, for the script that refills the text areas."""
+    return json.dumps(PRESETS)
+
+
+@dataclass
+class RoundForm:
+    """What the user typed, as strings, so a rejected form comes back exactly as sent."""
+
+    queue_ids: list[str] = field(default_factory=list)
+    since: str = ""
+    until: str = ""
+    splits: list[str] = field(default_factory=lambda: [Split.train.value, Split.valid.value])
+    stages: list[str] = field(default_factory=lambda: list(STAGE_KEYS))
+    parent_policy_id: str = ""
+    reward_model_id: str = ""
+    preset: str = "quick"
+    settings: dict[str, str] = field(default_factory=lambda: {s: preset_text("quick", s) for s in STAGE_KEYS})
+    auto_deploy: bool = False
+    min_rm_gain: str = str(DeployGate().min_rm_gain)
+    max_kl: str = str(DeployGate().max_kl)
+    min_oracle_win_rate: str = str(DeployGate().min_oracle_win_rate)
+
+    @classmethod
+    def from_form(cls, data: Any) -> RoundForm:
+        """Read a submitted form (a Starlette FormData or any mapping with getlist)."""
+
+        def one(name: str) -> str:
+            value = data.get(name)
+            return value.strip() if isinstance(value, str) else ""
+
+        def many(name: str) -> list[str]:
+            return [v.strip() for v in data.getlist(name) if isinstance(v, str) and v.strip()]
+
+        return cls(
+            queue_ids=many("queue_ids"),
+            since=one("since"),
+            until=one("until"),
+            splits=many("splits"),
+            stages=many("stages"),
+            parent_policy_id=one("parent_policy_id"),
+            reward_model_id=one("reward_model_id"),
+            preset=one("preset") or "quick",
+            settings={s: (data.get(f"settings_{s}") or "").strip() for s in STAGE_KEYS},
+            auto_deploy=one("auto_deploy") in {"on", "true", "1", "yes"},
+            min_rm_gain=one("min_rm_gain"),
+            max_kl=one("max_kl"),
+            min_oracle_win_rate=one("min_oracle_win_rate"),
+        )
+
+
+def _int(value: str, what: str) -> int | None:
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise FormError(f"{what} must be a number, not {value!r}.") from None
+
+
+def _float(value: str, what: str, default: float) -> float:
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise FormError(f"Deploy gate: {what} must be a number, not {value!r}.") from None
+
+
+def _day(value: str, what: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise FormError(f"The {what} date must look like 2024-01-31, not {value!r}.") from None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _known_fields(stage: str) -> dict[str, Any]:
+    """Field names and defaults of the training library's config for a stage (pure dataclasses)."""
+    from dataclasses import MISSING, fields
+
+    from training import config as tc
+
+    cls = {"sft": tc.SFTConfig, "reward": tc.RewardConfig, "ppo": tc.PPOConfig}[stage]
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name == "runtime":  # device and precision belong to the worker, not to the round
+            continue
+        out[f.name] = f.default if f.default is not MISSING else None
+    return out
+
+
+def _type_ok(value: Any, default: Any) -> bool:
+    if default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int | float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, tuple):
+        return isinstance(value, list) and all(isinstance(v, int | float) for v in value)
+    return isinstance(value, type(default))
+
+
+def parse_settings(stage: str, text: str) -> dict[str, Any]:
+    """One stage's JSON settings, checked against the training library's field names and types."""
+    label = STAGE_LABELS[stage]
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormError(f"{label} settings are not valid JSON: {exc.msg} (line {exc.lineno}).") from None
+    if not isinstance(value, dict):
+        raise FormError(f'{label} settings must be a JSON object such as {{"epochs": 2}}.')
+    known = _known_fields(stage)
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise FormError(
+            f"{label} settings: unknown {'key' if len(unknown) == 1 else 'keys'} {', '.join(unknown)}; "
+            f"known keys are {', '.join(sorted(known))}."
+        )
+    for key, item in value.items():
+        if not _type_ok(item, known[key]):
+            raise FormError(
+                f"{label} settings: {key} should look like {json.dumps(known[key])}, not {item!r}."
+            )
+    return value
+
+
+def _validation_message(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{msg[:1].upper()}{msg[1:]}." if where in {"stages", "preset"} else f"{where}: {msg}."
+
+
+def _check_queues(db: Session, ids: list[int]) -> None:
+    found = set(db.scalars(select(PromptQueue.id).where(PromptQueue.id.in_(ids)))) if ids else set()
+    missing = sorted(set(ids) - found)
+    if missing:
+        raise FormError(f"No queue with id {', '.join(map(str, missing))}.")
+
+
+def to_request(db: Session, form: RoundForm) -> RoundRequest:
+    """Validate the form into a RoundRequest, or raise FormError with one clear message."""
+    queue_ids = [q for q in (_int(v, "A queue id") for v in form.queue_ids) if q is not None]
+    _check_queues(db, queue_ids)
+    since, until = _day(form.since, "start"), _day(form.until, "end")
+    if since and until and until < since:
+        raise FormError("The end date is before the start date.")
+    if not form.splits:
+        raise FormError("Choose at least one data split.")
+    bad = [s for s in form.splits if s not in {x.value for x in Split}]
+    if bad:
+        raise FormError(f"Unknown split {bad[0]!r}.")
+    if form.preset not in PRESETS:
+        raise FormError(f"Preset must be one of {', '.join(PRESETS)}.")
+    chosen = [s for s in STAGE_KEYS if s in form.stages]
+    settings = {s: parse_settings(s, form.settings.get(s, "")) for s in chosen}
+    gate = DeployGate(
+        auto_deploy=form.auto_deploy,
+        min_rm_gain=_float(form.min_rm_gain, "minimum RM gain", DeployGate().min_rm_gain),
+        max_kl=_float(form.max_kl, "maximum KL", DeployGate().max_kl),
+        min_oracle_win_rate=_float(
+            form.min_oracle_win_rate, "minimum oracle win-rate", DeployGate().min_oracle_win_rate
+        ),
+    )
+    try:
+        return RoundRequest(
+            queue_ids=queue_ids,
+            since=since,
+            until=until,
+            splits=[Split(s) for s in form.splits],
+            stages=form.stages,  # pydantic validates the strings into StageName
+            parent_policy_id=_int(form.parent_policy_id, "The parent policy"),
+            reward_model_id=_int(form.reward_model_id, "The reward model"),
+            preset=form.preset,
+            settings=settings,
+            gate=gate,
+        )
+    except ValidationError as exc:
+        raise FormError(_validation_message(exc)) from None

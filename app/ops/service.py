@@ -1,0 +1,353 @@
+"""What the ops console shows: runs, one run live, versions with win-rates, workers; and its actions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from markupsafe import Markup
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.auth.models import User
+from app.config import Settings
+from app.db import utcnow
+from app.enums import ModelKind, RunStatus
+from app.errors import AppError
+from app.exports.models import ExportBatch
+from app.ops import charts
+from app.ops.forms import STAGE_LABELS, FormError, RoundForm, presets_json, to_request
+from app.policies import service as registry
+from app.policies.models import Deployment, ModelVersion
+from app.prompts.models import PromptQueue
+from app.runs import service as runs
+from app.runs.models import RunLog, RunStage, TrainingRun
+from app.system import service as system
+
+LIVE = frozenset(runs.LIVE)
+
+
+def human_seconds(seconds: float | None) -> str:
+    """A duration for people: '45 s', '3 min 5 s', '2 h 10 min'."""
+    if seconds is None:
+        return ""
+    s = round(max(0.0, seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {(s % 3600) // 60} min"
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    if at is None:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=utcnow().tzinfo)
+
+
+def run_duration(run: TrainingRun, now: datetime | None = None) -> str:
+    """How long the run has run (until now while live)."""
+    start = _aware(run.started_at)
+    if start is None:
+        return ""
+    end = _aware(run.finished_at) or (now or utcnow())
+    return human_seconds((end - start).total_seconds())
+
+
+def _names(db: Session, ids: Iterable[int | None]) -> dict[int, str]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return dict(
+        db.execute(select(ModelVersion.id, ModelVersion.name).where(ModelVersion.id.in_(wanted))).all()
+    )
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One line of the runs list."""
+
+    run: TrainingRun
+    parent_name: str
+    duration: str
+
+    @property
+    def live(self) -> bool:
+        """Queued or running."""
+        return self.run.status in LIVE
+
+
+def run_rows(db: Session, limit: int = 50) -> list[RunRow]:
+    """Recent runs (dead workers marked failed first)."""
+    runs.reap_stale_runs(db)
+    items = runs.list_runs(db, limit=limit)
+    names = _names(db, (r.parent_policy_id for r in items))
+    return [RunRow(r, names.get(r.parent_policy_id or 0, ""), run_duration(r)) for r in items]
+
+
+@dataclass(frozen=True)
+class RoundFormOptions:
+    """Choices of the start-round form."""
+
+    queues: list[PromptQueue]
+    policies: list[ModelVersion]
+    reward_models: list[ModelVersion]
+    deployed_id: int | None
+    presets_json: str
+    stage_labels: dict[str, str]
+
+
+def form_options(db: Session) -> RoundFormOptions:
+    """Queues, policies (the deployed one first) and reward models to choose from."""
+    versions = registry.list_versions(db)
+    policies = sorted(
+        (v for v in versions if v.kind == ModelKind.policy.value), key=lambda v: (not v.is_deployed, -v.id)
+    )
+    deployed = next((v.id for v in policies if v.is_deployed), None)
+    return RoundFormOptions(
+        queues=list(db.scalars(select(PromptQueue).order_by(PromptQueue.name))),
+        policies=policies,
+        reward_models=[v for v in versions if v.kind == ModelKind.reward.value],
+        deployed_id=deployed,
+        presets_json=presets_json(),
+        stage_labels=STAGE_LABELS,
+    )
+
+
+@dataclass(frozen=True)
+class Console:
+    """The /ops page: runs, the start-round form, workers and queue lengths."""
+
+    rows: list[RunRow]
+    options: RoundFormOptions
+    form: RoundForm
+    workers: list[system.WorkerStatus]
+    queue_lengths: dict[str, int | None]
+
+    @property
+    def any_live(self) -> bool:
+        """Whether the runs list should keep refreshing itself."""
+        return any(r.live for r in self.rows)
+
+
+def console(db: Session, settings: Settings, form: RoundForm | None = None) -> Console:
+    """Everything the ops start page shows (optionally with a form as the user sent it)."""
+    options = form_options(db)
+    return Console(
+        rows=run_rows(db),
+        options=options,
+        form=form or RoundForm(parent_policy_id=str(options.deployed_id or "")),
+        workers=system.workers(db),
+        queue_lengths=system.queue_lengths(settings),
+    )
+
+
+def start_from_form(db: Session, form: RoundForm, by: User) -> TrainingRun:
+    """Validate the form and start the round; on any error nothing is stored (a savepoint)."""
+    request = to_request(db, form)
+    try:
+        with db.begin_nested():
+            return runs.start_round(db, request, by)
+    except AppError as exc:  # no parent deployed, no reward model, no data: shown on the form
+        raise FormError(exc.message) from None
+
+
+@dataclass(frozen=True)
+class StageView:
+    """One stage's progress bar."""
+
+    stage: RunStage
+    label: str
+
+    @property
+    def percent(self) -> int:
+        """Progress as a whole percentage."""
+        return round(100 * (self.stage.progress or 0.0))
+
+
+@dataclass(frozen=True)
+class ChartView:
+    """One metric curve, ready to embed."""
+
+    name: str
+    svg: Markup
+    last: str
+
+
+@dataclass(frozen=True)
+class StageCharts:
+    """The curves of one stage."""
+
+    stage: str
+    label: str
+    charts: list[ChartView]
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """The run page and its self-refreshing fragment."""
+
+    run: TrainingRun
+    parent: ModelVersion | None
+    batch: ExportBatch | None
+    stages: list[StageView]
+    eta: str
+    duration: str
+    charts: list[StageCharts]
+    logs: list[RunLog]
+    outputs: dict[int, str] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def live(self) -> bool:
+        """Queued or running: the page keeps polling."""
+        return self.run.status in LIVE
+
+    @property
+    def can_cancel(self) -> bool:
+        """Cancel applies to live rounds and to rounds waiting at the gate."""
+        return self.run.status in LIVE or self.run.status == RunStatus.awaiting_approval.value
+
+    @property
+    def can_resume(self) -> bool:
+        """Failed or cancelled rounds can be resumed from their last completed stage."""
+        return self.run.status in (RunStatus.failed.value, RunStatus.cancelled.value)
+
+    @property
+    def awaiting_approval(self) -> bool:
+        """The round waits for an ops approval to deploy."""
+        return self.run.status == RunStatus.awaiting_approval.value
+
+
+def _stage_order(run: TrainingRun) -> list[str]:
+    return [s.name for s in run.stages]
+
+
+# The curves InstructGPT practitioners watch come first, with readable titles; any other series follows.
+METRIC_TITLES = {
+    "loss": "Loss",
+    "valid_loss": "Validation loss",
+    "accuracy": "RM accuracy",
+    "valid_accuracy": "RM validation accuracy",
+    "reward": "Reward (RM score)",
+    "rm_score": "RM score",
+    "kl": "KL from the parent",
+    "response_length": "Response length (tokens)",
+    "lr": "Learning rate",
+}
+
+
+def metric_title(name: str) -> str:
+    """A readable title for a metric name."""
+    return METRIC_TITLES.get(name, name.replace("_", " ").capitalize())
+
+
+def _metric_rank(name: str) -> tuple[int, str]:
+    keys = list(METRIC_TITLES)
+    return (keys.index(name) if name in keys else len(keys), name)
+
+
+def metric_charts(series: list[runs.Series], order: list[str]) -> list[StageCharts]:
+    """Metric series grouped by stage (in run order), each drawn as an SVG line chart."""
+    grouped: dict[str, list[ChartView]] = {}
+    for s in sorted(series, key=lambda s: _metric_rank(s.name)):
+        title = metric_title(s.name)
+        last = f"{charts.fmt_number(s.points[-1][1])} at step {s.points[-1][0]}" if s.points else ""
+        svg = Markup(charts.line_chart(s.points, title))  # noqa: S704 - charts escape every text they draw
+        grouped.setdefault(s.stage, []).append(ChartView(title, svg, last))
+    ordered = [n for n in order if n in grouped] + sorted(n for n in grouped if n not in order)
+    return [StageCharts(n, STAGE_LABELS.get(n, n), grouped[n]) for n in ordered]
+
+
+def run_page(db: Session, run_id: int) -> RunPage:
+    """A run with its stages, curves, log tail, lineage and evaluation."""
+    runs.reap_stale_runs(db)
+    run = runs.get_run(db, run_id)
+    outputs = _names(db, (s.output_version_id for s in run.stages))
+    evaluation = next((dict(s.metrics or {}) for s in run.stages if s.name == "evaluate"), {})
+    return RunPage(
+        run=run,
+        parent=db.get(ModelVersion, run.parent_policy_id) if run.parent_policy_id else None,
+        batch=db.get(ExportBatch, run.export_batch_id) if run.export_batch_id else None,
+        stages=[StageView(s, STAGE_LABELS.get(s.name, s.name)) for s in run.stages],
+        eta=human_seconds(runs.eta_seconds(run)),
+        duration=run_duration(run),
+        charts=metric_charts(runs.metric_series(db, run.id), _stage_order(run)),
+        logs=runs.log_tail(db, run.id, n=40),
+        outputs=outputs,
+        evaluation=evaluation,
+    )
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One model version with its lineage and its human win-rate against its parent."""
+
+    version: ModelVersion
+    parent_name: str
+    win: registry.WinRate | None
+    key_metrics: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class VersionsPage:
+    """The registry page."""
+
+    rows: list[VersionRow]
+    deployed: ModelVersion | None
+    rollback_to: str
+    history: list[tuple[Deployment, str, str]]
+    chart: Markup
+
+
+def key_metrics(metrics: dict[str, Any], limit: int = 6) -> list[tuple[str, str]]:
+    """The first few numeric metrics, formatted."""
+    out = []
+    for name, value in sorted(metrics.items()):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out.append((name, charts.fmt_number(float(value))))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def versions_page(db: Session) -> VersionsPage:
+    """Every version newest first, the deployed one, the deployment history and the Figure 1 chart."""
+    versions = registry.list_versions(db)
+    by_id = {v.id: v for v in versions}
+    rows: list[VersionRow] = []
+    for v in versions:
+        parent = by_id.get(v.parent_id) if v.parent_id else None
+        win = None
+        if v.kind == ModelKind.policy.value and parent is not None and parent.kind == ModelKind.policy.value:
+            win = registry.win_rate(db, v.id, parent.id)
+        rows.append(VersionRow(v, parent.name if parent else "", win, key_metrics(v.metrics or {})))
+    points = [
+        charts.RatePoint(
+            label=r.version.name,
+            rate=r.win.rate,
+            low=r.win.interval[0] if r.win.interval else None,
+            high=r.win.interval[1] if r.win.interval else None,
+            n=r.win.n,
+        )
+        for r in reversed(rows)
+        if r.win is not None
+    ]
+    history = registry.deployment_history(db)
+    names = _names(db, [h.version_id for h in history] + [h.previous_version_id for h in history])
+    deployed = next((v for v in versions if v.is_deployed), None)
+    # The newest deployment record is the one that made the current policy live.
+    latest = history[0] if history and deployed and history[0].version_id == deployed.id else None
+    return VersionsPage(
+        rows=rows,
+        deployed=deployed,
+        rollback_to=names.get(latest.previous_version_id or 0, "") if latest else "",
+        history=[
+            (h, names.get(h.version_id, ""), names.get(h.previous_version_id or 0, "")) for h in history
+        ],
+        chart=Markup(  # noqa: S704 - charts escape every text they draw
+            charts.win_rate_chart(points, "Human preference for each policy over its parent")
+        ),
+    )
