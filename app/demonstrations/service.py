@@ -57,7 +57,7 @@ def submit_demonstration(db: Session, user: User, assignment_id: int, text: str)
             return existing
         raise Conflict("This task was already submitted.")
     text = check_text(text, "demonstration")
-    labeling.hold(db, user, a.id)
+    labeling.keep_lease(db, user, a)
     spent = labeling.finish(db, a)
     assert task.prompt_id is not None
     demo = Demonstration(
@@ -84,7 +84,7 @@ def submit_written_prompt(db: Session, user: User, assignment_id: int, text: str
                 return p
         raise Conflict("This task was already submitted.")
     text = check_text(text, "prompt")
-    labeling.hold(db, user, a.id)
+    labeling.keep_lease(db, user, a)
     spent = labeling.finish(db, a)
     prompt = Prompt(
         queue_id=task.queue_id, text=text, source="labeler", author_id=user.id,

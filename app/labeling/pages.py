@@ -66,7 +66,8 @@ def task_page(db: Session, user: User, assignment_id: int, *, renew: bool = True
     """Load the user's assignment for display, reviving an expired lease when its slot is free."""
     a = service.assignment_for(db, user, assignment_id)
     lost = ""
-    if renew and a.status not in (AssignmentStatus.submitted.value, AssignmentStatus.skipped.value):
+    if (renew and a.status not in (AssignmentStatus.submitted.value, AssignmentStatus.skipped.value)
+            and service.needs_hold(a)):
         try:
             service.hold(db, user, a.id)
         except Conflict as exc:

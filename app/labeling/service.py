@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.auth.models import User
 from app.config import get_settings
@@ -227,8 +228,7 @@ def _lease(db: Session, user: User, task: Task, now: datetime) -> Assignment:
     """Create (or revive the user's own expired) assignment for a locked task."""
     expires = now + timedelta(seconds=get_settings().lease_seconds)
     expire_leases(db, now, task_id=task.id)  # the task row is locked: no contention here
-    queue = db.get(PromptQueue, task.queue_id)
-    assert queue is not None
+    guideline_id = _latest_guideline_id(db, task.queue_id)
     mine = db.scalar(select(Assignment).where(Assignment.task_id == task.id, Assignment.user_id == user.id))
     if mine is None:
         order = list(db.scalars(select(Completion.id).where(Completion.task_id == task.id)))
@@ -239,7 +239,7 @@ def _lease(db: Session, user: User, task: Task, now: datetime) -> Assignment:
     mine.status = AssignmentStatus.leased.value
     mine.leased_at = now
     mine.lease_expires_at = expires
-    mine.guideline_version_id = _latest_guideline_id(db, queue.id)
+    mine.guideline_version_id = guideline_id
     db.flush()
     return mine
 
@@ -304,18 +304,37 @@ LOST_LEASE = (
 def lock_assignment(db: Session, user: User, assignment_id: int) -> Assignment:
     """The user's assignment, re-read under its task's row lock (serializes submits of one task)."""
     a = assignment_for(db, user, assignment_id)
-    _lock_task(db, a.task_id)
+    task = _lock_task(db, a.task_id)
     db.refresh(a)
+    if task is not None:
+        # Keep the locked row reachable from the assignment, so later lookups of it in this
+        # request come from the identity map instead of another query.
+        set_committed_value(a, "task", task)
     return a
 
 
+def needs_hold(a: Assignment, now: datetime | None = None) -> bool:
+    """True when showing the task should lock and renew it: not live, or past half its lease.
+
+    A page view of a freshly leased task (the common case) then costs no lock and no write;
+    the page renews the lease itself while it stays open.
+    """
+    now = now or utcnow()
+    half = timedelta(seconds=get_settings().lease_seconds / 2)
+    return not lease_is_live(a, now) or _aware(a.lease_expires_at) - now < half
+
+
 def hold(db: Session, user: User, assignment_id: int) -> Assignment:
-    """Lock the task and make sure `user` may still write to this assignment.
+    """Lock the task and make sure `user` may still write to this assignment (see keep_lease)."""
+    return keep_lease(db, user, lock_assignment(db, user, assignment_id))
+
+
+def keep_lease(db: Session, user: User, a: Assignment) -> Assignment:
+    """On an assignment locked by lock_assignment: make sure `user` may still write to it.
 
     A lease that expired is revived when its slot is still free; otherwise Conflict.
     Submitted or skipped assignments raise Conflict too (callers handle double submits first).
     """
-    a = lock_assignment(db, user, assignment_id)
     task = db.get(Task, a.task_id)
     assert task is not None
     now = utcnow()

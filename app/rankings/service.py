@@ -54,7 +54,7 @@ def submit_ranking(db: Session, user: User, assignment_id: int, sub: RankingIn) 
     errors = check_against(sub, labels, len(shown))
     if errors:
         raise RankingInvalid(errors)
-    labeling.hold(db, user, a.id)
+    labeling.keep_lease(db, user, a)
     spent = labeling.finish(db, a)
     tiers = dense_tiers({cid: sub.entries[cid].tier or 0 for cid in labels})
     ranking = Ranking(
