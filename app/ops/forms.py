@@ -43,7 +43,7 @@ class RoundForm:
     queue_ids: list[str] = field(default_factory=list)
     since: str = ""
     until: str = ""
-    splits: list[str] = field(default_factory=lambda: [Split.train.value, Split.valid.value])
+    splits: list[str] = field(default_factory=lambda: [s.value for s in Split])
     stages: list[str] = field(default_factory=lambda: list(STAGE_KEYS))
     parent_policy_id: str = ""
     reward_model_id: str = ""

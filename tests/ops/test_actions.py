@@ -137,7 +137,7 @@ def test_start_round_from_the_form_redirects_to_its_page(
     assert [s.name for s in run.stages] == ["sft", "reward", "ppo", "evaluate"]
     assert run.config["sft"]["epochs"] == 2 and run.config["sft"]["lr"] == 3e-4
     assert run.deploy_gate["auto_deploy"] is True and run.deploy_gate["max_kl"] == 25.0
-    assert fake_exports[0].queue_ids == [queue.id] and fake_exports[0].splits == ["train", "valid"]
+    assert fake_exports[0].queues == [queue.id] and fake_exports[0].splits == ["train", "valid"]
     assert enqueued == [("runs.run_round", (run.id,))]
     page = web.get(resp.headers["location"]).text
     assert 'class="badge status-queued"' in page and 'hx-trigger="every 2s"' in page

@@ -50,7 +50,7 @@ def test_rounds_start_and_list(committed_db, tmp_path: Path, fake_exports, enque
     assert run is not None and f"round {run.id} queued (sft -> reward -> evaluate)" in out
     assert f"/ops/runs/{run.id}" in out
     assert run.parent_policy_id == base.id and run.deploy_gate["auto_deploy"] is True
-    assert fake_exports[0].queue_ids == [queue.id]
+    assert fake_exports[0].queues == [queue.id]
     assert enqueued == [("runs.run_round", (run.id,))]
     run_id = run.id
     committed_db.rollback()  # end the read transaction: on SQLite it would hold the write lock
