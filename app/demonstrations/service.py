@@ -19,6 +19,7 @@ from app.errors import AppError, Conflict
 from app.labeling import service as labeling
 from app.labeling.models import Assignment, Task
 from app.prompts.models import Prompt
+from app.prompts.review import screen_prompt
 
 
 class TextInvalid(AppError):
@@ -92,6 +93,7 @@ def submit_written_prompt(db: Session, user: User, assignment_id: int, text: str
         meta={"hint": task.hint, "task_id": task.id, "assignment_id": a.id,
               "guideline_version_id": a.guideline_version_id, "time_spent_ms": spent},
     )
+    screen_prompt(prompt)  # personal data is held for admin review like any imported prompt
     a.draft_text = text
     db.add(prompt)
     db.flush()

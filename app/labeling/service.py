@@ -134,6 +134,8 @@ def _eligible(user: User, now: datetime) -> list[ColumnElement[bool]]:
         not_(blocked),
         servable_prompt,
         PromptQueue.is_paused.is_(False),
+        # Gold items are injected at the queue's gold rate by _gold_lease, never picked in order.
+        Task.is_gold.is_(False),
     ]
 
 
@@ -244,6 +246,21 @@ def _lease(db: Session, user: User, task: Task, now: datetime) -> Assignment:
     return mine
 
 
+def _gold_lease(db: Session, user: User, queue_id: int | None, now: datetime) -> Assignment | None:
+    """At each queue's gold rate, lease a gold item this labeler has not had (quality control)."""
+    from app.quality.service import pick_gold_task
+
+    q = select(PromptQueue).where(PromptQueue.gold_rate > 0, PromptQueue.is_paused.is_(False))
+    if queue_id is not None:
+        q = q.where(PromptQueue.id == queue_id)
+    for queue in db.scalars(q.order_by(PromptQueue.priority.desc())):
+        task = pick_gold_task(db, queue, user)
+        locked = _lock_task(db, task.id) if task is not None else None
+        if locked is not None and locked.status != TaskStatus.retired.value:
+            return _lease(db, user, locked, now)
+    return None
+
+
 def next_task(db: Session, user: User, queue_id: int | None = None) -> Assignment | None:
     """Lease the next task slot for `user` (highest queue priority, oldest task), or None.
 
@@ -255,6 +272,9 @@ def next_task(db: Session, user: User, queue_id: int | None = None) -> Assignmen
     if held is not None:
         return held
     now = utcnow()
+    gold = _gold_lease(db, user, queue_id, now)
+    if gold is not None:
+        return gold
     is_pg = db.get_bind().dialect.name == "postgresql"
     tried: list[int] = []
     # First pass skips rows other labelers hold; the second waits for them, so a slot that
