@@ -80,3 +80,30 @@ def test_concurrent_labelers_fill_every_slot_exactly_once(committed_db) -> None:
         assert sum(served.values()) == TASKS * OVERLAP
     finally:
         check.close()
+
+
+def test_a_task_locked_by_another_labeler_is_skipped_not_waited_for(committed_db) -> None:
+    import pytest
+    from sqlalchemy import text
+
+    if committed_db.get_bind().dialect.name != "postgresql":
+        pytest.skip("row locks with SKIP LOCKED are PostgreSQL's; SQLite serializes writers instead")
+    f = Factory(committed_db)
+    q = f.queue(TaskKind.demonstration, overlap=1)
+    first, second = f.task(q), f.task(q)
+    user = f.user()
+    committed_db.commit()
+    holder = session_factory()()
+    taker = session_factory()()
+    try:
+        holder.execute(select(Task).where(Task.id == first.id).with_for_update())  # a labeler mid-lease
+        taker.execute(text("SET LOCAL lock_timeout = '3s'"))  # waiting would fail, not hang
+        mine = taker.get(User, user.id)
+        assert mine is not None
+        a = service.next_task(taker, mine)
+        assert a is not None and a.task_id == second.id
+    finally:
+        taker.rollback()
+        holder.rollback()
+        taker.close()
+        holder.close()

@@ -69,6 +69,8 @@ def test_demonstration_flow_draft_then_submit_then_next(login, factory, db) -> N
     assert resp.status_code == 303 and resp.headers["location"].startswith("/label/a/")
     assert db.query(Demonstration).filter_by(assignment_id=aid).one().text == "final words"
     assert "Demonstration saved. Here is the next one." in web.get(resp.headers["location"]).text
+    done_page = web.get(f"/label/a/{aid}").text
+    assert "You submitted this task" in done_page and "Next task in this queue" in done_page
 
 
 def test_empty_demonstration_comes_back_with_a_message(login, factory, db) -> None:
