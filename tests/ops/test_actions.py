@@ -56,10 +56,14 @@ def test_approve_deploys_the_rounds_policy_once(db, factory, login, tmp_path: Pa
     run = make_run(db, status="awaiting_approval", parent_policy_id=base.id)
     new = policy(factory, tmp_path, "appr-new", parent_id=base.id, run_id=run.id)
     run.stages[2].output_version_id = new.id
+    run.stages[3].metrics = {"rm_gain": 0.31, "kl": 4.2, "oracle_win_rate": 0.58}
+    run.deploy_gate = {"auto_deploy": False, "min_rm_gain": 0.0, "max_kl": 50.0}
     db.flush()
     web = login("ops")
     page = web.get(f"/ops/runs/{run.id}").text
     assert 'id="approve-run"' in page and "data-confirm=" in page
+    assert "Evaluation on held-out prompts" in page and "0.31" in page
+    assert "Deploy gate held the round: automatic deployment is off." in page
     assert web.post(f"/ops/runs/{run.id}/approve").status_code == 303
     assert registry.deployed_policy(db).id == new.id  # type: ignore[union-attr]
     db.refresh(run)
