@@ -82,4 +82,10 @@ def test_run_page_updates_live_then_stops_and_versions_rollback_confirms(  # typ
     assert messages and messages[0].startswith("Roll back from browser-b to browser-a?")
     assert page.url == f"{live_server.url}/ops/versions"
     assert page.locator("table.history tbody tr").count() == 3  # two deploys, one rollback: no more
+
+    # The round form: choosing a preset refills the per-stage settings.
+    page.goto(f"{live_server.url}/ops")
+    assert '"epochs": 4' in page.input_value("#settings_sft")
+    page.select_option("#preset", "paper")
+    assert page.input_value("#settings_sft") == "{}" and page.input_value("#settings_ppo") == "{}"
     assert page.errors == []  # type: ignore[attr-defined]
