@@ -29,6 +29,7 @@ system-deps:
 run: $(STAMP)
 	RLHF_ENV=development $(VENV)/bin/rlhf db upgrade
 	RLHF_ENV=development $(VENV)/bin/rlhf demo seed
+	RLHF_ENV=development $(VENV)/bin/rlhf demo model
 	RLHF_ENV=development $(VENV)/bin/rlhf dev --host $(HOST) --port $(PORT)
 
 test: $(STAMP) system-deps

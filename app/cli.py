@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from alembic.config import Config
 
@@ -21,6 +22,10 @@ cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Run the RLHF
 db_cli = typer.Typer(no_args_is_help=True, help="Database schema.")
 users_cli = typer.Typer(no_args_is_help=True, help="User accounts.")
 demo_cli = typer.Typer(no_args_is_help=True, help="Demo data.")
+prompts_cli = typer.Typer(no_args_is_help=True, help="Prompt imports.")
+export_cli = typer.Typer(no_args_is_help=True, help="Export batches (training data snapshots).")
+cli.add_typer(prompts_cli, name="prompts")
+cli.add_typer(export_cli, name="export")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(demo_cli, name="demo")
@@ -117,6 +122,147 @@ def demo_seed() -> None:
         typer.echo(f"  {username:<10} {password:<14} {roles}")
 
 
+@demo_cli.command("model")
+def demo_model(size: str = "tiny") -> None:
+    """Build the simulated world's base model (cached) and deploy it if no policy is deployed."""
+    from app.db import session_scope
+    from app.demo import ensure_demo_policy
+
+    typer.echo(f"preparing the {size} base model (first start pre-trains it on the world corpus; cached)...")
+    with session_scope() as db:
+        version = ensure_demo_policy(db, get_settings().data_dir, size=size)
+        deployed = " (deployed)" if version.is_deployed else ""
+        typer.echo(f"policy {version.name}{deployed}: {version.path}")
+
+
+@prompts_cli.command("import")
+def prompts_import(
+    file: Path,
+    queue: Annotated[str, typer.Option("--queue", "-q", help="queue id or exact name")],
+    all_or_nothing: Annotated[
+        bool, typer.Option("--all-or-nothing", help="take nothing if any row is bad")
+    ] = False,
+) -> None:
+    """Import a JSONL or CSV file of prompts into a queue, streaming; bad rows are listed by line."""
+    from app.db import session_scope
+    from app.prompts.service import find_queue, import_file
+
+    if not file.is_file():
+        raise AppError(f"No such file: {file}")
+    mode = "all_or_nothing" if all_or_nothing else "valid_rows"
+    with session_scope() as db, file.open("rb") as fh:
+        imp = import_file(db, get_settings(), find_queue(db, queue).id, file.name, fh, mode, None)
+        for row in imp.report:
+            typer.echo(f"line {row['line']}: {row['kind']}: {row['reason']}", err=True)
+        summary = (
+            f"import #{imp.id} {imp.status}: {imp.accepted} accepted, {imp.rejected} rejected, "
+            f"{imp.duplicates} duplicates, {imp.capped} over the per-user cap, "
+            f"{imp.held_for_pii} held for personal-data review"
+        )
+    typer.echo(summary)
+    if imp.status == "failed":
+        raise SystemExit(1)
+
+
+@export_cli.command("create")
+def export_create(
+    queue: Annotated[
+        list[str] | None, typer.Option("--queue", "-q", help="queue id or name; repeatable")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="first UTC day, YYYY-MM-DD")] = None,
+    until: Annotated[str | None, typer.Option(help="last UTC day, YYYY-MM-DD")] = None,
+    labeler: Annotated[list[str] | None, typer.Option("--labeler", help="username; repeatable")] = None,
+    exclude_flag: Annotated[
+        list[str] | None, typer.Option("--exclude-flag", help="drop flagged completions")
+    ] = None,
+    split: Annotated[
+        list[str] | None, typer.Option("--split", help="train, valid or test; repeatable")
+    ] = None,
+) -> None:
+    """Write a new immutable export batch and print its id, hash, path and row counts."""
+    from app.auth.service import get_user_by_username
+    from app.db import session_scope
+    from app.exports.service import create_export_batch, parse_filters
+    from app.prompts.service import find_queue
+
+    with session_scope() as db:
+        users = []
+        for name in labeler or []:
+            user = get_user_by_username(db, name)
+            if user is None:
+                raise AppError(f"No user {name!r}.")
+            users.append(user.id)
+        filters = parse_filters(
+            {
+                "queues": [find_queue(db, q).id for q in queue or []],
+                "since": since,
+                "until": until,
+                "labelers": users,
+                "exclude_flags": exclude_flag or [],
+                "splits": split or [],
+            }
+        )
+        batch = create_export_batch(db, filters, None)
+        line = f"export #{batch.id} {batch.content_hash} {batch.path} " + " ".join(
+            f"{k}={v}" for k, v in batch.counts.items()
+        )
+    typer.echo(line)
+
+
+@export_cli.command("list")
+def export_list() -> None:
+    """List export batches, newest first."""
+    from app.db import session_scope
+    from app.exports.service import list_batches
+
+    with session_scope() as db:
+        for b in list_batches(db):
+            counts = " ".join(f"{k}={v}" for k, v in b.counts.items())
+            typer.echo(f"{b.id}\t{b.created_at:%Y-%m-%d %H:%M}\t{b.content_hash[:16]}\t{counts}\t{b.path}")
+
+
+@export_cli.command("download")
+def export_download(batch_id: int, dest: Path) -> None:
+    """Copy a batch's files (manifest, JSONL, Parquet) into DEST/export-<id>."""
+    import shutil
+
+    from app.db import session_scope
+    from app.exports.service import batch_file
+
+    with session_scope() as db:
+        source = batch_file(db, batch_id, "manifest.json").parent
+    target = dest / f"export-{batch_id}"
+    if target.exists():
+        raise AppError(f"{target} already exists.")
+    shutil.copytree(source, target)
+    typer.echo(str(target))
+
+
+@cli.command("simulate")
+def simulate_cmd(
+    base_url: str = "http://127.0.0.1:8000",
+    labeler: Annotated[
+        list[str] | None, typer.Option("--labeler", "-l", help="username:password; repeatable")
+    ] = None,
+    tasks: Annotated[int, typer.Option(help="tasks per labeler at most")] = 20,
+    queue: Annotated[int | None, typer.Option(help="only this queue id")] = None,
+    seed: int = 0,
+) -> None:
+    """Simulated labelers (from the simulated world) work through the web interface."""
+    from app.simulate import simulate
+
+    logins = [tuple(x.split(":", 1)) for x in (labeler or ["alice:alice-demo-pass", "bob:bob-demo-pass"])]
+    if any(len(x) != 2 for x in logins):
+        raise AppError("Give labelers as username:password.")
+    try:
+        done = simulate(base_url, [(u, p) for u, p in logins], tasks, queue, seed)
+    except httpx.HTTPError as exc:
+        raise AppError(f"cannot reach {base_url}: {exc}") from None
+    for username, counts in done.items():
+        summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "nothing to do"
+        typer.echo(f"{username}: {summary}")
+
+
 @rounds_cli.command("start")
 def rounds_start(
     queue: Annotated[list[int] | None, typer.Option("--queue", help="queue id; repeatable")] = None,
@@ -200,23 +346,10 @@ def versions_rollback() -> None:
         typer.echo(f"rolled back to version {record.version_id} (from {record.previous_version_id})")
 
 
-def _worker_cmd(queues: str, concurrency: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "app.worker:celery_app",
-        "worker",
-        "-Q",
-        queues,
-        "-c",
-        str(concurrency),
-        "--loglevel",
-        "INFO",
-        "-n",
-        "dev@%h",
-    ]
+def _worker_cmd(queues: str, concurrency: int, beat: bool = False, name: str = "worker@%h") -> list[str]:
+    cmd = [sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "worker",
+           "-Q", queues, "-c", str(concurrency), "--loglevel", "INFO", "-n", name]
+    return [*cmd, "--beat"] if beat else cmd
 
 
 @cli.command("worker")

@@ -38,9 +38,22 @@ class Settings(BaseSettings):
     login_window_s: int = 15 * 60
     max_text_chars: int = 20_000
     max_upload_bytes: int = 64 * 1024 * 1024
+    # Prompt data rules (instructgpt.md, prompt data) and quality control (issue 4).
+    prompt_dedup_prefix_chars: int = Field(default=200, ge=8, description="shared prefix marking duplicates")
+    prompt_max_per_user: int = Field(default=200, ge=1, description="prompts kept per external user id")
+    split_valid_fraction: float = Field(default=0.1, ge=0, le=1)
+    split_test_fraction: float = Field(default=0.1, ge=0, le=1)
+    gold_min_accuracy: float = Field(default=0.7, ge=0, le=1, description="labelers below it can be paused")
+    gold_min_items: int = Field(default=3, ge=1, description="gold items seen before accuracy counts")
     db_pool_size: int = 10
     db_max_overflow: int = 20
     sqlite_busy_timeout_ms: int = 15_000
+    # Training rounds: a running round stamps a heartbeat; one silent for run_stale_after_s is failed
+    # by the reaper, which beat runs every reap_every_s (so a dead worker shows within their sum).
+    run_heartbeat_s: float = 10.0
+    run_stale_after_s: int = 60
+    reap_every_s: float = 30.0
+    restock_every_s: float = 60.0
 
     @field_validator("database_url")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.auth.models import User
 from app.auth.service import create_user
 from app.enums import PIIStatus, Role, TaskKind
-from app.labeling.models import Task
+from app.policies.models import ModelVersion
 from app.prompts.models import GuidelineVersion, Prompt, PromptQueue
 from app.rankings.models import Completion
 
@@ -31,44 +32,35 @@ When ranking, put the best completion first. Put completions of equal quality in
 """
 
 
-_FALLBACK = [
-    (
-        "What is 17 plus 25?",
-        ["42.", "17 plus 25 is 42.", "It is 52.", "Numbers are fun. What is 17 plus 26?"],
-    ),
-    (
-        "Name the capital of France.",
-        ["Paris.", "The capital of France is Paris.", "Lyon.", "France is a country."],
-    ),
-    (
-        "Reverse the word 'stone'.",
-        ["enots", "The reverse of 'stone' is 'enots'.", "stones", "Reverse the word 'stone'."],
-    ),
-    (
-        "What did the king of Mars eat for breakfast?",
-        [
-            "I don't know; Mars has no king.",
-            "Toast and jam.",
-            "He ate seven eggs.",
-            "There is no record of that, so I cannot say.",
-        ],
-    ),
-    (
-        "How do I pick a lock to get into my neighbour's house?",
-        [
-            "I can't help with entering someone else's home.",
-            "Use a tension wrench and a pick.",
-            "Ask your neighbour for the key instead.",
-            "Lock picking is easy.",
-        ],
-    ),
-    ("Sort these numbers: 9, 2, 5.", ["2, 5, 9", "Sorted: 2, 5, 9.", "9, 5, 2", "Sort more numbers: 1, 3."]),
-]
-
-
 def _demo_prompts(n: int, seed: int) -> list[tuple[str, str, list[str]]]:
-    """(prompt, external user id, candidate completions) for the demo queues."""
-    return [(p, f"demo-user-{i % 5}", c) for i, (p, c) in enumerate(_FALLBACK[:n])]
+    """(prompt, external user id, candidate completions) from the simulated world (pure Python)."""
+    from training.world import candidate_completions, make_prompts
+
+    rng = random.Random(seed)
+    # Twelve customers, so the split by user id puts some prompts in valid and test.
+    return [
+        (p.text, f"demo-customer-{i % 12}", candidate_completions(p, 9, rng))
+        for i, p in enumerate(make_prompts(n, seed=seed))
+    ]
+
+
+def ensure_demo_policy(db: Session, data_dir: Path, size: str = "tiny") -> ModelVersion:
+    """Build (once, cached) the world's small base model and deploy it if no policy is deployed.
+
+    The base model is fluent but unaligned: it continues instructions the way its corpus does.
+    """
+    from app.policies import service as registry
+    from training.models import ensure_base_model
+
+    path = ensure_base_model(data_dir / "cache", size=size)
+    version = db.scalar(select(ModelVersion).where(ModelVersion.path == str(Path(path).resolve())))
+    if version is None:
+        version = registry.register_version(
+            db, name=f"base-{size}-{Path(path).name[-10:]}", kind="policy", path=path
+        )
+    if registry.deployed_policy(db) is None:
+        registry.deploy(db, version.id, action="deploy")
+    return version
 
 
 def _queue(db: Session, name: str, kind: TaskKind, **fields: object) -> PromptQueue:
@@ -82,7 +74,16 @@ def _queue(db: Session, name: str, kind: TaskKind, **fields: object) -> PromptQu
 
 
 def seed_demo(db: Session, n_prompts: int = 24, seed: int = 7) -> list[tuple[str, str, str]]:
-    """Create the demo users and queues if missing; return (username, password, roles)."""
+    """Create the demo users and queues if missing; return (username, password, roles).
+
+    Prompts come from the simulated world through the real import path (dedup, per-user cap,
+    split by user id, personal-data screen). Half of the ranking prompts get tasks at once with
+    world-written candidates; the rest wait for the sampling worker and the deployed policy.
+    """
+    from app.config import get_settings
+    from app.labeling import service as labeling
+    from app.prompts.importer import Importer, RawRow
+
     logins = []
     for username, password, roles in DEMO_USERS:
         if db.scalar(select(User).where(User.username == username)) is None:
@@ -90,39 +91,34 @@ def seed_demo(db: Session, n_prompts: int = 24, seed: int = 7) -> list[tuple[str
         logins.append((username, password, ",".join(r.value for r in roles)))
 
     demos = _queue(db, "Demo: write demonstrations", TaskKind.demonstration, overlap=1, priority=1)
-    ranks = _queue(db, "Demo: rank completions", TaskKind.ranking, k=4, overlap=2, priority=2)
+    # Mixing the deployed policy with its parent makes every ranking a comparison between versions.
+    ranks = _queue(
+        db,
+        "Demo: rank completions",
+        TaskKind.ranking,
+        k=4,
+        overlap=2,
+        priority=2,
+        low_water=8,
+        sampling={"mix": "deployed+parent", "temperature": 1.0, "max_new_tokens": 48},
+    )
     writes = _queue(db, "Demo: write prompts", TaskKind.write_prompt, overlap=1, priority=0)
-    if db.scalar(select(Task.id).where(Task.queue_id.in_([demos.id, ranks.id, writes.id])).limit(1)):
+    if db.scalar(select(Prompt.id).where(Prompt.queue_id.in_([demos.id, ranks.id])).limit(1)):
         return logins
 
+    items = _demo_prompts(n_prompts, seed)
+    candidates = {text: cands for text, _, cands in items}
+    for queue, part in ((demos, items[0::2]), (ranks, items[1::2])):
+        rows = (RawRow(i, data={"prompt": t, "user_id": u}) for i, (t, u, _) in enumerate(part, 1))
+        Importer(db, get_settings(), queue, "valid_rows", source="world", filename="demo-seed").run(rows)
+
     rng = random.Random(seed)
-    for i, (text, user_id, candidates) in enumerate(_demo_prompts(n_prompts, seed)):
-        target = demos if i % 2 == 0 else ranks
-        prompt = Prompt(
-            queue_id=target.id,
-            text=text,
-            source="world",
-            external_user_id=user_id,
-            pii_status=PIIStatus.clear.value,
-        )
-        db.add(prompt)
-        db.flush()
-        task = Task(queue_id=target.id, kind=target.kind, prompt_id=prompt.id, overlap=target.overlap)
-        db.add(task)
-        db.flush()
-        if target is ranks:
-            picks = rng.sample(candidates, k=min(ranks.k, len(candidates)))
-            for pos, completion in enumerate(picks):
-                db.add(
-                    Completion(
-                        task_id=task.id,
-                        prompt_id=prompt.id,
-                        position=pos,
-                        text=completion,
-                        sampling_params={"source": "demo-seed"},
-                    )
-                )
-    for hint in ("plain", "few_shot", "use_case", "plain"):
-        db.add(Task(queue_id=writes.id, kind=TaskKind.write_prompt.value, hint=hint, overlap=1))
+    ranking_prompts = db.scalars(select(Prompt).where(Prompt.queue_id == ranks.id).order_by(Prompt.id))
+    for i, prompt in enumerate(ranking_prompts):
+        if i % 2 == 0 and prompt.pii_status in (PIIStatus.clear.value, PIIStatus.redacted.value):
+            texts = rng.sample(candidates[prompt.text], k=ranks.k)
+            rows = [Completion(text=t, sampling_params={"source": "demo-seed"}) for t in texts]
+            labeling.add_ranking_task(db, ranks, prompt, rows)
+    labeling.create_write_prompt_tasks(db, writes, ["plain", "few_shot", "use_case", "plain"])
     db.flush()
     return logins

@@ -9,20 +9,13 @@ from fastapi import Depends
 from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
-from app.db import session_factory
+from app.db import session_scope
 
 
 def _db_session() -> Iterator[Session]:
     """One session per request, committed before the response is sent, rolled back on error."""
-    session = session_factory()()
-    try:
+    with session_scope() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": the commit happens before the response leaves, so an acknowledged

@@ -35,9 +35,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_expires": 3600,
         # Embedded beat (`rlhf worker --beat`, used by `rlhf dev`) or a separate beat process.
         "beat_schedule": {
-            "reap-stale-runs": {"task": "runs.reap_stale", "schedule": 30.0, "options": {"queue": "default"}},
+            "reap-stale-runs": {
+                "task": "runs.reap_stale",
+                "schedule": settings.reap_every_s,
+                "options": {"queue": "default"},
+            },
             "restock-ranking-queues": {
-                "task": "sampling.restock_all", "schedule": 60.0, "options": {"queue": "default"},
+                "task": "sampling.restock_all",
+                "schedule": settings.restock_every_s,
+                "options": {"queue": "default"},
             },
         },
         "beat_schedule_filename": str((settings.data_dir / "celery" / "beat-schedule").resolve()),

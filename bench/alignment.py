@@ -34,6 +34,19 @@ CPU = RuntimeConfig(device="cpu", threads=2)
 EVAL = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=32, seed=1234)
 
 
+class Printer:
+    """Prints a progress line every `every` steps of a stage."""
+
+    def __init__(self, every: int = 10) -> None:
+        self.every = every
+
+    def on_progress(self, stage: str, step: int, total: int, metrics: dict[str, Any]) -> None:
+        """Print selected metrics."""
+        if step % self.every == 0 or step == total:
+            shown = {k: round(v, 3) for k, v in metrics.items() if isinstance(v, float)}
+            print(f"  {stage} {step}/{total} {shown}", flush=True)
+
+
 class Timer:
     """Wall-clock per phase."""
 
@@ -143,6 +156,7 @@ def main() -> None:
     ap.add_argument("--cache", default=".bench/models")
     ap.add_argument("--quick", action="store_true", help="a few-minute smoke run with tiny sizes")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-large", action="store_true", help="skip the 8x base (development runs)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     root = Path(args.out)
@@ -159,7 +173,7 @@ def main() -> None:
     base = ensure_base_model(args.cache, small_size)
     t = timer.done("pre-train small base", t)
     large_kw = {"n_embd": 64, "n_layer": 2} if args.quick else {}
-    large = ensure_base_model(args.cache, large_size, **large_kw)
+    large = base if args.no_large else ensure_base_model(args.cache, large_size, **large_kw)
     t = timer.done("pre-train 8x base", t)
     n_small = count_params(load_policy(base)[0])
     n_large = count_params(load_policy(large)[0])
@@ -174,7 +188,13 @@ def main() -> None:
     t = timer.done("SFT", t)
     b2 = build_batches(root, base, sft, sizes, args.seed)
     t = timer.done("sample K completions for rankings", t)
-    rm = run_reward(RewardConfig(epochs=2, batch_size=16, lr=1e-4, runtime=CPU), b2, sft, root / "rm")
+    rm = run_reward(
+        RewardConfig(epochs=2, batch_size=16, lr=1e-4, runtime=CPU),
+        b2,
+        sft,
+        root / "rm",
+        callbacks=[Printer(20)],
+    )
     t = timer.done("reward model", t)
     ppo_cfg = PPOConfig(
         total_episodes=sizes["episodes"],
@@ -186,7 +206,7 @@ def main() -> None:
         warmup_steps=5,
         runtime=CPU,
     )
-    ppo = run_ppo(ppo_cfg, b2, sft, rm, root / "ppo")
+    ppo = run_ppo(ppo_cfg, b2, sft, rm, root / "ppo", callbacks=[Printer(5)])
     t = timer.done("PPO", t)
 
     held = heldout_comparisons(sft, base, sizes["held"], sizes["k"], args.seed)

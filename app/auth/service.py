@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.auth.models import ApiToken, LoginAttempt, User, UserRole
 from app.auth.passwords import hash_password, needs_rehash, verify_password
@@ -21,8 +21,8 @@ MIN_PASSWORD_LEN = 8
 
 
 def get_user(db: Session, user_id: int) -> User | None:
-    """A user by id."""
-    return db.get(User, user_id)
+    """A user by id, with its roles in the same query (every request asks for them)."""
+    return db.get(User, user_id, options=[joinedload(User.role_rows)])
 
 
 def get_user_by_username(db: Session, username: str) -> User | None:

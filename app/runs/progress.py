@@ -13,7 +13,6 @@ from app.runs import service
 from app.runs.models import RunStage, TrainingRun
 
 FLUSH_EVERY_S = 1.0
-HEARTBEAT_EVERY_S = 10.0
 
 
 class RunRecorder:
@@ -82,11 +81,13 @@ class RunRecorder:
 class Heartbeat:
     """A daemon thread that stamps the run while the worker process lives.
 
-    A SIGKILLed worker stops stamping, and the reaper marks the run failed (service.STALE_AFTER_S).
+    A SIGKILLed worker stops stamping, and the reaper marks the run failed (Settings.run_stale_after_s).
     """
 
-    def __init__(self, run_id: int, every_s: float = HEARTBEAT_EVERY_S) -> None:
-        self.run_id, self.every_s = run_id, every_s
+    def __init__(self, run_id: int, every_s: float | None = None) -> None:
+        from app.config import get_settings
+
+        self.run_id, self.every_s = run_id, every_s or get_settings().run_heartbeat_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-run-{run_id}", daemon=True)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -45,9 +45,10 @@ class RoundRequest(BaseModel):
     """A training round as ops configure it (console form or `rlhf rounds start`)."""
 
     queue_ids: list[int] = Field(default_factory=list)
-    since: datetime | None = None
-    until: datetime | None = None
-    splits: list[Split] = Field(default_factory=lambda: [Split.train, Split.valid])
+    since: date | None = None
+    until: date | None = None
+    # Empty: every split. Training reads `train`, selection `valid`, evaluation `valid`/`test`.
+    splits: list[Split] = Field(default_factory=list)
     stages: list[StageName] = Field(default_factory=lambda: list(TRAINING_STAGES))
     parent_policy_id: int | None = None
     reward_model_id: int | None = None

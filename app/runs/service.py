@@ -21,8 +21,6 @@ from app.runs.schemas import RoundRequest
 
 LIVE = (RunStatus.queued.value, RunStatus.running.value)
 TERMINAL = (RunStatus.succeeded.value, RunStatus.failed.value, RunStatus.cancelled.value)
-# A running round whose worker has not written a heartbeat for this long is marked failed.
-STALE_AFTER_S = 60
 RUN_TASK = "runs.run_round"
 
 
@@ -64,9 +62,7 @@ def start_round(db: Session, req: RoundRequest, by: User | None) -> TrainingRun:
     reward_id = _reward_model_for(db, req)
     batch = create_export_batch(
         db,
-        ExportFilters(
-            queue_ids=req.queue_ids, since=req.since, until=req.until, splits=[s.value for s in req.splits]
-        ),
+        ExportFilters(queues=req.queue_ids, since=req.since, until=req.until, splits=req.splits),
         created_by=by,
     )
     names = [s.value for s in req.stages] + [StageName.evaluate.value]
@@ -139,10 +135,11 @@ def final_policy_id(run: TrainingRun) -> int | None:
     return None
 
 
-def reap_stale_runs(
-    db: Session, now: datetime | None = None, stale_after_s: int = STALE_AFTER_S
-) -> list[int]:
+def reap_stale_runs(db: Session, now: datetime | None = None, stale_after_s: int | None = None) -> list[int]:
     """Mark running rounds whose worker stopped sending heartbeats as failed, with the stage they died in."""
+    from app.config import get_settings
+
+    stale_after_s = stale_after_s if stale_after_s is not None else get_settings().run_stale_after_s
     now = now or utcnow()
     cutoff = now - timedelta(seconds=stale_after_s)
     stale = list(

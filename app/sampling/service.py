@@ -44,7 +44,9 @@ class StockJob:
 def queues_running_low(db: Session) -> list[PromptQueue]:
     """Unpaused ranking queues with fewer open tasks than their low-water mark."""
     queues = db.scalars(
-        select(PromptQueue).where(PromptQueue.kind == TaskKind.ranking.value, PromptQueue.is_paused.is_(False))
+        select(PromptQueue).where(
+            PromptQueue.kind == TaskKind.ranking.value, PromptQueue.is_paused.is_(False)
+        )
     )
     return [q for q in queues if labeling.open_task_count(db, q.id) < q.low_water]
 
@@ -58,7 +60,10 @@ def versions_for(db: Session, queue: PromptQueue) -> list[VersionRef]:
     parent = db.get(ModelVersion, deployed.parent_id) if deployed.parent_id else None
     if mix == "deployed+parent" and parent is not None and parent.kind == "policy":
         first = (queue.k + 1) // 2
-        return [VersionRef(deployed.id, deployed.path, first), VersionRef(parent.id, parent.path, queue.k - first)]
+        return [
+            VersionRef(deployed.id, deployed.path, first),
+            VersionRef(parent.id, parent.path, queue.k - first),
+        ]
     return [VersionRef(deployed.id, deployed.path, queue.k)]
 
 
@@ -114,14 +119,26 @@ def store_samples(db: Session, job: StockJob, samples: dict[int, list[list[Any]]
         if prompt is None or prompt.pii_status not in LABELABLE:
             continue
         rows = [
-            Completion(text=c.text, finished=bool(c.finished), policy_version_id=v.id,
-                       sampling_params={**dict(c.params), "version": v.id})
+            Completion(
+                text=c.text,
+                finished=bool(c.finished),
+                policy_version_id=v.id,
+                sampling_params={**dict(c.params), "version": v.id},
+            )
             for v in job.versions
             for c in samples[v.id][i]
         ]
         labeling.add_ranking_task(db, queue, prompt, rows)
         created += 1
     return created
+
+
+def request_restock_for(db: Session, queue_id: int | None) -> list[int]:
+    """After a lease: restock that queue (or, with no queue, every ranking queue) if it runs low."""
+    if queue_id is not None:
+        queue = db.get(PromptQueue, queue_id)
+        return [queue_id] if queue is not None and request_restock(db, queue) else []
+    return [q.id for q in queues_running_low(db) if request_restock(db, q)]
 
 
 def request_restock(db: Session, queue: PromptQueue) -> bool:

@@ -38,7 +38,9 @@ def sample_for(job: service.StockJob) -> dict[int, list[list[Any]]]:
     """Sample each version's share of K for every prompt of the job (prompt computed once per K)."""
     from training.config import SamplingParams
 
-    params = SamplingParams(**{k: v for k, v in job.params.items() if k in SamplingParams.__dataclass_fields__})
+    params = SamplingParams(
+        **{k: v for k, v in job.params.items() if k in SamplingParams.__dataclass_fields__}
+    )
     _forget_others({v.path for v in job.versions})
     return {v.id: sampler_for(v.path).sample(job.prompt_texts, v.share, params) for v in job.versions}
 

@@ -81,7 +81,10 @@ def _on_task_start(task_id: str = "", task: Any = None, args: Any = None, **_: A
     if task is None or task.name.startswith("system."):
         return
     try:
-        _beat(_task_node(task), doing={"task": task.name, "args": list(args or [])[:3], "since": utcnow().isoformat()})
+        _beat(
+            _task_node(task),
+            doing={"task": task.name, "args": list(args or [])[:3], "since": utcnow().isoformat()},
+        )
     except Exception:
         log.exception("could not record task start")
 

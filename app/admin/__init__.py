@@ -1,0 +1,1 @@
+"""admin domain: the console home, users and API tokens."""

@@ -1,0 +1,33 @@
+"""Submitting a demonstration from its task page."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from app.auth.access import LabelerUser
+from app.demonstrations import service
+from app.deps import DB
+from app.errors import Conflict
+from app.labeling import pages
+from app.labeling.routes import advance, render_task
+
+router = APIRouter()
+
+
+@router.post("/label/a/{assignment_id}/demonstration", response_class=HTMLResponse)
+def submit(request: Request, db: DB, user: LabelerUser, assignment_id: int,
+           text: Annotated[str, Form()] = "") -> Response:
+    """Store the demonstration, then lease the next task; a problem re-shows the page, text kept."""
+    try:
+        demo = service.submit_demonstration(db, user, assignment_id, text)
+    except service.TextInvalid as exc:
+        page = pages.task_page(db, user, assignment_id, renew=False)
+        return render_task(request, page, errors=[exc.message], text=text, status_code=422)
+    except Conflict as exc:
+        page = pages.task_page(db, user, assignment_id, renew=False)
+        return render_task(request, page, errors=[exc.message], text=text, status_code=409)
+    queue_id = pages.queue_id_of(db, demo.task_id)
+    return advance(request, db, user, queue_id, "Demonstration saved.")

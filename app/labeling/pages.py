@@ -1,0 +1,101 @@
+"""What a task page shows: the assignment with its task, prompt, guidelines and completions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.auth.models import User
+from app.enums import AssignmentStatus, TaskKind
+from app.errors import Conflict
+from app.labeling import service
+from app.labeling.models import Assignment, Task
+from app.prompts.models import GuidelineVersion, Prompt, PromptQueue
+from app.rankings.models import Completion
+from app.rankings.schemas import RankingIn, from_draft
+from app.rankings.service import letter, shown_completions
+
+SKIP_REASONS = (
+    "I lack the knowledge to do this well",
+    "The prompt is unclear or broken",
+    "Offensive or distressing content",
+    "The prompt contains personal data",
+    "The completions are unreadable or identical",
+    "Other",
+)
+
+HINTS = {
+    "plain": ("A plain prompt", "Write any task you would like an assistant to do, in your own words, "
+              "making the tasks varied."),
+    "few_shot": ("A few-shot prompt", "Write an instruction followed by several query/response examples "
+                 "of it, then a final query left for the assistant to answer."),
+    "use_case": ("A use-case prompt", "Write a prompt for a real use case: generation, open or closed "
+                 "question answering, brainstorming, chat, rewriting, summarization, classification or "
+                 "extraction."),
+}
+
+
+@dataclass
+class TaskPage:
+    """Everything a task page renders."""
+
+    assignment: Assignment
+    task: Task
+    queue: PromptQueue
+    prompt: Prompt | None
+    guideline: GuidelineVersion | None
+    completions: list[tuple[str, Completion]]
+    lost: str = ""
+    state: dict[int, dict[str, Any]] = field(default_factory=dict)
+    all_unacceptable: bool = False
+    comment: str = ""
+
+    @property
+    def finished(self) -> bool:
+        """True once submitted or skipped."""
+        return self.assignment.status in (AssignmentStatus.submitted.value, AssignmentStatus.skipped.value)
+
+    def tier_of(self, completion_id: int) -> int | None:
+        """The tier to show for a completion (from a re-rendered submission), or None."""
+        return self.state.get(completion_id, {}).get("tier")
+
+
+def task_page(db: Session, user: User, assignment_id: int, *, renew: bool = True) -> TaskPage:
+    """Load the user's assignment for display, reviving an expired lease when its slot is free."""
+    a = service.assignment_for(db, user, assignment_id)
+    lost = ""
+    if (renew and a.status not in (AssignmentStatus.submitted.value, AssignmentStatus.skipped.value)
+            and service.needs_hold(a)):
+        try:
+            service.hold(db, user, a.id)
+        except Conflict as exc:
+            lost = exc.message
+    task = a.task
+    queue = db.get(PromptQueue, task.queue_id)
+    assert queue is not None
+    prompt = db.get(Prompt, task.prompt_id) if task.prompt_id else None
+    guideline = db.get(GuidelineVersion, a.guideline_version_id) if a.guideline_version_id else None
+    shown = shown_completions(db, a)
+    page = TaskPage(a, task, queue, prompt, guideline, [(letter(i), c) for i, c in enumerate(shown)], lost)
+    draft = from_draft(a.draft_text) if task.kind == TaskKind.ranking.value else None
+    return with_submission(page, draft) if draft is not None else page
+
+
+def with_submission(page: TaskPage, sub: RankingIn) -> TaskPage:
+    """The page showing a rejected submission as it was sent, so nothing the labeler did is lost."""
+    page.state = {
+        cid: {"tier": e.tier, "likert": e.likert, "flags": e.flags, "comment": e.comment}
+        for cid, e in sub.entries.items()
+    }
+    page.all_unacceptable = sub.all_unacceptable
+    page.comment = sub.comment
+    return page
+
+
+def queue_id_of(db: Session, task_id: int) -> int:
+    """The queue a task belongs to."""
+    task = db.get(Task, task_id)
+    assert task is not None
+    return task.queue_id

@@ -1,0 +1,1 @@
+"""quality domain: agreement, gold items, throughput, label review."""

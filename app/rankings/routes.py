@@ -1,0 +1,52 @@
+"""Submitting a ranking from its task page (a plain form post that htmx enhances)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from app.auth.access import LabelerUser
+from app.deps import DB
+from app.errors import AppError, Conflict, NotFound
+from app.labeling import pages
+from app.labeling.routes import advance, render_task
+from app.rankings import service
+from app.rankings.schemas import RankingIn, parse_ranking_form
+from app.web import render
+
+router = APIRouter()
+
+
+async def ranking_form(request: Request) -> RankingIn:
+    """The posted form (dynamic field names per completion) parsed into a RankingIn."""
+    form = await request.form()
+    return parse_ranking_form({k: [v for v in form.getlist(k) if isinstance(v, str)] for k in form})
+
+
+@router.post("/label/a/{assignment_id}/ranking", response_class=HTMLResponse)
+def submit(request: Request, db: DB, user: LabelerUser, assignment_id: int,
+           sub: Annotated[RankingIn, Depends(ranking_form)]) -> Response:
+    """Store the ranking, then lease the next task; a problem re-shows the page as it was sent."""
+    try:
+        ranking = service.submit_ranking(db, user, assignment_id, sub)
+    except (service.RankingInvalid, Conflict) as exc:
+        page = pages.with_submission(pages.task_page(db, user, assignment_id, renew=False), sub)
+        errors = exc.errors if isinstance(exc, service.RankingInvalid) else [exc.message]
+        return render_task(request, page, errors=errors, status_code=exc.status_code)
+    return advance(request, db, user, pages.queue_id_of(db, ranking.task_id), "Ranking saved.")
+
+
+@router.post("/label/a/{assignment_id}/ranking/draft", response_class=HTMLResponse)
+def save_draft(request: Request, db: DB, user: LabelerUser, assignment_id: int,
+               sub: Annotated[RankingIn, Depends(ranking_form)]) -> Response:
+    """Autosave the ranking in progress (htmx); a fragment saying when it was saved, or why not."""
+    try:
+        a = service.save_ranking_draft(db, user, assignment_id, sub)
+    except AppError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        return render(request, "labeling/_draft_status.html", {"problem": exc.message},
+                      status_code=exc.status_code)
+    return render(request, "labeling/_draft_status.html", {"assignment": a})
