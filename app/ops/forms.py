@@ -74,7 +74,7 @@ class RoundForm:
             parent_policy_id=one("parent_policy_id"),
             reward_model_id=one("reward_model_id"),
             preset=one("preset") or "quick",
-            settings={s: (data.get(f"settings_{s}") or "").strip() for s in STAGE_KEYS},
+            settings={s: one(f"settings_{s}") for s in STAGE_KEYS},
             auto_deploy=one("auto_deploy") in {"on", "true", "1", "yes"},
             min_rm_gain=one("min_rm_gain"),
             max_kl=one("max_kl"),

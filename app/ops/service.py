@@ -23,6 +23,7 @@ from app.policies import service as registry
 from app.policies.models import Deployment, ModelVersion
 from app.prompts.models import PromptQueue
 from app.runs import service as runs
+from app.runs.executor import gate_decision
 from app.runs.models import RunLog, RunStage, TrainingRun
 from app.system import service as system
 
@@ -199,6 +200,8 @@ class RunPage:
     logs: list[RunLog]
     outputs: dict[int, str] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    # Why the deploy gate held the round (empty: it passed); None before the evaluation ran.
+    gate_reasons: list[str] | None = None
 
     @property
     def live(self) -> bool:
@@ -267,6 +270,7 @@ def run_page(db: Session, run_id: int) -> RunPage:
     run = runs.get_run(db, run_id)
     outputs = _names(db, (s.output_version_id for s in run.stages))
     evaluation = next((dict(s.metrics or {}) for s in run.stages if s.name == "evaluate"), {})
+    reasons = gate_decision(run.deploy_gate or {}, evaluation)[1] if evaluation else None
     return RunPage(
         run=run,
         parent=db.get(ModelVersion, run.parent_policy_id) if run.parent_policy_id else None,
@@ -278,6 +282,7 @@ def run_page(db: Session, run_id: int) -> RunPage:
         logs=runs.log_tail(db, run.id, n=40),
         outputs=outputs,
         evaluation=evaluation,
+        gate_reasons=reasons,
     )
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +10,6 @@ import pytest
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.exports.models import ExportBatch
 from app.policies.models import ModelVersion
 from app.runs.models import RunLog, RunMetric, RunStage, TrainingRun
 
@@ -58,32 +55,6 @@ def model_dir(root: Path, name: str) -> Path:
 def policy(factory: Any, root: Path, name: str, **fields: Any) -> ModelVersion:
     """A registered policy with a complete directory."""
     return factory.model_version("policy", name=name, path=str(model_dir(root, name)), **fields)
-
-
-@pytest.fixture()
-def fake_exports(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Stand-in for app.exports.service (written in a sibling branch): records a batch row."""
-    calls: list[Any] = []
-
-    def create_export_batch(db_: Session, filters: Any, created_by: Any = None) -> ExportBatch:
-        calls.append(filters)
-        batch = ExportBatch(content_hash="0" * 64, path="/nonexistent/batch", filters={}, counts={"sft": 3})
-        db_.add(batch)
-        db_.flush()
-        return batch
-
-    class ExportFilters:
-        def __init__(self, **kw: Any) -> None:
-            self.__dict__.update(kw)
-
-    try:
-        import app.exports.service as module
-    except ImportError:
-        module = types.ModuleType("app.exports.service")
-        monkeypatch.setitem(sys.modules, "app.exports.service", module)
-    monkeypatch.setattr(module, "create_export_batch", create_export_batch, raising=False)
-    monkeypatch.setattr(module, "ExportFilters", ExportFilters, raising=False)
-    return calls
 
 
 @pytest.fixture()

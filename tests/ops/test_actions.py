@@ -56,10 +56,14 @@ def test_approve_deploys_the_rounds_policy_once(db, factory, login, tmp_path: Pa
     run = make_run(db, status="awaiting_approval", parent_policy_id=base.id)
     new = policy(factory, tmp_path, "appr-new", parent_id=base.id, run_id=run.id)
     run.stages[2].output_version_id = new.id
+    run.stages[3].metrics = {"rm_gain": 0.31, "kl": 4.2, "oracle_win_rate": 0.58}
+    run.deploy_gate = {"auto_deploy": False, "min_rm_gain": 0.0, "max_kl": 50.0}
     db.flush()
     web = login("ops")
     page = web.get(f"/ops/runs/{run.id}").text
     assert 'id="approve-run"' in page and "data-confirm=" in page
+    assert "Evaluation on held-out prompts" in page and "0.31" in page
+    assert "Deploy gate held the round: automatic deployment is off." in page
     assert web.post(f"/ops/runs/{run.id}/approve").status_code == 303
     assert registry.deployed_policy(db).id == new.id  # type: ignore[union-attr]
     db.refresh(run)
@@ -118,8 +122,8 @@ def _form(**over: object) -> dict[str, object]:
     return data
 
 
-def test_start_round_from_the_form_redirects_to_its_page(
-    db, factory, login, tmp_path: Path, fake_exports, enqueued
+def test_start_round_from_the_form_writes_the_export_and_redirects_to_its_page(
+    db, factory, login, tmp_path: Path, enqueued
 ) -> None:  # type: ignore[no-untyped-def]
     base = policy(factory, tmp_path, "start-base", is_deployed=True)
     queue = factory.queue("demonstration")
@@ -137,7 +141,10 @@ def test_start_round_from_the_form_redirects_to_its_page(
     assert [s.name for s in run.stages] == ["sft", "reward", "ppo", "evaluate"]
     assert run.config["sft"]["epochs"] == 2 and run.config["sft"]["lr"] == 3e-4
     assert run.deploy_gate["auto_deploy"] is True and run.deploy_gate["max_kl"] == 25.0
-    assert fake_exports[0].queues == [queue.id] and fake_exports[0].splits == ["train", "valid"]
+    batch = db.get(ExportBatch, run.export_batch_id)
+    assert batch is not None and Path(batch.path, "manifest.json").is_file()
+    assert batch.filters["queues"] == [queue.id] and batch.filters["splits"] == ["train", "valid"]
+    assert batch.filters["since"] == "2024-01-01" and batch.created_by_id == web.user.id
     assert enqueued == [("runs.run_round", (run.id,))]
     page = web.get(resp.headers["location"]).text
     assert 'class="badge status-queued"' in page and 'hx-trigger="every 2s"' in page
@@ -154,7 +161,7 @@ def _rejected(db, web, data: dict[str, object], message: str) -> str:  # type: i
 
 
 def test_non_contiguous_stages_are_rejected_and_the_input_kept(
-    db, factory, login, tmp_path: Path, fake_exports, enqueued
+    db, factory, login, tmp_path: Path, enqueued
 ) -> None:  # type: ignore[no-untyped-def]
     policy(factory, tmp_path, "val-base", is_deployed=True)
     web = login("ops")
@@ -166,11 +173,11 @@ def test_non_contiguous_stages_are_rejected_and_the_input_kept(
     )
     assert 'value="2024-03-01"' in html and "{&#34;epochs&#34;: 7}" in html
     assert 'name="stages" value="sft" checked' in html and 'name="stages" value="reward" >' in html
-    assert fake_exports == [] and enqueued == []
+    assert enqueued == []
 
 
 def test_bad_settings_and_values_are_rejected_with_clear_messages(
-    db, factory, login, tmp_path: Path, fake_exports, enqueued
+    db, factory, login, tmp_path: Path, enqueued
 ) -> None:  # type: ignore[no-untyped-def]
     policy(factory, tmp_path, "val2-base", is_deployed=True)
     web = login("ops")
@@ -191,17 +198,17 @@ def test_bad_settings_and_values_are_rejected_with_clear_messages(
     _rejected(db, web, _form(max_kl="lots"), "Deploy gate: maximum KL must be a number")
     _rejected(db, web, _form(queue_ids=["424242"]), "No queue with id 424242.")
     _rejected(db, web, _form(preset="huge"), "Preset must be one of quick, paper.")
-    assert fake_exports == [] and enqueued == []
+    assert enqueued == []
 
 
-def test_service_errors_come_back_on_the_form_and_store_nothing(db, login, fake_exports, enqueued) -> None:  # type: ignore[no-untyped-def]
+def test_service_errors_come_back_on_the_form_and_store_nothing(db, login, enqueued) -> None:  # type: ignore[no-untyped-def]
     # No policy is deployed: start_round refuses after the form validated.
     _rejected(db, login("ops"), _form(), "Choose a parent policy: none is deployed yet.")
     assert enqueued == []
 
 
 def test_a_settings_box_for_an_unchosen_stage_is_ignored(
-    db, factory, login, tmp_path: Path, fake_exports, enqueued
+    db, factory, login, tmp_path: Path, enqueued
 ) -> None:  # type: ignore[no-untyped-def]
     policy(factory, tmp_path, "ign-base", is_deployed=True)
     factory.model_version("reward", name="ign-rm")
@@ -212,10 +219,8 @@ def test_a_settings_box_for_an_unchosen_stage_is_ignored(
 
 
 def test_a_failure_after_the_export_was_written_rolls_it_back(
-    db, factory, login, tmp_path: Path, fake_exports, monkeypatch, enqueued
+    db, factory, login, tmp_path: Path, monkeypatch, enqueued
 ) -> None:  # type: ignore[no-untyped-def]
-    import sys
-
     from app.errors import AppError
 
     policy(factory, tmp_path, "half-base", is_deployed=True)
@@ -225,6 +230,6 @@ def test_a_failure_after_the_export_was_written_rolls_it_back(
         db_.flush()
         raise AppError("The chosen filters select no labels.")
 
-    monkeypatch.setattr(sys.modules["app.exports.service"], "create_export_batch", half_written)
+    monkeypatch.setattr("app.exports.service.create_export_batch", half_written)
     _rejected(db, login("ops"), _form(), "The chosen filters select no labels.")
     assert enqueued == []

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.errors import AppError, Conflict
+from app.exports.models import ExportBatch
 from app.policies.models import ModelVersion
 from app.runs.models import TrainingRun
 from tests.factories import Factory
@@ -40,7 +41,7 @@ def test_versions_list_deploy_and_rollback(committed_db, tmp_path: Path) -> None
     assert committed_db.scalar(select(ModelVersion.name).where(ModelVersion.is_deployed.is_(True))) == "cli-a"
 
 
-def test_rounds_start_and_list(committed_db, tmp_path: Path, fake_exports, enqueued) -> None:  # type: ignore[no-untyped-def]
+def test_rounds_start_and_list(committed_db, tmp_path: Path, enqueued) -> None:  # type: ignore[no-untyped-def]
     f = Factory(committed_db)
     base = f.model_version("policy", name="cli-base", path=str(model_dir(tmp_path, "base")), is_deployed=True)
     queue = f.queue("demonstration")
@@ -50,7 +51,8 @@ def test_rounds_start_and_list(committed_db, tmp_path: Path, fake_exports, enque
     assert run is not None and f"round {run.id} queued (sft -> reward -> evaluate)" in out
     assert f"/ops/runs/{run.id}" in out
     assert run.parent_policy_id == base.id and run.deploy_gate["auto_deploy"] is True
-    assert fake_exports[0].queues == [queue.id]
+    batch = committed_db.get(ExportBatch, run.export_batch_id)
+    assert batch is not None and batch.filters["queues"] == [queue.id]
     assert enqueued == [("runs.run_round", (run.id,))]
     run_id = run.id
     committed_db.rollback()  # end the read transaction: on SQLite it would hold the write lock

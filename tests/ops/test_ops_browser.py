@@ -47,7 +47,8 @@ def test_run_page_updates_live_then_stops_and_versions_rollback_confirms(  # typ
     assert page.locator("#run-live figcaption").first.inner_text().startswith("Loss: 1.1 at step 3")
     assert page.get_by_label("SFT — running, step 3 of 20 (0 %)").count() == 1
 
-    # The worker records progress: the page shows it without a reload.
+    # The worker records progress: the page shows it without a reload, and keyboard focus stays put.
+    page.focus("#cancel-run")
     stage = db.get(RunStage, run.stages[0].id)
     assert stage is not None
     stage.step, stage.progress = 10, 0.5
@@ -56,6 +57,7 @@ def test_run_page_updates_live_then_stops_and_versions_rollback_confirms(  # typ
     page.get_by_text("SFT — running, step 10 of 20 (50 %)").wait_for()
     page.locator("#run-live svg polyline").nth(2).wait_for()
     assert page.locator("#run-live[hx-trigger]").count() == 1
+    assert page.evaluate("document.activeElement.id") == "cancel-run"
 
     # The round ends: the next poll returns a fragment without a trigger, so polling stops.
     live = db.get(TrainingRun, run_id)
@@ -80,4 +82,10 @@ def test_run_page_updates_live_then_stops_and_versions_rollback_confirms(  # typ
     assert messages and messages[0].startswith("Roll back from browser-b to browser-a?")
     assert page.url == f"{live_server.url}/ops/versions"
     assert page.locator("table.history tbody tr").count() == 3  # two deploys, one rollback: no more
+
+    # The round form: choosing a preset refills the per-stage settings.
+    page.goto(f"{live_server.url}/ops")
+    assert '"epochs": 4' in page.input_value("#settings_sft")
+    page.select_option("#preset", "paper")
+    assert page.input_value("#settings_sft") == "{}" and page.input_value("#settings_ppo") == "{}"
     assert page.errors == []  # type: ignore[attr-defined]
