@@ -67,8 +67,10 @@ def versions_for(db: Session, queue: PromptQueue) -> list[VersionRef]:
     return [VersionRef(deployed.id, deployed.path, queue.k)]
 
 
-def prompts_to_sample(db: Session, queue: PromptQueue, version_id: int, limit: int) -> list[Prompt]:
-    """Cleared prompts of the queue without a task sampled from `version_id` yet, oldest first."""
+def prompts_to_sample(
+    db: Session, queue: PromptQueue, version_id: int, limit: int, among: list[int] | None = None
+) -> list[Prompt]:
+    """Cleared prompts of the queue (optionally only `among`) without a task from `version_id` yet."""
     sampled = exists().where(
         Task.queue_id == queue.id,
         Task.prompt_id == Prompt.id,
@@ -78,14 +80,12 @@ def prompts_to_sample(db: Session, queue: PromptQueue, version_id: int, limit: i
     open_task = exists().where(
         Task.queue_id == queue.id, Task.prompt_id == Prompt.id, Task.status == TaskStatus.open.value
     )
-    return list(
-        db.scalars(
-            select(Prompt)
-            .where(Prompt.queue_id == queue.id, Prompt.pii_status.in_(LABELABLE), ~sampled, ~open_task)
-            .order_by(Prompt.id)
-            .limit(limit)
-        )
+    q = select(Prompt).where(
+        Prompt.queue_id == queue.id, Prompt.pii_status.in_(LABELABLE), ~sampled, ~open_task
     )
+    if among is not None:
+        q = q.where(Prompt.id.in_(among))
+    return list(db.scalars(q.order_by(Prompt.id).limit(limit)))
 
 
 def plan_restock(db: Session, queue: PromptQueue, batch: int = 32) -> StockJob | None:
@@ -113,10 +113,13 @@ def store_samples(db: Session, job: StockJob, samples: dict[int, list[list[Any]]
     deployed = registry.deployed_policy(db)
     if queue is None or deployed is None or deployed.id != job.versions[0].id or queue.k != job.k:
         return 0
+    # Another restock may have stocked some of these prompts while this one sampled.
+    still_due = {p.id for p in prompts_to_sample(db, queue, job.versions[0].id, len(job.prompt_ids),
+                                                  among=job.prompt_ids)}
     created = 0
     for i, prompt_id in enumerate(job.prompt_ids):
         prompt = db.get(Prompt, prompt_id)
-        if prompt is None or prompt.pii_status not in LABELABLE:
+        if prompt is None or prompt.id not in still_due:
             continue
         rows = [
             Completion(
@@ -141,13 +144,24 @@ def request_restock_for(db: Session, queue_id: int | None) -> list[int]:
     return [q.id for q in queues_running_low(db) if request_restock(db, q)]
 
 
+# Per web process: one restock request per queue per interval is plenty (the task tops the queue up).
+RESTOCK_REQUEST_INTERVAL_S = 15.0
+_last_request: dict[int, float] = {}
+
+
 def request_restock(db: Session, queue: PromptQueue) -> bool:
     """Enqueue a restock (after commit) when a ranking queue has fallen under its low-water mark."""
+    import time
+
     from app.queueing import enqueue_after_commit
 
     if queue.kind != TaskKind.ranking.value or queue.is_paused:
         return False
+    now = time.monotonic()
+    if now - _last_request.get(queue.id, -1e9) < RESTOCK_REQUEST_INTERVAL_S:
+        return False
     if labeling.open_task_count(db, queue.id) >= queue.low_water:
         return False
+    _last_request[queue.id] = now
     enqueue_after_commit(db, "sampling.restock_queue", queue.id, queue="sampling")
     return True

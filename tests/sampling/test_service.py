@@ -1,0 +1,112 @@
+"""Sampling plans: which queues run low, which prompts, which versions share K; storing is safe."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.labeling.service import open_task_count
+from app.policies import service as registry
+from app.sampling import service
+
+
+@dataclass
+class FakeCompletion:
+    text: str
+    finished: bool = True
+    params: dict[str, Any] = field(default_factory=lambda: {"temperature": 1.0})
+
+
+def _policy(db, tmp_path: Path, name: str, parent_id: int | None = None):  # type: ignore[no-untyped-def]
+    d = tmp_path / name
+    d.mkdir()
+    (d / "manifest.json").write_text(json.dumps({"metrics": {}}))
+    return registry.register_version(db, name=name, kind="policy", path=d, parent_id=parent_id)
+
+
+def _fake_samples(job: service.StockJob) -> dict[int, list[list[FakeCompletion]]]:
+    return {
+        v.id: [[FakeCompletion(f"v{v.id} p{pid} #{j}") for j in range(v.share)] for pid in job.prompt_ids]
+        for v in job.versions
+    }
+
+
+def test_no_plan_without_a_deployed_policy(db, factory) -> None:
+    q = factory.queue("ranking", k=4, low_water=5)
+    factory.prompt(q)
+    assert service.plan_restock(db, q) is None
+
+
+def test_plan_takes_the_shortfall_of_cleared_unsampled_prompts(db, factory, tmp_path: Path) -> None:
+    base = _policy(db, tmp_path, "base")
+    registry.deploy(db, base.id)
+    q = factory.queue("ranking", k=4, low_water=3)
+    cleared = [factory.prompt(q) for _ in range(5)]
+    factory.prompt(q, pii_status="held")
+    job = service.plan_restock(db, q)
+    assert job is not None and job.prompt_ids == [p.id for p in cleared[:3]]
+    assert [(v.id, v.share) for v in job.versions] == [(base.id, 4)]
+
+    assert service.store_samples(db, job, _fake_samples(job)) == 3
+    assert open_task_count(db, q.id) == 3
+    assert service.plan_restock(db, q) is None  # stocked up to the low-water mark
+    # the same job stored again (a concurrent restock) creates nothing twice
+    assert service.store_samples(db, job, _fake_samples(job)) == 0
+
+
+def test_mix_splits_k_between_deployed_and_parent(db, factory, tmp_path: Path) -> None:
+    parent = _policy(db, tmp_path, "parent")
+    child = _policy(db, tmp_path, "child", parent_id=parent.id)
+    registry.deploy(db, child.id)
+    q = factory.queue("ranking", k=5, low_water=2, sampling={"mix": "deployed+parent", "temperature": 0.7})
+    factory.prompt(q)
+    job = service.plan_restock(db, q)
+    assert job is not None
+    assert [(v.id, v.share) for v in job.versions] == [(child.id, 3), (parent.id, 2)]
+    assert job.params["temperature"] == 0.7
+    service.store_samples(db, job, _fake_samples(job))
+    from sqlalchemy import select
+
+    from app.rankings.models import Completion
+
+    versions = sorted(
+        db.scalars(select(Completion.policy_version_id).where(Completion.prompt_id == job.prompt_ids[0]))
+    )
+    assert versions == sorted([child.id] * 3 + [parent.id] * 2)
+
+
+def test_store_skips_when_the_deployment_changed_meanwhile(db, factory, tmp_path: Path) -> None:
+    a, b = _policy(db, tmp_path, "a"), _policy(db, tmp_path, "b")
+    registry.deploy(db, a.id)
+    q = factory.queue("ranking", k=4, low_water=2)
+    factory.prompt(q)
+    job = service.plan_restock(db, q)
+    assert job is not None
+    registry.deploy(db, b.id)
+    assert service.store_samples(db, job, _fake_samples(job)) == 0
+
+
+def test_restock_requests_are_throttled_per_queue(db, factory, tmp_path: Path, monkeypatch) -> None:
+    sent: list[int] = []
+    monkeypatch.setattr("app.queueing.enqueue_after_commit", lambda db, name, qid, queue: sent.append(qid))
+    monkeypatch.setattr(service, "_last_request", {})
+    q = factory.queue("ranking", k=4, low_water=2)
+    assert service.request_restock(db, q) is True
+    assert service.request_restock(db, q) is False
+    full = factory.queue("ranking", k=4, low_water=0)
+    assert service.request_restock(db, full) is False
+    demo = factory.queue("demonstration")
+    assert service.request_restock(db, demo) is False
+    assert sent == [q.id]
+
+
+@pytest.mark.parametrize("mix", ["deployed", "deployed+parent"])
+def test_without_parent_all_k_come_from_the_deployed_policy(db, factory, tmp_path: Path, mix: str) -> None:
+    only = _policy(db, tmp_path, f"only-{mix}")
+    registry.deploy(db, only.id)
+    q = factory.queue("ranking", k=4, sampling={"mix": mix})
+    assert [(v.id, v.share) for v in service.versions_for(db, q)] == [(only.id, 4)]
