@@ -117,8 +117,8 @@ def seed_demo(db: Session, n_prompts: int = 24, seed: int = 7) -> list[tuple[str
     for i, prompt in enumerate(ranking_prompts):
         if i % 2 == 0 and prompt.pii_status in (PIIStatus.clear.value, PIIStatus.redacted.value):
             texts = rng.sample(candidates[prompt.text], k=ranks.k)
-            rows = [Completion(text=t, sampling_params={"source": "demo-seed"}) for t in texts]
-            labeling.add_ranking_task(db, ranks, prompt, rows)
+            completions = [Completion(text=t, sampling_params={"source": "demo-seed"}) for t in texts]
+            labeling.add_ranking_task(db, ranks, prompt, completions)
     labeling.create_write_prompt_tasks(db, writes, ["plain", "few_shot", "use_case", "plain"])
     db.flush()
     return logins

@@ -40,7 +40,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": settings.reap_every_s,
                 "options": {"queue": "default"},
             },
-            "expire-leases": {"task": "labeling.expire_leases", "schedule": 300.0, "options": {"queue": "default"}},
+            "expire-leases": {
+                "task": "labeling.expire_leases", "schedule": 300.0, "options": {"queue": "default"},
+            },
             "restock-ranking-queues": {
                 "task": "sampling.restock_all",
                 "schedule": settings.restock_every_s,

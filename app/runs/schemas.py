@@ -59,7 +59,7 @@ class RoundRequest(BaseModel):
     @field_validator("stages")
     @classmethod
     def _contiguous(cls, stages: list[StageName]) -> list[StageName]:
-        names = [s for s in stages if s is not StageName.evaluate]
+        names: list[StageName] = [s for s in stages if s is not StageName.evaluate]
         if not names:
             raise ValueError("choose at least one stage")
         idx = [TRAINING_STAGES.index(s) for s in names]
