@@ -24,7 +24,7 @@ from app.rankings.models import Completion
 from app.runs import service as rounds
 from app.runs.models import TrainingRun
 from app.runs.schemas import DeployGate, RoundRequest
-from app.simulate import simulate
+from app.simulate import SimulatedSession, simulate
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_loop_data import seed_labels
 from tests.factories import Factory
@@ -144,6 +144,15 @@ def test_full_loop_on_real_services(committed_db, micro_base, live_server, spawn
         series = {(s.stage, s.name) for s in rounds.metric_series(db, run_id)}
         new_id = deployed.id
     assert any(stage == "sft" for stage, _ in series) and any(stage == "ppo" for stage, _ in series)
+
+    # every step is visible on the console
+    ops = SimulatedSession(live_server.url, "e2e_ops", Factory.password)
+    ops.sign_in()
+    run_page = ops.http.get(f"/ops/runs/{run_id}").text
+    assert "status-succeeded" in run_page and "<svg" in run_page and "registered policy-r" in run_page
+    versions_page = ops.http.get("/ops/versions").text
+    assert f"policy-r{run_id}-ppo" in versions_page and "e2e-base" in versions_page
+    assert "worker" in ops.http.get("/ops").text.lower()
 
     # the next ranking tasks come from the new version, mixed with its parent for comparisons
     wait_for(lambda: _open_ranking_tasks(ids["ranks"], new_id) >= 1, 180, "tasks sampled from the new policy")
