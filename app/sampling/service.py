@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from app.enums import PIIStatus, TaskKind, TaskStatus
@@ -41,14 +41,32 @@ class StockJob:
     params: dict[str, Any]
 
 
+def fresh_open_tasks(db: Session, queue_id: int) -> int:
+    """Open tasks of a queue sampled from the deployed policy.
+
+    Tasks from earlier versions stay labelable, but only the deployed policy's count towards the
+    low-water mark, so a new deployment is sampled at once.
+    """
+    deployed = registry.deployed_policy(db)
+    if deployed is None:
+        return labeling.open_task_count(db, queue_id)
+    fresh = exists().where(Completion.task_id == Task.id, Completion.policy_version_id == deployed.id)
+    count = db.scalar(
+        select(func.count(Task.id)).where(
+            Task.queue_id == queue_id, Task.status == TaskStatus.open.value, fresh
+        )
+    )
+    return int(count or 0)
+
+
 def queues_running_low(db: Session) -> list[PromptQueue]:
-    """Unpaused ranking queues with fewer open tasks than their low-water mark."""
+    """Unpaused ranking queues with fewer fresh open tasks than their low-water mark."""
     queues = db.scalars(
         select(PromptQueue).where(
             PromptQueue.kind == TaskKind.ranking.value, PromptQueue.is_paused.is_(False)
         )
     )
-    return [q for q in queues if labeling.open_task_count(db, q.id) < q.low_water]
+    return [q for q in queues if fresh_open_tasks(db, q.id) < q.low_water]
 
 
 def versions_for(db: Session, queue: PromptQueue) -> list[VersionRef]:
@@ -77,12 +95,7 @@ def prompts_to_sample(
         Completion.task_id == Task.id,
         Completion.policy_version_id == version_id,
     )
-    open_task = exists().where(
-        Task.queue_id == queue.id, Task.prompt_id == Prompt.id, Task.status == TaskStatus.open.value
-    )
-    q = select(Prompt).where(
-        Prompt.queue_id == queue.id, Prompt.pii_status.in_(LABELABLE), ~sampled, ~open_task
-    )
+    q = select(Prompt).where(Prompt.queue_id == queue.id, Prompt.pii_status.in_(LABELABLE), ~sampled)
     if among is not None:
         q = q.where(Prompt.id.in_(among))
     return list(db.scalars(q.order_by(Prompt.id).limit(limit)))
@@ -93,7 +106,7 @@ def plan_restock(db: Session, queue: PromptQueue, batch: int = 32) -> StockJob |
     versions = versions_for(db, queue)
     if not versions:
         return None
-    shortfall = queue.low_water - labeling.open_task_count(db, queue.id)
+    shortfall = queue.low_water - fresh_open_tasks(db, queue.id)
     if shortfall <= 0:
         return None
     prompts = prompts_to_sample(db, queue, versions[0].id, min(batch, shortfall))
@@ -114,8 +127,10 @@ def store_samples(db: Session, job: StockJob, samples: dict[int, list[list[Any]]
     if queue is None or deployed is None or deployed.id != job.versions[0].id or queue.k != job.k:
         return 0
     # Another restock may have stocked some of these prompts while this one sampled.
-    still_due = {p.id for p in prompts_to_sample(db, queue, job.versions[0].id, len(job.prompt_ids),
-                                                  among=job.prompt_ids)}
+    still_due = {
+        p.id
+        for p in prompts_to_sample(db, queue, job.versions[0].id, len(job.prompt_ids), among=job.prompt_ids)
+    }
     created = 0
     for i, prompt_id in enumerate(job.prompt_ids):
         prompt = db.get(Prompt, prompt_id)
@@ -160,7 +175,7 @@ def request_restock(db: Session, queue: PromptQueue) -> bool:
     now = time.monotonic()
     if now - _last_request.get(queue.id, -1e9) < RESTOCK_REQUEST_INTERVAL_S:
         return False
-    if labeling.open_task_count(db, queue.id) >= queue.low_water:
+    if fresh_open_tasks(db, queue.id) >= queue.low_water:
         return False
     _last_request[queue.id] = now
     enqueue_after_commit(db, "sampling.restock_queue", queue.id, queue="sampling")

@@ -110,3 +110,18 @@ def test_without_parent_all_k_come_from_the_deployed_policy(db, factory, tmp_pat
     registry.deploy(db, only.id)
     q = factory.queue("ranking", k=4, sampling={"mix": mix})
     assert [(v.id, v.share) for v in service.versions_for(db, q)] == [(only.id, 4)]
+
+
+def test_a_new_deployment_is_sampled_although_old_tasks_are_open(db, factory, tmp_path: Path) -> None:
+    old = _policy(db, tmp_path, "old")
+    registry.deploy(db, old.id)
+    q = factory.queue("ranking", k=4, low_water=2)
+    for _ in range(2):
+        factory.prompt(q)
+    job = service.plan_restock(db, q)
+    assert job is not None and service.store_samples(db, job, _fake_samples(job)) == 2
+    assert service.plan_restock(db, q) is None
+    new = _policy(db, tmp_path, "new", parent_id=old.id)
+    registry.deploy(db, new.id)
+    job = service.plan_restock(db, q)  # the old version's open tasks do not count
+    assert job is not None and job.versions[0].id == new.id and len(job.prompt_ids) == 2
