@@ -106,7 +106,7 @@ def mean_tokens(model_dir: Path, rows: list[dict[str, Any]], keys: tuple[str, ..
     return sum(lens) / len(lens)
 
 
-def main() -> None:  # noqa: PLR0915 - a linear script
+def main() -> None:
     """Run every phase for both implementations and print the table."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=".bench/throughput")
@@ -295,7 +295,7 @@ def report(
         "rm_trl": 6 * n_params * _get(res["rm_trl"], "pairs_per_s") * 2 * seq_tokens,
     }
     print(
-        f"\nmodel: {n_params / 1e6:.2f}M params, fp32, 2 threads; measured matmul peak {peak / 1e9:.1f} GFLOP/s; "
+        f"\nmodel: {n_params / 1e6:.2f}M params, fp32, 2 threads; matmul peak {peak / 1e9:.1f} GFLOP/s; "
         f"load average at start {load_start[0]:.1f}, at end {os.getloadavg()[0]:.1f}"
     )
     print(
