@@ -31,7 +31,9 @@ from training.sft import run_sft
 from training.world import SimulatedLabeler, make_prompts, pairwise_agreement
 from training.world.simulate import demonstration_records, prompt_records, ranking_records, split_by_user
 
-CPU = RuntimeConfig(device="cpu", threads=2)
+# One intra-op thread: the models are small, and on a shared 2-core machine two OpenMP threads stall
+# each other whenever one of them is descheduled (measured about 2x slower under load).
+CPU = RuntimeConfig(device="cpu", threads=1)
 EVAL = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=32, seed=1234)
 
 
@@ -166,7 +168,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-large", action="store_true", help="skip the 8x base (development runs)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(CPU.threads or 1)
     root = Path(args.out)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)

@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=64)
     ap.add_argument("--response-length", type=int, default=32)
     ns = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     from datasets import Dataset
 
     tok = AutoTokenizer.from_pretrained(ns.model)

@@ -252,7 +252,7 @@ def build_tiny_base(
     data = _pack(tok, docs, cfg.seq_len)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 50) * (0.1 + 0.45 * (1 + math.cos(math.pi * s / cfg.steps)))
+        opt, lambda s: min(1.0, (s + 1) / 50) * (0.1 + 0.45 * (1 + math.cos(math.pi * s / max(1, cfg.steps))))
     )
     model, opt = acc.prepare(model, opt)
     model.train()
