@@ -175,7 +175,7 @@ def main() -> None:
     sizes = (
         {"prompts": 300, "sft": 120, "rm": 120, "k": 4, "eval": 100, "held": 60, "episodes": 128}
         if args.quick
-        else {"prompts": 2000, "sft": 400, "rm": 800, "k": 4, "eval": 400, "held": 200, "episodes": 1536}
+        else {"prompts": 2000, "sft": 400, "rm": 3000, "k": 4, "eval": 400, "held": 200, "episodes": 2048}
     )
     small_size, large_size = ("micro", "micro") if args.quick else ("tiny", "x8")
     print(f"load average at start: {os.getloadavg()[0]:.1f} (2 cores)", flush=True)
@@ -190,14 +190,14 @@ def main() -> None:
     t = timer.done("SFT", t)
     b2 = build_batches(root, base, sft, sizes, args.seed)
     t = timer.done("sample K completions for rankings", t)
-    rm_cfg = RewardConfig(epochs=2, batch_size=16, lr=2e-4, runtime=CPU)
+    rm_cfg = RewardConfig(epochs=1, batch_size=16, lr=2e-4, runtime=CPU)
     rm = run_reward(rm_cfg, b2, sft, root / "rm", callbacks=[Printer(20)])
     t = timer.done("reward model", t)
     ppo_cfg = PPOConfig(
         total_episodes=sizes["episodes"],
         rollout_batch_size=64,
         minibatch_size=16,
-        lr=1e-4,
+        lr=4e-5,
         value_lr=1e-4,
         max_new_tokens=32,
         warmup_steps=3,

@@ -63,8 +63,8 @@ BASE_PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 16,
         "seq_len": 64,
     },
-    "tiny": {},
-    "x8": {"n_embd": 192, "n_layer": 7, "n_head": 6, "lr": 1e-3, "steps": 200},
+    "tiny": {"steps": 1200},
+    "x8": {"n_embd": 192, "n_layer": 7, "n_head": 6, "lr": 1e-3, "steps": 600},
 }
 
 
