@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -30,7 +31,9 @@ from training.sft import run_sft
 from training.world import SimulatedLabeler, make_prompts, pairwise_agreement
 from training.world.simulate import demonstration_records, prompt_records, ranking_records, split_by_user
 
-CPU = RuntimeConfig(device="cpu", threads=2)
+# One intra-op thread: the models are small, and on a shared 2-core machine two OpenMP threads stall
+# each other whenever one of them is descheduled (measured about 2x slower under load).
+CPU = RuntimeConfig(device="cpu", threads=1)
 EVAL = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=32, seed=1234)
 
 
@@ -58,6 +61,13 @@ class Timer:
         self.phases[name] = time.time() - since
         print(f"[{time.time() - self.t0:7.1f}s] {name}: {self.phases[name]:.1f}s", flush=True)
         return time.time()
+
+
+def wait_for_builders(cache: Path, size: str, limit_s: float = 3600) -> None:
+    """Wait while another process is pre-training a base of this size into the cache (temp dir present)."""
+    t = time.time()
+    while list(cache.glob(f".base-{size}-*.tmp-*")) and time.time() - t < limit_s:
+        time.sleep(10)
 
 
 def sample_texts(model_dir: Path, prompts: list[str], k: int, params: SamplingParams) -> list[list[str]]:
@@ -158,57 +168,50 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-large", action="store_true", help="skip the 8x base (development runs)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(CPU.threads or 1)
     root = Path(args.out)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     sizes = (
         {"prompts": 300, "sft": 120, "rm": 120, "k": 4, "eval": 100, "held": 60, "episodes": 128}
         if args.quick
-        else {"prompts": 3000, "sft": 400, "rm": 1500, "k": 5, "eval": 500, "held": 300, "episodes": 4096}
+        else {"prompts": 2000, "sft": 400, "rm": 3000, "k": 4, "eval": 400, "held": 200, "episodes": 2048}
     )
     small_size, large_size = ("micro", "micro") if args.quick else ("tiny", "x8")
+    print(f"load average at start: {os.getloadavg()[0]:.1f} (2 cores)", flush=True)
     timer = Timer()
     t = time.time()
     base = ensure_base_model(args.cache, small_size)
-    t = timer.done("pre-train small base", t)
-    large_kw = {"n_embd": 64, "n_layer": 2} if args.quick else {}
-    large = base if args.no_large else ensure_base_model(args.cache, large_size, **large_kw)
-    t = timer.done("pre-train 8x base", t)
-    n_small = count_params(load_policy(base)[0])
-    n_large = count_params(load_policy(large)[0])
+    t = timer.done("pre-train small base (0 if cached)", t)
 
     b1 = build_batches(root, base, None, sizes, args.seed)
-    sft = run_sft(
-        SFTConfig(epochs=16 if not args.quick else 2, batch_size=32, lr=3e-4, runtime=CPU),
-        b1,
-        base,
-        root / "sft",
-    )
+    sft_cfg = SFTConfig(epochs=16 if not args.quick else 2, batch_size=32, lr=3e-4, runtime=CPU)
+    sft = run_sft(sft_cfg, b1, base, root / "sft")
     t = timer.done("SFT", t)
     b2 = build_batches(root, base, sft, sizes, args.seed)
     t = timer.done("sample K completions for rankings", t)
-    rm = run_reward(
-        RewardConfig(epochs=2, batch_size=16, lr=1e-4, runtime=CPU),
-        b2,
-        sft,
-        root / "rm",
-        callbacks=[Printer(20)],
-    )
+    rm_cfg = RewardConfig(epochs=1, batch_size=16, lr=2e-4, runtime=CPU)
+    rm = run_reward(rm_cfg, b2, sft, root / "rm", callbacks=[Printer(20)])
     t = timer.done("reward model", t)
     ppo_cfg = PPOConfig(
         total_episodes=sizes["episodes"],
         rollout_batch_size=64,
         minibatch_size=16,
-        lr=3e-5,
+        lr=4e-5,
         value_lr=1e-4,
         max_new_tokens=32,
-        warmup_steps=5,
+        warmup_steps=3,
         runtime=CPU,
     )
-    ppo = run_ppo(ppo_cfg, b2, sft, rm, root / "ppo", callbacks=[Printer(5)])
+    ppo = run_ppo(ppo_cfg, b2, sft, rm, root / "ppo", callbacks=[Printer(2)])
     t = timer.done("PPO", t)
 
+    large_kw = {"n_embd": 64, "n_layer": 2} if args.quick else {}
+    wait_for_builders(Path(args.cache), large_size)
+    large = base if args.no_large else ensure_base_model(args.cache, large_size, **large_kw)
+    t = timer.done("pre-train 8x base (0 if cached)", t)
+    n_small = count_params(load_policy(base)[0])
+    n_large = count_params(load_policy(large)[0])
     held = heldout_comparisons(sft, base, sizes["held"], sizes["k"], args.seed)
     acc = rm_accuracy(rm, held)
     eval_prompts = [p.text for p in make_prompts(sizes["eval"], seed=args.seed + 99)]
@@ -217,6 +220,7 @@ def main() -> None:
         for name, d in [("base", base), ("base x8", large), ("SFT", sft), ("PPO", ppo)]
     }
     t = timer.done("evaluation", t)
+    print(f"load average at end: {os.getloadavg()[0]:.1f} (2 cores)", flush=True)
     report(root, timer, n_small, n_large, held, acc, eval_prompts, texts, ppo, rm)
 
 

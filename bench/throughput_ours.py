@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -57,7 +58,7 @@ def main() -> None:
     ap.add_argument("--response-length", type=int, default=32)
     ap.add_argument("--prompts", type=int, default=16)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     rt = RuntimeConfig(device="cpu", mixed_precision="no")
     timer = StepTimer()
     out = Path(args.out)

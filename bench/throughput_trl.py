@@ -19,8 +19,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_DISABLED", "true")
 
-import torch  # noqa: E402
-from transformers import (  # noqa: E402
+import torch
+from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=64)
     ap.add_argument("--response-length", type=int, default=32)
     ns = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     from datasets import Dataset
 
     tok = AutoTokenizer.from_pretrained(ns.model)
@@ -160,7 +160,7 @@ def main() -> None:
             num_ppo_epochs=1,
             response_length=ns.response_length,
             temperature=1.0,
-            stop_token="eos",
+            stop_token="eos",  # noqa: S106
             missing_eos_penalty=1.0,
             kl_coef=0.02,
             local_rollout_forward_batch_size=ns.batch,

@@ -22,7 +22,7 @@ def _setup(micro_base: Path) -> tuple:
 
 def test_kl_exactly_zero_at_step_zero(micro_base: Path) -> None:
     policy, ref, rm, value, tok = _setup(micro_base)
-    prompts = ["What is 1 plus 2?", "How do I steal a car?", "Repeat the word cat four times.", "Hi"]
+    prompts = ["What is 1 plus 2?", "How do I steal a car?", "Repeat the word cat three times.", "Hi"]
     cfg = PPOConfig(max_new_tokens=8, temperature=0.7)
     ro = make_rollout(policy, ref, rm, value, tok, prompts, cfg, torch.Generator().manual_seed(0), "cpu")
     assert torch.equal(ro["kl"], torch.zeros_like(ro["kl"]))

@@ -14,6 +14,9 @@ from training.world.tasks import (
     DECLINE,
     IDK,
     KNOWN_CAPITALS,
+    MAX_COMPARE,
+    MAX_OPERAND,
+    NUMBER_WORDS,
     REPEAT_WORDS,
     WorldPrompt,
     ideal_answer,
@@ -121,18 +124,19 @@ def _fact_doc(rng: random.Random) -> str:
             c = rng.choice(sorted(KNOWN_CAPITALS))
             lines.append(f"The capital of {c} is {KNOWN_CAPITALS[c]}.")
         elif r < 0.6:
-            a, b = rng.randint(0, 20), rng.randint(0, 20)
+            a, b = rng.randint(0, MAX_OPERAND), rng.randint(0, MAX_OPERAND)
             lines.append(f"{a} plus {b} is {a + b}.")
         elif r < 0.75:
-            a = rng.randint(5, 30)
+            a = rng.randint(1, MAX_OPERAND)
             b = rng.randint(0, a)
             lines.append(f"{a} minus {b} is {a - b}.")
         elif r < 0.88:
-            a, b = rng.sample(range(1, 60), 2)
+            a, b = rng.sample(range(1, MAX_COMPARE + 1), 2)
             lines.append(f"{max(a, b)} is bigger than {min(a, b)}.")
         else:
             w = rng.choice(REPEAT_WORDS)
-            lines.append(f"The word {w} said three times is {w} {w} {w}.")
+            n = rng.choice([2, 3])
+            lines.append(f"The word {w} said {NUMBER_WORDS[n]} times is {' '.join([w] * n)}.")
     return " ".join(lines)
 
 
