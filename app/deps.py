@@ -19,7 +19,9 @@ def _db_session() -> Iterator[Session]:
         yield session
         session.commit()
     except BaseException:
-        session.rollback()
+        # close() (in finally) rolls the transaction back through the pool without expiring the
+        # loaded rows: the error page rendered after this still shows who is signed in, where
+        # rollback() would leave an expired, detached user and turn every 4xx page into a 500.
         raise
     finally:
         session.close()
