@@ -191,15 +191,14 @@ def _free_slots(db: Session, task: Task, now: datetime, exclude_user: int | None
 
 def _candidate(db: Session, user: User, queue_id: int | None, now: datetime, skip: list[int],
                skip_locked: bool) -> int | None:
-    stmt = (
-        select(Task.id)
-        .join(PromptQueue, PromptQueue.id == Task.queue_id)
-        .where(*_eligible(user, now))
-        .order_by(PromptQueue.priority.desc(), Task.id)
-        .limit(1)
-    )
+    stmt = select(Task.id).join(PromptQueue, PromptQueue.id == Task.queue_id).where(*_eligible(user, now))
     if queue_id is not None:
-        stmt = stmt.where(Task.queue_id == queue_id)
+        # One queue: priority is constant, so walk (queue_id, status, id) in index order and stop
+        # at the first eligible task instead of sorting every open task of the queue.
+        stmt = stmt.where(Task.queue_id == queue_id).order_by(Task.id)
+    else:
+        stmt = stmt.order_by(PromptQueue.priority.desc(), Task.id)
+    stmt = stmt.limit(1)
     if skip:
         stmt = stmt.where(Task.id.not_in(skip))
     if db.get_bind().dialect.name == "postgresql":
