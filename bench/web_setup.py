@@ -167,6 +167,9 @@ def seed(target: Target, labelers: int, ranking_tasks: int, demo_tasks: int, ove
             qids[kind] = qid
         for kind, n in (("ranking", ranking_tasks), ("demonstration", demo_tasks)):
             _stock(conn, Prompt, Task, Completion, qids[kind], kind, n, overlap)
+    # Planner statistics for the bulk-loaded rows (autovacuum would get there, minutes later).
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("ANALYZE")
     engine.dispose()
     return Seeded(qids["ranking"], qids["demonstration"], names)
 
