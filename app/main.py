@@ -120,7 +120,19 @@ def error_response(request: Request, status: int, message: str) -> Response:
         from urllib.parse import quote
 
         return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+    _forget_expired_user(request)
     return render(request, "error.html", {"status": status, "message": message}, status_code=status)
+
+
+def _forget_expired_user(request: Request) -> None:
+    """Drop a signed-in user whose row a failed commit expired (it cannot be reloaded any more)."""
+    from sqlalchemy import inspect
+
+    user = getattr(request.state, "user", None)
+    if user is not None:
+        state = inspect(user)
+        if state.expired_attributes or "role_rows" in state.unloaded:
+            request.state.user = None
 
 
 def _validation_message(exc: RequestValidationError) -> str:

@@ -120,3 +120,23 @@ def _token(db, factory) -> str:  # type: ignore[no-untyped-def]
 
     _, plain = create_api_token(db, "t", ["prompts:write"], factory.user("admin"))
     return plain
+
+
+def test_a_commit_lost_with_the_database_is_a_retryable_503(login, db, monkeypatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    web = login("labeler")
+    real_commit = db.commit
+
+    def lost_commit() -> None:
+        db.expire_all()  # what a failed commit's rollback does to the loaded rows
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(db, "commit", lost_commit)
+    page = web.get("/label")
+    api = web.get("/label", headers={"accept": "application/json"})
+    monkeypatch.setattr(db, "commit", real_commit)
+    assert page.status_code == 503 and page.headers["retry-after"] == "5"
+    assert "not reachable" in page.text and "nothing was saved" in page.text and "Traceback" not in page.text
+    assert api.status_code == 503 and "try again" in api.json()["detail"]
+    _assert_secure(page)
