@@ -9,13 +9,22 @@ from fastapi import Depends
 from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
-from app.db import session_scope
+from app.db import session_factory
 
 
 def _db_session() -> Iterator[Session]:
     """One session per request, committed before the response is sent, rolled back on error."""
-    with session_scope() as session:
+    session = session_factory()()
+    try:
         yield session
+        session.commit()
+    except BaseException:
+        # close() (in finally) rolls the transaction back through the pool without expiring the
+        # loaded rows: the error page rendered after this still shows who is signed in, where
+        # rollback() would leave an expired, detached user and turn every 4xx page into a 500.
+        raise
+    finally:
+        session.close()
 
 
 # scope="function": the commit happens before the response leaves, so an acknowledged

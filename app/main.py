@@ -9,7 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,6 +55,54 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class StaticCache:
+    """Cache headers for /static: fingerprinted URLs (?v=hash) are immutable for a year."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fingerprinted = scope["type"] == "http" and b"v=" in scope.get("query_string", b"")
+        value = b"public, max-age=31536000, immutable" if fingerprinted else b"no-cache"
+
+        async def send_cached(message: Message) -> None:
+            if message["type"] == "http.response.start" and message.get("status", 200) < 400:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
+                message["headers"] = [*headers, (b"cache-control", value)]
+            await send(message)
+
+        await self.app(scope, receive, send_cached)
+
+
+class UploadLimit:
+    """Refuse a body whose declared length is past the upload limit, with a clear 413, unread.
+
+    Bodies without a length (chunked) are cut off by FastAPI's `max_body_size` backstop.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope.get("headers", [])).get(b"content-length", b"0")
+            # A file of exactly the limit still fits: the form around it gets 1 MiB of slack.
+            if length.isdigit() and int(length) > self.limit + 1024 * 1024:
+                mib = max(1, self.limit // (1024 * 1024))
+                response = _bare_error(Request(scope), 413, f"The request is larger than the {mib} MiB "
+                                       "upload limit; nothing was stored.")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+UNAVAILABLE = (
+    "The database is not reachable right now, so nothing was saved. "
+    "Your work on this page is still here: try again in a moment."
+)
+
+
 def wants_json(request: Request) -> bool:
     """API clients get JSON errors; browsers get pages."""
     accept = request.headers.get("accept", "")
@@ -70,7 +120,19 @@ def error_response(request: Request, status: int, message: str) -> Response:
         from urllib.parse import quote
 
         return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+    _forget_expired_user(request)
     return render(request, "error.html", {"status": status, "message": message}, status_code=status)
+
+
+def _forget_expired_user(request: Request) -> None:
+    """Drop a signed-in user whose row a failed commit expired (it cannot be reloaded any more)."""
+    from sqlalchemy import inspect
+
+    user = getattr(request.state, "user", None)
+    if user is not None:
+        state = inspect(user)
+        if state.expired_attributes or "role_rows" in state.unloaded:
+            request.state.user = None
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -93,11 +155,56 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404 and message == "Not Found":
             message = "There is no page at this address."
+        elif exc.status_code == 413:
+            limit = request.app.state.settings.max_upload_bytes // (1024 * 1024)
+            message = f"The request is larger than the {limit} MiB upload limit; nothing was stored."
         return error_response(request, exc.status_code, message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         return error_response(request, 422, _validation_message(exc))
+
+    @app.exception_handler(DBAPIError)
+    async def _database_down(request: Request, exc: DBAPIError) -> Response:
+        # Lost connections and lock timeouts are retryable: the transaction was rolled back.
+        if not (exc.connection_invalidated or _is_operational(exc)):
+            raise exc
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                    type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
+        response = error_response(request, 503, UNAVAILABLE)
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # The traceback goes to the log; the user gets a page (with the security headers).
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _bare_error(request, 500, "Something went wrong on our side. Try again; if it keeps "
+                           "happening, tell an admin the time it happened.")
+
+
+def _is_operational(exc: DBAPIError) -> bool:
+    from sqlalchemy.exc import OperationalError
+
+    return isinstance(exc, OperationalError)
+
+
+def _bare_error(request: Request, status: int, message: str) -> Response:
+    """An error response that needs neither the session nor the database (outermost handler)."""
+    if wants_json(request):
+        response: Response = JSONResponse({"detail": message}, status_code=status)
+    else:
+        from fastapi.responses import HTMLResponse
+        from markupsafe import escape
+
+        response = HTMLResponse(
+            f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Error {status}</title>"
+            f"</head><body><main><h1>Error {status}</h1><p>{escape(message)}</p>"
+            f"<p><a href=\"/\">Start page</a></p></main></body></html>",
+            status_code=status,
+        )
+    response.headers.update({k.decode(): v.decode() for k, v in SECURITY_HEADERS.items()})
+    return response
 
 
 def include_routers(app: FastAPI) -> None:
@@ -106,6 +213,22 @@ def include_routers(app: FastAPI) -> None:
         router = getattr(module, "router", None)
         if router is not None:
             app.include_router(router)
+
+
+def _describe_bearer_tokens(app: FastAPI) -> None:
+    """Name the bearer-token scheme the JSON API routes declare in the OpenAPI description."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http", "scheme": "bearer",
+                "description": "An API token created under Admin > API tokens, with the route's scope.",
+            }
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -118,11 +241,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        # Bodies past the upload limit are refused with 413 before they are read in full.
+        max_body_size=2 * settings.max_upload_bytes + 2 * 1024 * 1024,
     )
     app.state.settings = settings
+    _describe_bearer_tokens(app)
     install_error_handlers(app)
     include_routers(app)
-    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.mount("/static", StaticCache(StaticFiles(directory=str(STATIC_DIR))), name="static")
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key,
@@ -131,6 +257,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         same_site="lax",
         https_only=settings.secure_cookies,
     )
+    # Text responses are compressed (a ranking page is ~25 KB of HTML before gzip).
+    app.add_middleware(UploadLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(GZipMiddleware, minimum_size=500, compresslevel=6)
     app.add_middleware(SecurityHeaders)
     return app
 

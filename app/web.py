@@ -27,7 +27,13 @@ _md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table"
 
 def render_markdown(text: str | None) -> Markup:
     """Safe markdown: raw HTML is escaped by the parser, links keep their text."""
-    return Markup(_md.render(text or ""))  # noqa: S704 - markdown-it escapes raw HTML with html=False
+    return Markup(_rendered(text or ""))  # noqa: S704 - markdown-it escapes raw HTML with html=False
+
+
+@lru_cache(maxsize=256)
+def _rendered(text: str) -> str:
+    # Guidelines are rendered on every task page view and change rarely: keep the HTML.
+    return _md.render(text)
 
 
 @lru_cache(maxsize=256)

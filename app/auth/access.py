@@ -34,11 +34,15 @@ def csrf_token(request: Request) -> str:
     return str(token)
 
 
-async def check_csrf(request: Request) -> None:
-    """Refuse a state-changing request whose token (form field or header) does not match."""
+async def sent_csrf(request: Request) -> str | None:
+    """The CSRF token a state-changing request carries (header or form field), if any.
+
+    Async and free of database work: the rules below are plain functions that FastAPI runs in
+    its thread pool, so a slow database (or a SQLite write lock) never blocks the event loop
+    that the requests holding the lock need in order to finish.
+    """
     if request.method in SAFE_METHODS:
-        return
-    expected = request.session.get("csrf")
+        return None
     sent = request.headers.get(CSRF_HEADER)
     if not sent:
         ctype = request.headers.get("content-type", "")
@@ -46,6 +50,17 @@ async def check_csrf(request: Request) -> None:
             form = await request.form()
             value = form.get(CSRF_FIELD)
             sent = value if isinstance(value, str) else None
+    return sent
+
+
+SentCSRF = Annotated[str | None, Depends(sent_csrf)]
+
+
+def check_csrf(request: Request, sent: str | None) -> None:
+    """Refuse a state-changing request whose token (form field or header) does not match."""
+    if request.method in SAFE_METHODS:
+        return
+    expected = request.session.get("csrf")
     if not expected or not sent or not hmac.compare_digest(str(expected), sent):
         raise CSRFError("The form expired or did not come from this site. Reload the page and try again.")
 
@@ -89,8 +104,8 @@ class _Public(AccessRule):
     name = "public"
     anonymous_ok = True
 
-    async def __call__(self, request: Request, db: DB) -> User | None:
-        await check_csrf(request)
+    def __call__(self, request: Request, db: DB, sent: SentCSRF) -> User | None:
+        check_csrf(request, sent)
         return session_user(request, db)
 
 
@@ -98,11 +113,11 @@ class _SignedIn(AccessRule):
     name = "signed_in"
     allowed_roles = frozenset(Role)
 
-    async def __call__(self, request: Request, db: DB) -> User:
+    def __call__(self, request: Request, db: DB, sent: SentCSRF) -> User:
         user = session_user(request, db)
         if user is None:
             raise NotAuthenticated("Please sign in.")
-        await check_csrf(request)
+        check_csrf(request, sent)
         return user
 
 
@@ -111,13 +126,13 @@ class _Roles(AccessRule):
         self.allowed_roles = frozenset(roles)
         self.name = "roles(" + ",".join(sorted(r.value for r in roles)) + ")"
 
-    async def __call__(self, request: Request, db: DB) -> User:
+    def __call__(self, request: Request, db: DB, sent: SentCSRF) -> User:
         user = session_user(request, db)
         if user is None:
             raise NotAuthenticated("Please sign in.")
         if not user.has_role(*self.allowed_roles):
             raise Forbidden("Your account does not have access to this page.")
-        await check_csrf(request)
+        check_csrf(request, sent)
         return user
 
 
@@ -128,7 +143,7 @@ class _ApiToken(AccessRule):
         self.token_scope = scope
         self.name = f"api_token({scope})"
 
-    async def __call__(self, request: Request, db: DB) -> ApiToken:
+    def __call__(self, request: Request, db: DB) -> ApiToken:
         header = request.headers.get("authorization", "")
         scheme, _, plain = header.partition(" ")
         if scheme.lower() != "bearer" or not plain:

@@ -59,8 +59,9 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, _: access.CurrentUser) -> Response:
-    """End the session."""
+def logout(request: Request, db: DB, user: access.CurrentUser) -> Response:
+    """End the session; a copy of the old cookie no longer signs anyone in (all devices sign out)."""
+    service.end_sessions(db, user)
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 

@@ -105,6 +105,12 @@ def authenticate(db: Session, settings: Settings, username: str, password: str, 
     return user
 
 
+def end_sessions(db: Session, user: User) -> None:
+    """Invalidate every session cookie issued to `user` (sessions are signed cookies, not rows)."""
+    user.session_epoch = user.session_epoch + 1
+    db.flush()
+
+
 def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.enums import AssignmentStatus, TaskKind
-from app.errors import Conflict
+from app.errors import Conflict, NotFound
 from app.labeling import service
 from app.labeling.models import Assignment, Task
 from app.prompts.models import GuidelineVersion, Prompt, PromptQueue
@@ -64,7 +65,17 @@ class TaskPage:
 
 def task_page(db: Session, user: User, assignment_id: int, *, renew: bool = True) -> TaskPage:
     """Load the user's assignment for display, reviving an expired lease when its slot is free."""
-    a = service.assignment_for(db, user, assignment_id)
+    row = db.execute(
+        select(Assignment, Task, PromptQueue, Prompt, GuidelineVersion)
+        .join(Task, Task.id == Assignment.task_id)
+        .join(PromptQueue, PromptQueue.id == Task.queue_id)
+        .outerjoin(Prompt, Prompt.id == Task.prompt_id)
+        .outerjoin(GuidelineVersion, GuidelineVersion.id == Assignment.guideline_version_id)
+        .where(Assignment.id == assignment_id)
+    ).first()  # one query for what every view needs (was five)
+    if row is None or row[0].user_id != user.id:
+        raise NotFound("This task is not yours or does not exist.")
+    a, task, queue, prompt, guideline = row
     lost = ""
     if (renew and a.status not in (AssignmentStatus.submitted.value, AssignmentStatus.skipped.value)
             and service.needs_hold(a)):
@@ -72,11 +83,6 @@ def task_page(db: Session, user: User, assignment_id: int, *, renew: bool = True
             service.hold(db, user, a.id)
         except Conflict as exc:
             lost = exc.message
-    task = a.task
-    queue = db.get(PromptQueue, task.queue_id)
-    assert queue is not None
-    prompt = db.get(Prompt, task.prompt_id) if task.prompt_id else None
-    guideline = db.get(GuidelineVersion, a.guideline_version_id) if a.guideline_version_id else None
     shown = shown_completions(db, a)
     page = TaskPage(a, task, queue, prompt, guideline, [(letter(i), c) for i, c in enumerate(shown)], lost)
     draft = from_draft(a.draft_text) if task.kind == TaskKind.ranking.value else None

@@ -199,15 +199,14 @@ def _free_slots(db: Session, task: Task, now: datetime, exclude_user: int | None
 
 def _candidate(db: Session, user: User, queue_id: int | None, now: datetime, skip: list[int],
                skip_locked: bool) -> int | None:
-    stmt = (
-        select(Task.id)
-        .join(PromptQueue, PromptQueue.id == Task.queue_id)
-        .where(*_eligible(user, now))
-        .order_by(PromptQueue.priority.desc(), Task.id)
-        .limit(1)
-    )
+    stmt = select(Task.id).join(PromptQueue, PromptQueue.id == Task.queue_id).where(*_eligible(user, now))
     if queue_id is not None:
-        stmt = stmt.where(Task.queue_id == queue_id)
+        # One queue: priority is constant, so walk (queue_id, status, id) in index order and stop
+        # at the first eligible task instead of sorting every open task of the queue.
+        stmt = stmt.where(Task.queue_id == queue_id).order_by(Task.id)
+    else:
+        stmt = stmt.order_by(PromptQueue.priority.desc(), Task.id)
+    stmt = stmt.limit(1)
     if skip:
         stmt = stmt.where(Task.id.not_in(skip))
     if db.get_bind().dialect.name == "postgresql":
@@ -322,14 +321,24 @@ LOST_LEASE = (
 
 
 def lock_assignment(db: Session, user: User, assignment_id: int) -> Assignment:
-    """The user's assignment, re-read under its task's row lock (serializes submits of one task)."""
-    a = assignment_for(db, user, assignment_id)
-    task = _lock_task(db, a.task_id)
-    db.refresh(a)
-    if task is not None:
-        # Keep the locked row reachable from the assignment, so later lookups of it in this
-        # request come from the identity map instead of another query.
-        set_committed_value(a, "task", task)
+    """The user's assignment, re-read under its task's row lock (serializes submits of one task).
+
+    One statement locks the task row and re-reads both rows (was three: read, lock, refresh).
+    """
+    stmt = (
+        select(Assignment, Task)
+        .join(Task, Task.id == Assignment.task_id)
+        .where(Assignment.id == assignment_id)
+        .with_for_update(of=Task)
+        .execution_options(populate_existing=True)
+    )
+    row = db.execute(stmt).first()
+    if row is None or row[0].user_id != user.id:
+        raise NotFound("This task is not yours or does not exist.")
+    a, task = row
+    # Keep the locked row reachable from the assignment, so later lookups of it in this
+    # request come from the identity map instead of another query.
+    set_committed_value(a, "task", task)
     return a
 
 

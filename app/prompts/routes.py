@@ -209,15 +209,49 @@ INGEST_EXAMPLE = {
 }
 
 
+INGEST_BODY = {
+    "type": "object",
+    "required": ["queue", "prompts"],
+    "properties": {
+        "queue": {"oneOf": [{"type": "integer"}, {"type": "string", "minLength": 1}],
+                  "description": "queue id or name"},
+        "mode": {"type": "string", "enum": ["valid_rows", "all_or_nothing"], "default": "valid_rows"},
+        "prompts": {
+            "type": "array", "minItems": 1, "maxItems": service.MAX_API_PROMPTS,
+            "items": {
+                "type": "object", "required": ["prompt"],
+                "properties": {
+                    "prompt": {"type": "string"},
+                    "user_id": {"type": "string", "description": "the end user the prompt came from"},
+                    "meta": {"type": "object"},
+                },
+            },
+        },
+    },
+}
+_ERROR = {"application/json": {"schema": {"type": "object", "required": ["detail"],
+                                          "properties": {"detail": {"type": "string"}}}}}
+
+
 @router.post(
     "/api/prompts",
     status_code=201,
-    summary="Ingest prompts with an API token (scope prompts:write)",
-    responses={
-        201: {"description": "Valid rows taken; the report lists rejected, duplicate and capped rows"},
-        422: {"description": "Nothing taken: every row was bad, or a bad row in all_or_nothing mode"},
+    summary="Ingest prompts into a queue",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": INGEST_BODY, "example": INGEST_EXAMPLE}},
+        },
+        "security": [{"bearer": []}],
     },
-    openapi_extra={"requestBody": {"content": {"application/json": {"example": INGEST_EXAMPLE}}}},
+    responses={
+        400: {"description": "the body is not what the API takes", "content": _ERROR},
+        401: {"description": "no token, or an unknown or revoked one", "content": _ERROR},
+        403: {"description": "the token lacks the prompts:write scope", "content": _ERROR},
+        404: {"description": "no such queue", "content": _ERROR},
+        413: {"description": "the body is past the upload limit", "content": _ERROR},
+        422: {"description": "no row was accepted; the report says why, by row"},
+    },
 )
 def ingest(
     db: DB, settings: SettingsDep, token: TokenWrite, payload: Annotated[dict[str, Any], Body()]

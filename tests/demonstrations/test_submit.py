@@ -57,7 +57,7 @@ def test_written_prompt_goes_to_the_queue_pool_for_review(db, factory) -> None:
     a = labeling.next_task(db, user)
     assert a is not None and a.task_id == t.id
     p = submit_written_prompt(db, user, a.id, "Q: 2+2\nA: 4\nQ: 3+3\nA:")
-    expected = ("labeler", user.id, q.id, PIIStatus.unchecked.value)
+    expected = ("labeler", user.id, q.id, PIIStatus.clear.value)  # screened: nothing personal
     assert (p.source, p.author_id, p.queue_id, p.pii_status) == expected
     assert p.meta["hint"] == "few_shot" and p.meta["assignment_id"] == a.id
     again = submit_written_prompt(db, user, a.id, "different")
