@@ -43,7 +43,7 @@ def test_every_assignment_route_refuses_another_labelers_assignment(login, db, f
     a = service.next_task(db, owner.user, q.id)
     assert a is not None
     db.commit()
-    before = (a.status, a.lease_expires_at, a.draft_text)
+    before = (a.status, a.lease_expires_at.replace(tzinfo=None), a.draft_text)  # SQLite stores naive UTC
     routes = _assignment_routes(app)
     # every action on an assignment: page, renew, draft, skip, prompt, ranking, demonstration
     assert {p for _, p in routes} >= {
@@ -58,7 +58,7 @@ def test_every_assignment_route_refuses_another_labelers_assignment(login, db, f
         assert "not yours" in resp.text, (method, url)
         assert "Completion 0 of task" not in resp.text and q.name not in resp.text
     db.refresh(a)
-    assert (a.status, a.lease_expires_at, a.draft_text) == before
+    assert (a.status, a.lease_expires_at.replace(tzinfo=None), a.draft_text) == before
     assert db.scalar(select(func.count(Ranking.id)).where(Ranking.assignment_id == a.id)) == 0
     assert db.scalar(select(func.count(Demonstration.id)).where(Demonstration.assignment_id == a.id)) == 0
     # the owner still can
