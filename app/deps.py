@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from app.config import Settings, get_settings
 from app.db import session_factory
@@ -31,3 +32,15 @@ def _db_session() -> Iterator[Session]:
 # request is durable (FastAPI's default runs exit code after sending).
 DB = Annotated[Session, Depends(_db_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def _posted_form(request: Request) -> FormData:
+    """The request's form, parsed on the event loop so the route itself can stay a plain function.
+
+    Plain (sync) routes run in the thread pool; an async route doing database work would block
+    the event loop (under SQLite, while another request needs the loop to release the write lock).
+    """
+    return await request.form()
+
+
+PostedForm = Annotated[FormData, Depends(_posted_form)]

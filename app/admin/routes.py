@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.admin import service
 from app.auth.access import AdminUser
-from app.deps import DB
+from app.deps import DB, PostedForm
 from app.enums import Role
 from app.navigation import NavItem
 from app.prompts.service import queues_with_progress
@@ -44,9 +44,8 @@ def users(request: Request, db: DB, _: AdminUser) -> Response:
 
 
 @router.post("/admin/users", response_class=HTMLResponse)
-async def invite(request: Request, db: DB, _: AdminUser) -> Response:
+def invite(request: Request, db: DB, _: AdminUser, form: PostedForm) -> Response:
     """Create a user; a generated temporary password is shown once."""
-    form = await request.form()
     user, temp = service.invite_user(
         db,
         str(form.get("username", "")),
@@ -64,9 +63,8 @@ async def invite(request: Request, db: DB, _: AdminUser) -> Response:
 
 
 @router.post("/admin/users/{user_id}/roles")
-async def roles(request: Request, db: DB, admin: AdminUser, user_id: int) -> Response:
+def roles(request: Request, db: DB, admin: AdminUser, user_id: int, form: PostedForm) -> Response:
     """Replace a user's roles."""
-    form = await request.form()
     service.set_roles(db, admin, user_id, [str(r) for r in form.getlist("role")])
     return _see("/admin/users")
 
@@ -105,9 +103,8 @@ def tokens(request: Request, db: DB, _: AdminUser) -> Response:
 
 
 @router.post("/admin/tokens", response_class=HTMLResponse)
-async def create_token(request: Request, db: DB, admin: AdminUser) -> Response:
+def create_token(request: Request, db: DB, admin: AdminUser, form: PostedForm) -> Response:
     """Create a token; its secret is shown once and only its hash is kept."""
-    form = await request.form()
     token, plain = service.create_token(
         db, admin, str(form.get("name", "")), [str(s) for s in form.getlist("scope")]
     )

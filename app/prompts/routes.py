@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from app.auth import access
 from app.auth.access import AdminUser
 from app.auth.models import ApiToken
-from app.deps import DB, SettingsDep
+from app.deps import DB, PostedForm, SettingsDep
 from app.errors import AppError
 from app.prompts import review, service
 from app.web import render
@@ -36,9 +36,9 @@ def new_queue(request: Request, _: AdminUser) -> Response:
 
 
 @router.post("/admin/queues")
-async def create_queue(request: Request, db: DB, admin: AdminUser) -> Response:
+def create_queue(request: Request, db: DB, admin: AdminUser, form: PostedForm) -> Response:
     """Create a queue, then show it; bad input re-shows the form with what was typed."""
-    data = dict(await request.form())
+    data = dict(form)
     try:
         queue = service.create_queue(db, data, admin)
     except AppError as exc:
@@ -68,9 +68,9 @@ def edit_queue(request: Request, db: DB, _: AdminUser, queue_id: int) -> Respons
 
 
 @router.post("/admin/queues/{queue_id}")
-async def update_queue(request: Request, db: DB, admin: AdminUser, queue_id: int) -> Response:
+def update_queue(request: Request, db: DB, admin: AdminUser, queue_id: int, form: PostedForm) -> Response:
     """Save a queue's settings (changed guidelines become a new version); bad input re-shows the form."""
-    data = dict(await request.form())
+    data = dict(form)
     queue = service.get_queue(db, queue_id)
     try:
         service.update_queue(db, queue_id, data, admin)
@@ -174,9 +174,8 @@ def pii_review(request: Request, db: DB, _: AdminUser, prompt_id: int) -> Respon
 
 
 @router.post("/admin/pii/{prompt_id}/redact")
-async def pii_redact(request: Request, db: DB, admin: AdminUser, prompt_id: int) -> Response:
+def pii_redact(request: Request, db: DB, admin: AdminUser, prompt_id: int, form: PostedForm) -> Response:
     """Redact the chosen findings (and extra strings); the prompt goes on to labeling."""
-    form = await request.form()
     chosen = [int(v) for v in form.getlist("finding") if isinstance(v, str) and v.isdigit()]
     review.redact_prompt(
         db, prompt_id, admin, chosen, str(form.get("extra", ""))[:5000], str(form.get("note", ""))[:2000]
@@ -213,13 +212,18 @@ INGEST_BODY = {
     "type": "object",
     "required": ["queue", "prompts"],
     "properties": {
-        "queue": {"oneOf": [{"type": "integer"}, {"type": "string", "minLength": 1}],
-                  "description": "queue id or name"},
+        "queue": {
+            "oneOf": [{"type": "integer"}, {"type": "string", "minLength": 1}],
+            "description": "queue id or name",
+        },
         "mode": {"type": "string", "enum": ["valid_rows", "all_or_nothing"], "default": "valid_rows"},
         "prompts": {
-            "type": "array", "minItems": 1, "maxItems": service.MAX_API_PROMPTS,
+            "type": "array",
+            "minItems": 1,
+            "maxItems": service.MAX_API_PROMPTS,
             "items": {
-                "type": "object", "required": ["prompt"],
+                "type": "object",
+                "required": ["prompt"],
                 "properties": {
                     "prompt": {"type": "string"},
                     "user_id": {"type": "string", "description": "the end user the prompt came from"},
@@ -229,8 +233,11 @@ INGEST_BODY = {
         },
     },
 }
-_ERROR = {"application/json": {"schema": {"type": "object", "required": ["detail"],
-                                          "properties": {"detail": {"type": "string"}}}}}
+_ERROR = {
+    "application/json": {
+        "schema": {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
+    }
+}
 
 
 @router.post(
