@@ -42,5 +42,16 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check app training tests bench migrations
 	$(VENV)/bin/mypy
 
+# Benchmarks print tables; their figures are quoted in the README with these commands.
+bench-alignment: $(STAMP)
+	$(PY) -m bench.alignment
+
+bench-training: $(STAMP)
+	bash bench/setup_trl.sh
+	$(PY) -m bench.training_throughput
+
+bench-web: $(STAMP)
+	$(PY) -m bench.web_load
+
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
