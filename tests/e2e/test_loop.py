@@ -196,3 +196,21 @@ def test_sigkilled_worker_fails_the_round_and_resume_keeps_finished_stages(  # t
     run = wait_for(lambda: (r := _run(run_id)).status in rounds.TERMINAL and r, 420, "the resumed round")
     assert run.status == RunStatus.succeeded.value, (run.error_stage, run.error)
     assert run.stages[0].output_version_id == sft_version  # SFT was not run again
+
+
+def test_cancel_stops_a_running_round(committed_db, micro_base, spawn_worker) -> None:  # type: ignore[no-untyped-def]
+    ids = _setup(committed_db, micro_base)
+    with session_scope() as db:
+        seed_labels(db, ids)
+    spawn_worker("default,training", name="cancel", **FAST_BEATS)
+    run_id = _start_round(ids, reward={**TINY_SETTINGS["reward"], "epochs": 400})
+    wait_for(lambda: _run(run_id).current_stage == "reward", 240, "the reward stage to start")
+    with session_scope() as db:
+        rounds.cancel_run(db, run_id)
+    run = wait_for(
+        lambda: (r := _run(run_id)).status == "cancelled" and r, 60, "the worker to stop the round"
+    )
+    assert [s.status for s in run.stages] == ["succeeded", "cancelled", "pending", "pending"]
+    with session_scope() as db:
+        assert registry.deployed_policy(db).id == ids["base"]
+        assert any("cancelled by ops" in line.line for line in rounds.log_tail(db, run_id))
