@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -22,10 +23,17 @@ def send(task_name: str, args: list[Any], queue: str) -> str | None:
         return None
 
 
-def enqueue_after_commit(db: Session, task_name: str, *args: Any, queue: str) -> None:
-    """Send `task_name(*args)` to `queue` once `db` commits; nothing is sent if it rolls back."""
+def enqueue_after_commit(
+    db: Session, task_name: str, *args: Any, queue: str, on_sent: Callable[[str], None] | None = None
+) -> None:
+    """Send `task_name(*args)` to `queue` once `db` commits; nothing is sent if it rolls back.
+
+    `on_sent(task_id)` runs only when the broker took the message.
+    """
 
     def _after_commit(_session: Session) -> None:
-        send(task_name, list(args), queue)
+        task_id = send(task_name, list(args), queue)
+        if task_id is not None and on_sent is not None:
+            on_sent(task_id)
 
     event.listen(db, "after_commit", _after_commit, once=True)

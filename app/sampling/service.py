@@ -160,7 +160,7 @@ def request_restock_for(db: Session, queue_id: int | None) -> list[int]:
 
 
 # Per web process: one restock request per queue per interval is plenty (the task tops the queue up).
-RESTOCK_REQUEST_INTERVAL_S = 15.0
+RESTOCK_REQUEST_INTERVAL_S = 2.0
 _last_request: dict[int, float] = {}
 
 
@@ -177,6 +177,12 @@ def request_restock(db: Session, queue: PromptQueue) -> bool:
         return False
     if fresh_open_tasks(db, queue.id) >= queue.low_water:
         return False
-    _last_request[queue.id] = now
-    enqueue_after_commit(db, "sampling.restock_queue", queue.id, queue="sampling")
+    queue_id = queue.id
+
+    def _sent(_task_id: str) -> None:
+        # Only a request the broker took starts the quiet interval: after an outage the next
+        # request goes through at once.
+        _last_request[queue_id] = time.monotonic()
+
+    enqueue_after_commit(db, "sampling.restock_queue", queue_id, queue="sampling", on_sent=_sent)
     return True

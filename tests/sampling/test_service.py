@@ -92,7 +92,11 @@ def test_store_skips_when_the_deployment_changed_meanwhile(db, factory, tmp_path
 
 def test_restock_requests_are_throttled_per_queue(db, factory, tmp_path: Path, monkeypatch) -> None:
     sent: list[int] = []
-    monkeypatch.setattr("app.queueing.enqueue_after_commit", lambda db, name, qid, queue: sent.append(qid))
+    def fake_enqueue(db, name, qid, queue, on_sent):  # type: ignore[no-untyped-def]
+        sent.append(qid)
+        on_sent("task-id")  # the broker took it
+
+    monkeypatch.setattr("app.queueing.enqueue_after_commit", fake_enqueue)
     monkeypatch.setattr(service, "_last_request", {})
     q = factory.queue("ranking", k=4, low_water=2)
     assert service.request_restock(db, q) is True
