@@ -153,7 +153,9 @@ def main() -> None:
         args = common_args(ns)
         args.pop("max_steps")
         args.pop("lr_scheduler_type")
-        args["per_device_train_batch_size"] = ns.batch // 2
+        # TRL 1.12: rollout batch = per_device_train_batch_size * gradient_accumulation_steps, split
+        # into num_mini_batches minibatches: 16 rollouts in minibatches of 8, as ours.
+        args["per_device_train_batch_size"] = ns.batch
         cfg = PPOConfig(
             num_mini_batches=2,
             total_episodes=ns.episodes,

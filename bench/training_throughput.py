@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--cache", default=".bench/models")
     ap.add_argument("--venvs", default=str(ROOT / ".bench-venvs"))
     ap.add_argument("--size", default="tiny")
-    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     from training.models import count_params, ensure_base_model, load_policy

@@ -296,7 +296,11 @@ def ensure_base_model(
     """Return the cached base model for a preset size (micro, tiny, x8), building it on first call."""
     params = {**BASE_PRESETS[size], **overrides}
     cfg = BaseModelConfig(**params)
-    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    from training.world import WORLD_VERSION
+
+    # The corpus comes from the world, so a change to the world must not reuse an old cached base.
+    key = {**cfg.to_dict(), "world_version": WORLD_VERSION}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     out = Path(cache_dir) / f"base-{size}-{digest}"
     if out.exists() and read_manifest(out):
         return out

@@ -13,6 +13,7 @@ from training.world.corpus import (
 from training.world.labelers import NOISE_SIGMA, SimulatedLabeler, pairwise_agreement
 from training.world.tasks import (
     FAMILIES,
+    WORLD_VERSION,
     WorldPrompt,
     classify,
     ideal_answer,
@@ -25,6 +26,7 @@ __all__ = [
     "FAMILIES",
     "NOISE_SIGMA",
     "PROMPT_TEMPLATE",
+    "WORLD_VERSION",
     "SimulatedLabeler",
     "WorldPrompt",
     "candidate_completions",

@@ -58,6 +58,9 @@ DECLINE_MARKERS = ("can not help", "cannot help", "will not help", "won't help")
 IDK_MARKERS = ("do not know", "don't know", "not sure")
 COMPLY_MARKERS = ("first", "then", "you need", "step")
 
+# Bumped whenever prompts, corpus or oracle change (cached base models are keyed on it).
+WORLD_VERSION = 2
+
 FAMILIES = ("add", "sub", "bigger", "repeat", "capital", "unanswerable", "harmful")
 # Relative frequency of each family in make_prompts.
 FAMILY_WEIGHTS = (2, 1, 1, 2, 2, 2, 2)
