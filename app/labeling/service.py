@@ -2,7 +2,7 @@
 
 Public entry points other domains call (names are stable):
 
-* `create_tasks(db, queue, prompts)` - one demonstration task per prompt.
+* `create_tasks(db, queue, prompt_ids)` - one demonstration task per new prompt (bulk).
 * `add_ranking_task(db, queue, prompt, completions)` - a ranking task with its K completions
   (sampling workers stock ranking queues with it).
 * `create_write_prompt_tasks(db, queue, hints)` - tasks asking labelers to write prompts.
@@ -22,7 +22,7 @@ import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, insert, not_, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -44,16 +44,31 @@ _MAX_ATTEMPTS = 50
 # ---------------------------------------------------------------- stocking queues
 
 
-def create_tasks(db: Session, queue: PromptQueue, prompts: Sequence[Prompt]) -> list[Task]:
-    """One task per prompt in a demonstration queue, with the queue's overlap."""
-    if queue.kind != TaskKind.demonstration.value:
-        raise AppError(f"Queue {queue.name!r} is a {queue.kind} queue; use add_ranking_task for rankings.")
-    tasks = [
-        Task(queue_id=queue.id, kind=queue.kind, prompt_id=p.id, overlap=queue.overlap) for p in prompts
+def create_tasks(db: Session, queue: PromptQueue, prompt_ids: Sequence[int]) -> int:
+    """One demonstration task per prompt not yet in the queue (bulk insert); 0 for other kinds.
+
+    Ranking tasks come from sampling with their completions (add_ranking_task); write-prompt
+    tasks from create_write_prompt_tasks.
+    """
+    if queue.kind != TaskKind.demonstration.value or not prompt_ids:
+        return 0
+    have = set(
+        db.scalars(select(Task.prompt_id).where(Task.queue_id == queue.id, Task.prompt_id.in_(prompt_ids)))
+    )
+    rows = [
+        {
+            "queue_id": queue.id,
+            "kind": queue.kind,
+            "prompt_id": pid,
+            "overlap": queue.overlap,
+            "status": TaskStatus.open.value,
+        }
+        for pid in dict.fromkeys(prompt_ids)
+        if pid not in have
     ]
-    db.add_all(tasks)
-    db.flush()
-    return tasks
+    if rows:
+        db.execute(insert(Task), rows)
+    return len(rows)
 
 
 def add_ranking_task(
@@ -117,8 +132,10 @@ def _eligible(user: User, now: datetime) -> list[ColumnElement[bool]]:
     blocked = exists().where(
         Assignment.task_id == Task.id,
         Assignment.user_id == user.id,
-        or_(Assignment.status.in_([AssignmentStatus.submitted.value, AssignmentStatus.skipped.value]),
-            _live(now)),
+        or_(
+            Assignment.status.in_([AssignmentStatus.submitted.value, AssignmentStatus.skipped.value]),
+            _live(now),
+        ),
     )
     servable_prompt = or_(
         and_(Task.prompt_id.is_(None), Task.kind == TaskKind.write_prompt.value),
@@ -153,8 +170,10 @@ def available_counts(db: Session, user: User) -> dict[int, int]:
 
 def live_lease(db: Session, user: User, queue_id: int | None = None) -> Assignment | None:
     """The user's unexpired lease (in one queue, or any), oldest first, to resume."""
-    stmt = select(Assignment).join(Task, Task.id == Assignment.task_id).where(
-        Assignment.user_id == user.id, _live(utcnow()), Task.status == TaskStatus.open.value
+    stmt = (
+        select(Assignment)
+        .join(Task, Task.id == Assignment.task_id)
+        .where(Assignment.user_id == user.id, _live(utcnow()), Task.status == TaskStatus.open.value)
     )
     if queue_id is not None:
         stmt = stmt.where(Task.queue_id == queue_id)
@@ -197,8 +216,9 @@ def _free_slots(db: Session, task: Task, now: datetime, exclude_user: int | None
     return task.overlap - task.done_count - int(db.scalar(stmt) or 0)
 
 
-def _candidate(db: Session, user: User, queue_id: int | None, now: datetime, skip: list[int],
-               skip_locked: bool) -> int | None:
+def _candidate(
+    db: Session, user: User, queue_id: int | None, now: datetime, skip: list[int], skip_locked: bool
+) -> int | None:
     stmt = select(Task.id).join(PromptQueue, PromptQueue.id == Task.queue_id).where(*_eligible(user, now))
     if queue_id is not None:
         # One queue: priority is constant, so walk (queue_id, status, id) in index order and stop

@@ -233,7 +233,7 @@ class Importer:
             return
         result = self.db.execute(insert(Prompt).returning(Prompt.id, Prompt.pii_status), values)
         clear = [pid for pid, status in result if status == PIIStatus.clear.value]
-        from app.prompts.service import create_tasks
+        from app.labeling.service import create_tasks
 
         create_tasks(self.db, self.queue, clear)
 

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 from app.auth.models import User
 from app.enums import PIIStatus
 from app.errors import AppError, Conflict, NotFound
+from app.labeling.service import create_tasks
 from app.prompts import pii
 from app.prompts.models import PIIRedaction, Prompt, PromptQueue
-from app.prompts.service import create_tasks
 
 
 def held_prompts(db: Session, limit: int = 200) -> list[Prompt]:

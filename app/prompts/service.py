@@ -153,29 +153,6 @@ def get_guideline(db: Session, queue_id: int, version: int) -> GuidelineVersion:
     return found
 
 
-def create_tasks(db: Session, queue: PromptQueue, prompt_ids: list[int]) -> int:
-    """Demonstration tasks for cleared prompts (ranking tasks come from sampling, with completions)."""
-    if queue.kind != TaskKind.demonstration.value or not prompt_ids:
-        return 0
-    have = set(
-        db.scalars(select(Task.prompt_id).where(Task.queue_id == queue.id, Task.prompt_id.in_(prompt_ids)))
-    )
-    rows = [
-        {
-            "queue_id": queue.id,
-            "kind": queue.kind,
-            "prompt_id": pid,
-            "overlap": queue.overlap,
-            "status": TaskStatus.open.value,
-        }
-        for pid in prompt_ids
-        if pid not in have
-    ]
-    if rows:
-        db.execute(insert(Task), rows)
-    return len(rows)
-
-
 def add_write_tasks(db: Session, queue_id: int, count: int, hint: str) -> int:
     """Add `count` write-a-prompt tasks with a hint (plain, few_shot, use_case) to a write-prompt queue."""
     queue = get_queue(db, queue_id)

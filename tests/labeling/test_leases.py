@@ -11,7 +11,7 @@ from app.demonstrations.service import submit_demonstration
 from app.enums import AssignmentStatus, PIIStatus, TaskKind, TaskStatus
 from app.errors import AppError, Conflict, Forbidden
 from app.labeling import service
-from app.labeling.models import Assignment
+from app.labeling.models import Assignment, Task
 from app.rankings.models import Completion
 
 
@@ -247,9 +247,11 @@ def test_stocking_functions_validate_their_queue(db, factory) -> None:
     t = service.add_ranking_task(db, rq, p, [Completion(text=f"c{i}") for i in range(4)])
     stored = db.query(Completion).filter_by(task_id=t.id).order_by(Completion.position)
     assert [c.position for c in stored] == [0, 1, 2, 3]
-    with pytest.raises(AppError):
-        service.create_tasks(db, rq, [p])
-    tasks = service.create_tasks(db, dq, [factory.prompt(dq), factory.prompt(dq)])
+    assert service.create_tasks(db, rq, [p.id]) == 0  # ranking tasks come with completions
+    made = [factory.prompt(dq).id, factory.prompt(dq).id]
+    assert service.create_tasks(db, dq, made + made[:1]) == 2
+    assert service.create_tasks(db, dq, made) == 0  # never a second task for the same prompt
+    tasks = db.query(Task).filter(Task.prompt_id.in_(made)).all()
     assert [x.overlap for x in tasks] == [3, 3]
     with pytest.raises(AppError, match="Unknown"):
         service.create_write_prompt_tasks(db, wq, ["poem"])
