@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.training.tiny_models import llama_style_tokenizer
 from training.batching import encode_example, sft_batch
 from training.chat import (
     DEFAULT_CHAT_TEMPLATE,
@@ -25,34 +26,6 @@ LLAMA2_TEMPLATE = (
     "{% if m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"
     "{% else %}{{ ' ' + m['content'] + eos_token }}{% endif %}{% endfor %}"
 )
-
-
-def llama_style_tokenizer(template: str | None = None):
-    """A Llama-style tokenizer that adds BOS to every text it encodes with special tokens on."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaTokenizerFast
-
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<unk>", "<s>", "</s>", "<|pad|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    raw.train_from_iterator(["Instruction: What is the capital of France?\nResponse: Paris."] * 4, trainer)
-    tok = LlamaTokenizerFast(
-        tokenizer_object=raw,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<|pad|>",
-        add_bos_token=True,
-        add_eos_token=False,
-    )
-    tok.chat_template = template
-    assert tok("hi")["input_ids"][0] == tok.bos_token_id  # it does add BOS
-    return tok
 
 
 @pytest.mark.parametrize("template", [None, LLAMA2_TEMPLATE], ids=["default-template", "llama2-template"])

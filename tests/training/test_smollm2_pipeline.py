@@ -45,19 +45,23 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny export batch mixing prompt-string rows and conversation (messages) rows."""
     from training.data import write_batch
 
+    def user(q: str) -> dict[str, str]:
+        return {"role": "user", "content": q}
+
     sft = [{"prompt": q, "completion": a} for q, a in FACTS[:2]]
-    sft += [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in FACTS[2:]]
+    sft += [{"messages": [user(q), {"role": "assistant", "content": a}]} for q, a in FACTS[2:]]
     rankings = [
-        {"prompt": q, "completions": [a, "I do not know.", "Bananas."], "ranks": [1, 2, 3]} for q, a in FACTS[:3]
+        {"prompt": q, "completions": [a, "I do not know.", "Bananas."], "ranks": [1, 2, 3]}
+        for q, a in FACTS[:3]
     ]
     rankings.append(
         {
-            "messages": [{"role": "user", "content": FACTS[3][0]}],
+            "messages": [user(FACTS[3][0])],
             "completions": [FACTS[3][1], "Bananas."],
             "ranks": [1, 2],
         }
     )
-    prompts = [{"prompt": q} for q, _ in FACTS[:2]] + [{"messages": [{"role": "user", "content": FACTS[2][0]}]}]
+    prompts = [{"prompt": q} for q, _ in FACTS[:2]] + [{"messages": [user(FACTS[2][0])]}]
     return write_batch(tmp_path_factory.mktemp("batch") / "b", sft=sft, rankings=rankings, prompts=prompts)
 
 
@@ -103,7 +107,8 @@ def test_sft_reward_and_ppo_with_lora_write_plain_loadable_models(
         smollm2,
         tmp_path / "sft",
     )
-    rm = run_reward(RewardConfig(batch_size=2, max_length=48, runtime=CPU, **LORA), batch, sft, tmp_path / "rm")
+    rm_cfg = RewardConfig(batch_size=2, max_length=48, runtime=CPU, **LORA)
+    rm = run_reward(rm_cfg, batch, sft, tmp_path / "rm")
     ppo = run_ppo(
         PPOConfig(
             total_episodes=4,
