@@ -131,8 +131,10 @@ def demo_model(
 ) -> None:
     """Build or import the demo's base policy (cached) and deploy it if no policy is deployed."""
     from app.db import session_scope
-    from app.demo import ensure_demo_policy
+    from app.demo import DEMO_BASES, ensure_demo_policy
 
+    if base not in DEMO_BASES:
+        raise AppError(f"Unknown demo base {base!r}: one of {', '.join(DEMO_BASES)}.")
     world = f"the {size} base model (pre-trained on the world corpus"
     what = world if base == "world" else base + " (imported"
     typer.echo(f"preparing {what} on first use; cached)...")

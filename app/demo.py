@@ -45,6 +45,9 @@ def _demo_prompts(n: int, seed: int) -> list[tuple[str, str, list[str]]]:
     ]
 
 
+DEMO_BASES = ("world", "smollm2")
+
+
 def ensure_demo_policy(db: Session, data_dir: Path, size: str = "tiny", base: str = "world") -> ModelVersion:
     """Build or import (once, cached) the demo's base policy and deploy it if no policy is deployed.
 
@@ -65,7 +68,7 @@ def ensure_demo_policy(db: Session, data_dir: Path, size: str = "tiny", base: st
         path = ensure_smollm2(data_dir / "cache")
         name = Path(path).name
     else:
-        raise AppError(f"Unknown demo base {base!r}: world or smollm2.")
+        raise AppError(f"Unknown demo base {base!r}: one of {', '.join(DEMO_BASES)}.")
     version = db.scalar(select(ModelVersion).where(ModelVersion.path == str(Path(path).resolve())))
     if version is None:
         version = registry.register_version(db, name=name, kind="policy", path=path)
