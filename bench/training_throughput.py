@@ -45,7 +45,8 @@ def matmul_peak_flops(seconds: float = 3.0, n: int = 1024) -> float:
 
 def build_data(root: Path, n_prompts: int, seed: int = 0) -> dict[str, Path]:
     """An export batch (demonstrations, K = 9 rankings, prompts) plus TRL-format JSONL of the same rows."""
-    from training.data import format_prompt, group_comparisons, write_batch
+    from training.chat import render_default
+    from training.data import group_comparisons, write_batch
     from training.world import SimulatedLabeler, candidate_completions, make_prompts
     from training.world.simulate import demonstration_records, prompt_records, ranking_records
 
@@ -58,6 +59,9 @@ def build_data(root: Path, n_prompts: int, seed: int = 0) -> dict[str, Path]:
     rankings = ranking_records(prompts, splits, comps, labelers)
     batch = write_batch(root / "batch", sft=sft, rankings=rankings, prompts=prompt_records(prompts, splits))
     files = {"batch": batch}
+
+    def format_prompt(text: str) -> str:  # the prompt as our stages render it (the chat template), as text
+        return render_default([{"role": "user", "content": text}], add_generation_prompt=True)
 
     def dump(name: str, rows: list[dict[str, Any]]) -> None:
         files[name] = root / f"{name}.jsonl"

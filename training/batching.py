@@ -1,4 +1,4 @@
-"""Tokenising (prompt, completion) records into padded tensors, and scoring them with a reward model."""
+"""Tokenising (prompt or conversation, completion) records into padded tensors; reward-model scoring."""
 
 from __future__ import annotations
 
@@ -6,22 +6,22 @@ from typing import Any
 
 import torch
 
-from training.world.corpus import format_prompt
+from training.chat import Prompt, encode_pair, keep_last, row_completion, row_prompt
 
 
 def encode_example(
-    tokenizer: Any, prompt: str, completion: str, max_length: int, add_eos: bool = True
+    tokenizer: Any, prompt: Prompt, completion: str, max_length: int, add_eos: bool = True
 ) -> tuple[list[int], int]:
-    """Token ids of formatted prompt + " " + completion (+ EOS), and the prompt's length in tokens.
+    """Token ids of the prompt rendered with the chat template + the completion + EOS, and the
+    prompt's length in tokens (training.chat.encode_pair: BOS, if any, only at position 0).
 
-    Prompt and completion are tokenised separately so the boundary is exact; an over-long prompt
-    keeps its last tokens and the completion is cut to fit max_length.
+    An over-long prompt keeps its last tokens (BOS kept first) and the completion is cut to fit max_length.
     """
-    p = tokenizer(format_prompt(prompt))["input_ids"]
-    c = tokenizer(" " + completion.strip())["input_ids"] if completion.strip() else []
-    if add_eos:
-        c = [*c, tokenizer.eos_token_id]
-    p = p[-max(1, max_length // 2) :] if len(p) + len(c) > max_length else p
+    p, c = encode_pair(tokenizer, prompt, completion)
+    if not add_eos and c and c[-1] == tokenizer.eos_token_id:
+        c = c[:-1]
+    if len(p) + len(c) > max_length:
+        p = keep_last(tokenizer, p, max(1, max_length // 2))
     c = c[: max_length - len(p)]
     return p + c, len(p)
 
@@ -43,7 +43,7 @@ def sft_batch(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> di
     """input_ids, attention_mask and labels (-100 on prompt and padding) for SFT rows."""
     seqs, labels = [], []
     for r in rows:
-        ids, n_prompt = encode_example(tokenizer, r["prompt"], r["completion"], max_length)
+        ids, n_prompt = encode_example(tokenizer, row_prompt(r), row_completion(r), max_length)
         seqs.append(ids)
         labels.append([-100] * n_prompt + ids[n_prompt:])
     input_ids, mask = right_pad(seqs, tokenizer.pad_token_id)
@@ -55,7 +55,7 @@ def sft_batch(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> di
 def rm_scores(
     rm: Any,
     tokenizer: Any,
-    prompts: list[str],
+    prompts: list[Prompt],
     completions: list[str],
     max_length: int = 128,
     batch_size: int = 64,

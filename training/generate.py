@@ -9,9 +9,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from training.chat import Prompt, encode_prompt, keep_last
 from training.config import SamplingParams
 from training.losses import position_ids_from_mask, truncate_after_eos
-from training.world.corpus import format_prompt
 
 
 @dataclass
@@ -111,12 +111,13 @@ def decode_response(tokenizer: Any, ids: list[int], eos_id: int, pad_id: int) ->
     return tokenizer.decode([t for t in ids if t not in (eos_id, pad_id)]).strip()
 
 
-def encode_prompts(tokenizer: Any, prompts: list[str], max_len: int | None = None) -> list[list[int]]:
-    """Token ids of the formatted prompts, keeping the last max_len tokens."""
+def encode_prompts(tokenizer: Any, prompts: list[Prompt], max_len: int | None = None) -> list[list[int]]:
+    """Token ids of the prompts (strings or conversations) rendered with the chat template, keeping
+    the last max_len tokens."""
     out = []
     for p in prompts:
-        ids = tokenizer(format_prompt(p))["input_ids"]
-        out.append(ids[-max_len:] if max_len else ids)
+        ids = encode_prompt(tokenizer, p)
+        out.append(keep_last(tokenizer, ids, max_len) if max_len else ids)
     return out
 
 
@@ -145,9 +146,9 @@ class Sampler:
         self.batch_prompts = batch_prompts
 
     def sample(
-        self, prompts: list[str], k: int = 1, params: SamplingParams | None = None
+        self, prompts: list[Prompt], k: int = 1, params: SamplingParams | None = None
     ) -> list[list[Completion]]:
-        """K completions for each prompt, in prompt order."""
+        """K completions for each prompt (a string or a conversation), in prompt order."""
         params = params or SamplingParams()
         gen = torch.Generator(device=self.device)
         if params.seed is not None:
@@ -180,7 +181,7 @@ class Sampler:
 
 
 def sample_completions(
-    model_dir: str | Path, prompts: list[str], k: int, params: SamplingParams | None = None
+    model_dir: str | Path, prompts: list[Prompt], k: int, params: SamplingParams | None = None
 ) -> list[list[Completion]]:
     """Load the policy at model_dir and sample k completions per prompt (see Sampler for repeated use)."""
     return Sampler(model_dir).sample(prompts, k, params)

@@ -31,12 +31,11 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from training.callbacks import Callbacks
+from training.chat import DEFAULT_CHAT_TEMPLATE, EOS_TOKEN, PAD_TOKEN
 from training.checkpoints import read_manifest, write_model_dir
 from training.config import BaseModelConfig, RuntimeConfig
 from training.losses import gather_last, position_ids_from_mask
 
-EOS_TOKEN = "<|endoftext|>"  # noqa: S105 - a token, not a password
-PAD_TOKEN = "<|pad|>"  # noqa: S105
 DROPOUT_KEYS = (
     "resid_pdrop",
     "embd_pdrop",
@@ -88,7 +87,7 @@ def seed_everything(seed: int) -> None:
 
 
 def build_tokenizer(texts: list[str], vocab_size: int = 1024) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer trained on texts, with EOS and a distinct PAD token."""
+    """A byte-level BPE tokenizer trained on texts: EOS, a distinct PAD token, the project's chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -104,6 +103,7 @@ def build_tokenizer(texts: list[str], vocab_size: int = 1024) -> PreTrainedToken
         tokenizer_object=tok, eos_token=EOS_TOKEN, bos_token=EOS_TOKEN, pad_token=PAD_TOKEN, unk_token=None
     )
     fast.padding_side = "left"
+    fast.chat_template = DEFAULT_CHAT_TEMPLATE
     return fast
 
 
@@ -298,8 +298,13 @@ def ensure_base_model(
     cfg = BaseModelConfig(**params)
     from training.world import WORLD_VERSION
 
-    # The corpus comes from the world, so a change to the world must not reuse an old cached base.
-    key = {**cfg.to_dict(), "world_version": WORLD_VERSION}
+    # The corpus comes from the world and is rendered through the chat template, so a change to
+    # either must not reuse an old cached base.
+    key = {
+        **cfg.to_dict(),
+        "world_version": WORLD_VERSION,
+        "chat_template": hashlib.sha256(DEFAULT_CHAT_TEMPLATE.encode()).hexdigest()[:10],
+    }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     out = Path(cache_dir) / f"base-{size}-{digest}"
     if out.exists() and read_manifest(out):

@@ -10,14 +10,15 @@ value losses (plus gamma_ptx * pretraining NLL for PPO-ptx); the EMA of the poli
 
 from __future__ import annotations
 
-import copy
 import random
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from training.adapters import frozen_reference, merged, trainable_parameters, wrap_policy, wrap_reward_model
 from training.callbacks import Callbacks
+from training.chat import Prompt, prompt_text, row_prompt
 from training.checkpoints import write_model_dir
 from training.config import PPOConfig, SamplingParams
 from training.data import read_batch
@@ -63,7 +64,7 @@ def make_rollout(
     rm: Any,
     value: Any,
     tok: Any,
-    prompts: list[str],
+    prompts: list[Prompt],
     cfg: PPOConfig,
     gen: torch.Generator,
     device: Any,
@@ -152,11 +153,12 @@ def load_ptx_rows(cfg: PPOConfig, tok: Any, seq_len: int = 64) -> torch.Tensor:
     return _pack(tok, docs, seq_len)
 
 
-def _oracle_mean(prompts: list[str], texts: list[str]) -> float | None:
+def _oracle_mean(prompts: list[Prompt], texts: list[str]) -> float | None:
     """Mean simulated-world oracle score where the prompts are the world's (else None)."""
     from training.world import oracle_score, parse_prompt
 
-    vals = [oracle_score(p, t) for p, t in zip(prompts, texts, strict=True) if parse_prompt(p) is not None]
+    plain = [prompt_text(p) for p in prompts]
+    vals = [oracle_score(p, t) for p, t in zip(plain, texts, strict=True) if parse_prompt(p) is not None]
     return sum(vals) / len(vals) if vals else None
 
 
@@ -231,24 +233,27 @@ def run_ppo(
     seed_everything(config.runtime.seed)
     acc = make_accelerator(config.runtime)
     batch = read_batch(batch_dir)
-    prompts = [r["prompt"] for r in batch.split("prompts", "train")]
+    prompts = [row_prompt(r) for r in batch.split("prompts", "train")]
     if not prompts:
         raise ValueError(f"{batch_dir}: no train prompts in prompts.jsonl")
     policy, tok = load_policy(policy_dir, dropout=0.0)  # no dropout during RL
-    ref = copy.deepcopy(policy).eval().requires_grad_(False)
+    policy = wrap_policy(policy, config)  # LoRA when config.lora_r > 0
+    ref = frozen_reference(policy)  # with LoRA: the policy with its adapter off, no second copy
     rm = load_reward_model(reward_model_dir).eval().requires_grad_(False)
-    value = load_reward_model(reward_model_dir)
+    value = wrap_reward_model(load_reward_model(reward_model_dir), config)
     opt = torch.optim.AdamW(
         [
-            {"params": policy.parameters(), "lr": config.lr},
-            {"params": value.parameters(), "lr": config.value_lr},
+            {"params": trainable_parameters(policy), "lr": config.lr},
+            {"params": trainable_parameters(value), "lr": config.value_lr},
         ],
         eps=1e-5,
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, config.warmup_steps)))
     policy, value, opt = acc.prepare(policy, value, opt)
     ref, rm = ref.to(acc.device), rm.to(acc.device)
-    ema = [p.detach().clone() for p in acc.unwrap_model(policy).parameters()] if config.ema_decay else None
+    # EMA of the weights that train (with LoRA: the adapters only).
+    trained = trainable_parameters(acc.unwrap_model(policy))
+    ema = [p.detach().clone() for p in trained] if config.ema_decay else None
     ptx_rows = load_ptx_rows(config, tok) if config.ptx_coef > 0 else None
     rng = random.Random(config.runtime.seed)
     gen = torch.Generator(device=acc.device).manual_seed(config.runtime.seed)
@@ -275,14 +280,15 @@ def run_ppo(
             decay = min(
                 config.ema_decay, (1 + it) / (10 + it)
             )  # warm-up so short runs are not stuck near the start
-            ema_update(ema, list(acc.unwrap_model(policy).parameters()), decay)
+            ema_update(ema, trainable_parameters(acc.unwrap_model(policy)), decay)
         history.append(stats)
         cbs.progress("ppo", it + 1, iters, stats)
     final = acc.unwrap_model(policy).cpu()
     if ema is not None:
         with torch.no_grad():
-            for p, e in zip(final.parameters(), ema, strict=True):
+            for p, e in zip(trainable_parameters(final), ema, strict=True):
                 p.copy_(e)
+    final = merged(final)  # a registered version is a plain model directory
     last = history[-1]
     metrics: dict[str, Any] = {
         "iterations": iters,

@@ -9,8 +9,10 @@ from typing import Any
 
 import torch
 
+from training.adapters import merge_reward_model, trainable_parameters, wrap_reward_model
 from training.batching import encode_example, right_pad, rm_scores
 from training.callbacks import Callbacks
+from training.chat import row_completion, row_prompt
 from training.checkpoints import write_model_dir
 from training.config import RewardConfig
 from training.data import ComparisonGroup, group_comparisons, read_batch
@@ -85,10 +87,11 @@ def run_reward(
     if not train:
         raise ValueError(f"{batch_dir}: no train comparisons in rankings.jsonl or pairwise.jsonl")
     rm, tok = reward_model_from_lm(base_model_dir, dropout=config.dropout)
+    rm = wrap_reward_model(rm, config)  # LoRA (scalar head fully trained) when config.lora_r > 0
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = steps_per_epoch * config.epochs
     opt = torch.optim.AdamW(
-        rm.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+        trainable_parameters(rm), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lr_lambda(total, config.min_lr_ratio))
     rm, opt = acc.prepare(rm, opt)
@@ -119,13 +122,8 @@ def run_reward(
     metrics: dict[str, Any] = {"train_groups": len(train), "train_pairs": sum(len(g.pairs) for g in train)}
     demos = batch.split("sft", "train")
     if config.center_on_demonstrations and demos:
-        mean = (
-            rm_scores(
-                model, tok, [d["prompt"] for d in demos], [d["completion"] for d in demos], config.max_length
-            )
-            .mean()
-            .item()
-        )
+        prompts, comps = [row_prompt(d) for d in demos], [row_completion(d) for d in demos]
+        mean = rm_scores(model, tok, prompts, comps, config.max_length).mean().item()
         model.bias -= mean
         metrics["demonstration_mean_before_bias"] = mean
     metrics["bias"] = model.bias
@@ -134,7 +132,7 @@ def run_reward(
             metrics[f"{split}_accuracy"] = pairwise_accuracy(model, tok, groups, config.max_length)
             metrics[f"{split}_pairs"] = sum(len(g.pairs) for g in groups)
     cbs.log("reward: " + ", ".join(f"{k}={v}" for k, v in metrics.items()))
-    model = model.cpu()
+    model = merge_reward_model(model).cpu()
 
     return write_model_dir(
         out_dir,

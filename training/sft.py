@@ -10,8 +10,10 @@ from typing import Any
 
 import torch
 
+from training.adapters import merged, trainable_parameters, wrap_policy
 from training.batching import rm_scores, sft_batch
 from training.callbacks import Callbacks
+from training.chat import Prompt, row_prompt
 from training.checkpoints import write_model_dir
 from training.config import SamplingParams, SFTConfig
 from training.data import read_batch
@@ -50,7 +52,7 @@ def eval_sft_loss(
     return total / max(1, n)
 
 
-def eval_rm_score(model: Any, tokenizer: Any, rm: Any, prompts: list[str], cfg: SFTConfig) -> float:
+def eval_rm_score(model: Any, tokenizer: Any, rm: Any, prompts: list[Prompt], cfg: SFTConfig) -> float:
     """Mean reward-model score of one sampled completion per validation prompt."""
     from training.generate import Sampler
 
@@ -86,15 +88,16 @@ def run_sft(
     if not train:
         raise ValueError(f"{batch_dir}: no train demonstrations in sft.jsonl")
     model, tok = load_policy(base_model_dir, dropout=config.dropout)
+    model = wrap_policy(model, config)  # LoRA when config.lora_r > 0
     rm = load_reward_model(reward_model_dir).to(acc.device) if reward_model_dir else None
     select = config.select_by if config.select_by != "auto" else ("rm" if rm is not None else "loss")
     if select == "loss" and not valid:
         select = "last"
-    valid_prompts = [r["prompt"] for r in (valid or train)][: config.rm_eval_prompts]
+    valid_prompts = [row_prompt(r) for r in (valid or train)][: config.rm_eval_prompts]
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = steps_per_epoch * config.epochs
     opt = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+        trainable_parameters(model), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lr_lambda(total, config.min_lr_ratio))
     model, opt = acc.prepare(model, opt)
@@ -142,6 +145,7 @@ def run_sft(
     final = copy.deepcopy(acc.unwrap_model(model)).cpu()
     if best[2] is not None:
         final.load_state_dict(best[2])
+    final = merged(final)  # a registered version is a plain model directory
     final.config.use_cache = True
     set_dropout(final.config, 0.0)  # the saved policy samples and is fine-tuned further without dropout
     metrics = {

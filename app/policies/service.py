@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,31 @@ def register_version(
     db.add(version)
     db.flush()
     return version
+
+
+def import_pretrained(
+    db: Session,
+    source: str | Path,
+    models_dir: Path,
+    *,
+    name: str | None = None,
+    gguf_file: str | None = None,
+    dtype: str = "auto",
+) -> ModelVersion:
+    """Import a GGUF file or local Hugging Face directory into models_dir and register it as a policy."""
+    from training.importing import import_model, resolve_source
+
+    folder, gguf = resolve_source(source, gguf_file)
+    name = name or (Path(gguf).stem if gguf else folder.name)
+    if not re.fullmatch(r"[\w.-]+", name):
+        raise AppError(f"A version name is letters, digits, '.', '_' and '-', not {name!r}.")
+    if db.scalar(select(ModelVersion.id).where(ModelVersion.name == name)) is not None:
+        raise Conflict(f"A model version named {name!r} already exists.")
+    out = models_dir / f"import-{name}"
+    if out.exists():
+        raise Conflict(f"{out} already exists.")
+    path = import_model(folder, out, gguf_file=gguf, dtype=dtype)
+    return register_version(db, name=name, kind=ModelKind.policy, path=path)
 
 
 def deployed_policy(db: Session) -> ModelVersion | None:

@@ -108,11 +108,10 @@ def _reward_path(plan: Plan) -> str | None:
 
 
 def _train(plan: Plan, name: str, out: Path, recorder: RunRecorder) -> tuple[ModelKind, Path]:
+    from training import config as tc
     from training.ppo import run_ppo
     from training.reward import run_reward
     from training.sft import run_sft
-
-    from training import config as tc
 
     cfg = plan.config.get(name, {})
     if name == StageName.sft.value:
@@ -181,13 +180,14 @@ def _run_training_stage(plan: Plan, index: int, name: str) -> None:
         plan.outputs[name] = (version.id, version.path)
 
 
-def _held_out_prompts(batch_dir: str) -> list[str]:
+def _held_out_prompts(batch_dir: str) -> list[Any]:
     rows = []
     file = Path(batch_dir) / "prompts.jsonl"
     if file.exists():
         rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
-    held = [r["prompt"] for r in rows if r.get("split") in ("valid", "test")]
-    return (held or [r["prompt"] for r in rows])[:EVAL_PROMPTS]
+    # A row carries a prompt string or a conversation (messages); training renders either.
+    held = [r.get("messages") or r["prompt"] for r in rows if r.get("split") in ("valid", "test")]
+    return (held or [r.get("messages") or r["prompt"] for r in rows])[:EVAL_PROMPTS]
 
 
 def _evaluate(plan: Plan, index: int) -> dict[str, Any]:

@@ -4,9 +4,7 @@ Imported by the web app's CLI to seed demo prompts and to drive simulated labele
 """
 
 from training.world.corpus import (
-    PROMPT_TEMPLATE,
     candidate_completions,
-    format_prompt,
     make_corpus,
     unaligned_continuation,
 )
@@ -25,13 +23,11 @@ from training.world.tasks import (
 __all__ = [
     "FAMILIES",
     "NOISE_SIGMA",
-    "PROMPT_TEMPLATE",
     "WORLD_VERSION",
     "SimulatedLabeler",
     "WorldPrompt",
     "candidate_completions",
     "classify",
-    "format_prompt",
     "ideal_answer",
     "make_corpus",
     "make_prompts",

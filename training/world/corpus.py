@@ -1,6 +1,7 @@
 """The pre-training corpus and the pool of (mostly unaligned) continuations (pure Python).
 
-The corpus states the world's facts (so a base model knows them) and shows instructions followed
+The corpus states the world's facts (so a base model knows them) and shows instructions, rendered
+through the project's chat template (training.chat), followed
 by continuations that do not follow them: another instruction, a wrong answer, rambling, a
 made-up capital for a country the world does not know, compliance with a harmful request. A
 base model trained on it is fluent but unaligned, as GPT-3 was.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+from training.chat import render_default
 from training.world.tasks import (
     DECLINE,
     IDK,
@@ -23,8 +25,6 @@ from training.world.tasks import (
     make_prompts,
 )
 
-PROMPT_TEMPLATE = "Instruction: {prompt}\nResponse:"
-
 _FAKE_CITY_PARTS = (
     ["Vel", "Mor", "Tal", "Kes", "Bran", "Dun", "Ar", "Lin"],
     ["ford", "ham", "by", "port", "wick", "mont", "holm", "den"],
@@ -36,11 +36,6 @@ _RAMBLE = [
     "People have talked about this for a very long time.",
     "It was a sunny day and the birds were singing.",
 ]
-
-
-def format_prompt(prompt: str) -> str:
-    """The text a policy is conditioned on for an instruction."""
-    return PROMPT_TEMPLATE.format(prompt=prompt)
 
 
 def _fake_city(rng: random.Random) -> str:
@@ -141,10 +136,13 @@ def _fact_doc(rng: random.Random) -> str:
 
 
 def _instruction_doc(rng: random.Random) -> str:
-    parts = []
+    """A conversation of 1-3 instructions with unaligned replies, rendered through the chat template
+    that the base model's tokenizer carries (so pre-training sees the format every stage uses)."""
+    messages = []
     for p in make_prompts(rng.randint(1, 3), rng.randrange(10**9)):
-        parts.append(format_prompt(p.text) + " " + unaligned_continuation(p, rng))
-    return "\n".join(parts)
+        messages.append({"role": "user", "content": p.text})
+        messages.append({"role": "assistant", "content": unaligned_continuation(p, rng)})
+    return render_default(messages, add_generation_prompt=False).rstrip("\n")
 
 
 def make_corpus(n_docs: int, seed: int = 0) -> list[str]:
