@@ -48,7 +48,7 @@ def test_rounds_start_and_list(committed_db, tmp_path: Path, enqueued) -> None: 
     committed_db.commit()
     out = _run("rounds", "start", "--queue", str(queue.id), "--stages", "sft,reward", "--auto-deploy")
     run = committed_db.scalar(select(TrainingRun).order_by(TrainingRun.id.desc()))
-    assert run is not None and f"round {run.id} queued (sft -> reward -> evaluate)" in out
+    assert run is not None and f"round {run.id} queued (instructgpt: sft -> reward -> evaluate)" in out
     assert f"/ops/runs/{run.id}" in out
     assert run.parent_policy_id == base.id and run.deploy_gate["auto_deploy"] is True
     batch = committed_db.get(ExportBatch, run.export_batch_id)
@@ -56,7 +56,7 @@ def test_rounds_start_and_list(committed_db, tmp_path: Path, enqueued) -> None: 
     assert enqueued == [("runs.run_round", (run.id,))]
     run_id = run.id
     committed_db.rollback()  # end the read transaction: on SQLite it would hold the write lock
-    assert f"{run_id}\tqueued\t0%\tsft,reward,evaluate" in _run("rounds", "list")
+    assert f"{run_id}\tqueued\t0%\tinstructgpt\tsft,reward,evaluate" in _run("rounds", "list")
 
 
 def test_rounds_start_refuses_non_contiguous_stages(committed_db) -> None:  # type: ignore[no-untyped-def]
