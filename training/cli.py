@@ -1,4 +1,4 @@
-"""`python -m training base|world-batch|sft|reward|ppo|sample|evaluate ...`: each stage without Celery."""
+"""`python -m training base|world-batch|sft|reward|ppo|dpo|sample|evaluate ...`: each stage without Celery."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from training.callbacks import TqdmCallback
-from training.config import PPOConfig, RewardConfig, RuntimeConfig, SamplingParams, SFTConfig
+from training.config import DPOConfig, PPOConfig, RewardConfig, RuntimeConfig, SamplingParams, SFTConfig
 
 
 def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
@@ -110,6 +110,14 @@ def cmd_ppo(args: argparse.Namespace) -> Path:
     return run_ppo(cfg, args.batch, args.policy, args.reward_model, args.out, [TqdmCallback()])
 
 
+def cmd_dpo(args: argparse.Namespace) -> Path:
+    """Run DPO."""
+    from training.dpo import run_dpo
+
+    cfg = apply_overrides(DPOConfig(runtime=_runtime(args)), args.set)
+    return run_dpo(cfg, args.batch, args.base, args.out, [TqdmCallback()])
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     """Print K completions per prompt as JSON lines."""
     from training.generate import sample_completions
@@ -191,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     common(p)
     p.set_defaults(fn=cmd_ppo)
+    p = sub.add_parser("dpo", help="direct preference optimisation on the comparisons")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--base", required=True, help="usually the SFT policy; also the reference")
+    p.add_argument("--out", required=True)
+    common(p)
+    p.set_defaults(fn=cmd_dpo)
     p = sub.add_parser("sample", help="sample K completions per prompt")
     p.add_argument("--model", required=True)
     p.add_argument("--prompt", action="append", required=True)
