@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, utcnow
 from app.enums import RunStatus, StageStatus, sql_in
+from app.runs.stages import DEFAULT_METHOD
 
 
 class TrainingRun(Base):
@@ -37,7 +38,7 @@ class TrainingRun(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.queued.value)
     # The method (stage sequence) ops chose: a key of app.runs.stages.METHODS.
-    method: Mapped[str] = mapped_column(String(32), default="instructgpt", server_default="instructgpt")
+    method: Mapped[str] = mapped_column(String(32), default=DEFAULT_METHOD, server_default=DEFAULT_METHOD)
     export_batch_id: Mapped[int | None] = mapped_column(ForeignKey("export_batches.id", ondelete="SET NULL"))
     parent_policy_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
     # Stage settings as edited by ops: {"stages": [...names, "evaluate"], "<stage>": {...}, ...}

@@ -26,6 +26,7 @@ from tests.e2e.conftest import wait_for
 from tests.e2e.test_loop import FAST_BEATS, _run, _setup
 from tests.e2e.test_loop_data import seed_labels
 from tests.factories import Factory
+from tests.live import LiveServer, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -53,8 +54,35 @@ def _reward_model(base: Path, root: Path) -> Path:
     return run_reward(cfg, batch, base, root / "rm")
 
 
+@pytest.fixture()
+def redis_server(committed_db, redis_broker: str) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
+    """A live server whose rounds go to the test's Redis broker (as in production)."""
+    server = start_server(env={"REDIS_URL": redis_broker})
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _finished(run_id: int, timeout: float) -> Any:
+    """The run once it ended or waits at its gate; on a timeout, where it was and its log tail."""
+    try:
+        return wait_for(
+            lambda: (r := _run(run_id)).status in (*rounds.TERMINAL, "awaiting_approval") and r,
+            timeout,
+            "the round",
+        )
+    except AssertionError as exc:
+        r = _run(run_id)
+        with session_scope() as db:
+            tail = [line.line for line in rounds.log_tail(db, run_id, n=10)]
+        raise AssertionError(
+            f"{exc}: {r.status} in {r.current_stage} at {r.progress:.0%}; log {tail}"
+        ) from None
+
+
 def test_dpo_round_from_the_console_deploys_through_the_gate(  # type: ignore[no-untyped-def]
-    committed_db, micro_base, live_server, spawn_worker, tmp_path: Path
+    committed_db, micro_base, redis_server, spawn_worker, tmp_path: Path
 ) -> None:
     ids = _setup(committed_db, micro_base)
     with session_scope() as db:
@@ -64,7 +92,7 @@ def test_dpo_round_from_the_console_deploys_through_the_gate(  # type: ignore[no
         )
         rm_id = rm.id
     spawn_worker("default,training", name="dpo", **FAST_BEATS)
-    ops = SimulatedSession(live_server.url, "e2e_ops", Factory.password)
+    ops = SimulatedSession(redis_server.url, "e2e_ops", Factory.password)
     ops.sign_in()
     form: dict[str, Any] = {
         "method": "dpo",
@@ -137,9 +165,7 @@ def test_cli_starts_a_dpo_round_on_the_embedded_broker(  # type: ignore[no-untyp
     assert result.exit_code == 0, result.output
     assert "queued (dpo: sft -> dpo -> evaluate)" in result.output
     run_id = int(result.output.split()[1])
-    run = wait_for(
-        lambda: (r := _run(run_id)).status in (*rounds.TERMINAL, "awaiting_approval") and r, 420, "the round"
-    )
+    run = _finished(run_id, 600)
     assert run.status in ("succeeded", "awaiting_approval"), (run.error_stage, run.error)
     assert run.method == "dpo" and [s.status for s in run.stages] == ["succeeded"] * 3
     with session_scope() as db:
