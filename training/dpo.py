@@ -112,6 +112,25 @@ def held_out_metrics(
     return {"reward_accuracy": right / max(1, total), "reward_margin": margin / max(1, total), "pairs": total}
 
 
+def dpo_step(
+    model: Any, b: dict[str, torch.Tensor], ref: torch.Tensor, config: DPOConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """One forward pass over a batch of groups: the loss to back-propagate and the step's metrics."""
+    logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    logps = response_logprobs(logits, b["labels"])  # [N]
+    loss, rc, rr = dpo_group_loss(
+        logps,
+        ref,
+        b["group"],
+        b["winners"],
+        b["losers"],
+        config.beta,
+        config.label_smoothing,
+        config.loss_type,
+    )
+    return loss, pair_metrics(loss, logps.detach(), b, rc, rr)
+
+
 def train_dpo(
     model: Any,
     tokenizer: Any,
@@ -142,22 +161,10 @@ def train_dpo(
         for i in range(0, len(order), config.batch_size):
             cbs.check_stop()
             idx = order[i : i + config.batch_size]
-            b = {
-                k: v.to(acc.device)
-                for k, v in pair_batch(tokenizer, [units[j] for j in idx], config.max_length).items()
-            }
-            ref = torch.tensor([x for j in idx for x in refs[j]], device=acc.device)
-            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-            logps = response_logprobs(logits, b["labels"])  # [N]
-            loss, rc, rr = dpo_group_loss(
-                logps,
-                ref,
-                b["group"],
-                b["winners"],
-                b["losers"],
-                config.beta,
-                config.label_smoothing,
-                config.loss_type,
+            batch = pair_batch(tokenizer, [units[j] for j in idx], config.max_length)
+            ref = torch.tensor([x for j in idx for x in refs[j]])
+            loss, metrics = dpo_step(
+                model, {k: v.to(acc.device) for k, v in batch.items()}, ref.to(acc.device), config
             )
             acc.backward(loss)
             if config.max_grad_norm:
@@ -166,7 +173,6 @@ def train_dpo(
             sched.step()
             opt.zero_grad()
             step += 1
-            metrics = pair_metrics(loss, logps.detach(), b, rc, rr)
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + v
             cbs.progress("dpo", step, total, {**metrics, "lr": sched.get_last_lr()[0], "epoch": epoch})
@@ -210,27 +216,40 @@ def run_dpo(
         "history": history,
         **{k: v for k, v in history[-1].items() if k != "epoch"},
     }
-    for split, groups in held.items():
-        if groups:
-            with acc.autocast():
-                scored = held_out_metrics(final, tok, groups, held_refs[split], config)
+    with acc.autocast():
+        for split, groups in held.items():
+            scored = held_out_metrics(final, tok, groups, held_refs[split], config) if groups else {}
             metrics.update({f"{split}_{k}": v for k, v in scored.items()})
     cbs.log("dpo: " + ", ".join(f"{k}={v}" for k, v in metrics.items() if k != "history"))
-    final = final.cpu()
-    final.config.use_cache = True
-    set_dropout(final.config, 0.0)
+    return _write_policy(
+        final.cpu(), tok, out_dir, base_model_dir, run, batch.manifest.get("id"), config, metrics
+    )
+
+
+def _write_policy(
+    model: Any,
+    tok: Any,
+    out_dir: str | Path,
+    parent: str | Path,
+    run: str | int | None,
+    export_batch: Any,
+    config: DPOConfig,
+    metrics: dict[str, Any],
+) -> Path:
+    model.config.use_cache = True
+    set_dropout(model.config, 0.0)  # the saved policy samples and is fine-tuned further without dropout
 
     def write(tmp: Path) -> None:
-        final.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
 
     return write_model_dir(
         out_dir,
         write,
         kind="policy",
-        parent=str(base_model_dir),
+        parent=str(parent),
         run=run,
-        export_batch=batch.manifest.get("id"),
+        export_batch=export_batch,
         config={"dpo": config.to_dict()},
         metrics=metrics,
     )
