@@ -63,3 +63,18 @@ def test_rounds_start_refuses_non_contiguous_stages(committed_db) -> None:  # ty
     with pytest.raises(AppError, match="contiguous"):
         _run("rounds", "start", "--stages", "sft,ppo")
     assert committed_db.scalar(select(TrainingRun.id)) is None
+
+
+def test_rounds_start_with_the_dpo_method(committed_db, tmp_path: Path, enqueued) -> None:  # type: ignore[no-untyped-def]
+    f = Factory(committed_db)
+    f.model_version("policy", name="cli-dpo-base", path=str(model_dir(tmp_path, "base")), is_deployed=True)
+    committed_db.commit()
+    out = _run("rounds", "start", "--method", "dpo")
+    run = committed_db.scalar(select(TrainingRun).order_by(TrainingRun.id.desc()))
+    assert run is not None and f"round {run.id} queued (dpo: sft -> dpo -> evaluate)" in out
+    assert run.method == "dpo" and run.config["dpo"]["beta"] == 0.1 and "ppo" not in run.config
+    committed_db.rollback()
+    with pytest.raises(AppError, match="reward is not a stage of DPO"):
+        _run("rounds", "start", "--method", "dpo", "--stages", "sft,reward")
+    with pytest.raises(AppError, match="method must be one of instructgpt, dpo"):
+        _run("rounds", "start", "--method", "kto")
