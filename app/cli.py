@@ -301,7 +301,10 @@ def simulate_cmd(
 @rounds_cli.command("start")
 def rounds_start(
     queue: Annotated[list[int] | None, typer.Option("--queue", help="queue id; repeatable")] = None,
-    stages: Annotated[str, typer.Option(help="a contiguous part of sft,reward,ppo")] = "sft,reward,ppo",
+    method: Annotated[str, typer.Option(help="instructgpt (SFT, RM, PPO) or dpo (SFT, DPO)")] = "instructgpt",
+    stages: Annotated[
+        str, typer.Option(help="a contiguous part of the method's stages, e.g. sft,reward; default: all")
+    ] = "",
     preset: Annotated[str, typer.Option(help="quick or paper")] = "quick",
     auto_deploy: Annotated[bool, typer.Option("--auto-deploy", help="deploy when the gate passes")] = False,
     parent: Annotated[int | None, typer.Option(help="parent policy id; default: the deployed one")] = None,
@@ -315,6 +318,7 @@ def rounds_start(
 
     try:
         req = RoundRequest(
+            method=method,
             queue_ids=queue or [],
             stages=[s.strip() for s in stages.split(",") if s.strip()],
             preset=preset,
@@ -328,7 +332,7 @@ def rounds_start(
         run = start_round(db, req, by=None)
         run_id, names = run.id, [s.name for s in run.stages]
     url = get_settings().base_url.rstrip("/")
-    typer.echo(f"round {run_id} queued ({' -> '.join(names)}); watch it at {url}/ops/runs/{run_id}")
+    typer.echo(f"round {run_id} queued ({method}: {' -> '.join(names)}); watch it at {url}/ops/runs/{run_id}")
 
 
 @rounds_cli.command("list")
@@ -343,7 +347,9 @@ def rounds_list(limit: int = 20) -> None:
             stages = ",".join(s.name for s in run.stages)
             created = run.created_at.strftime("%Y-%m-%d %H:%M")
             parent = run.parent_policy_id or "-"
-            typer.echo(f"{run.id}\t{run.status}\t{run.progress:.0%}\t{stages}\t{created}\tparent={parent}")
+            typer.echo(
+                f"{run.id}\t{run.status}\t{run.progress:.0%}\t{run.method}\t{stages}\t{created}\tparent={parent}"
+            )
 
 
 @versions_cli.command("list")

@@ -68,15 +68,6 @@ class RunStatus(StrEnum):
     cancelled = "cancelled"
 
 
-class StageName(StrEnum):
-    """Stages of a round, in the order they run."""
-
-    sft = "sft"
-    reward = "reward"
-    ppo = "ppo"
-    evaluate = "evaluate"
-
-
 class StageStatus(StrEnum):
     """One stage's state."""
 

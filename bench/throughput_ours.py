@@ -1,11 +1,12 @@
 """Worker for bench/training_throughput.py: times one phase of this library; prints one JSON line.
 
-python -m bench.throughput_ours {sft|reward|ppo|sample} --model DIR --data DIR --out DIR [...]
+python -m bench.throughput_ours {sft|reward|ppo|dpo|sample} --model DIR --data DIR --out DIR [...]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 
-from training.config import PPOConfig, RewardConfig, RuntimeConfig, SamplingParams, SFTConfig
+from training.config import DPOConfig, PPOConfig, RewardConfig, RuntimeConfig, SamplingParams, SFTConfig
 
 
 class StepTimer:
@@ -42,10 +43,50 @@ def steady(timer: StepTimer, skip: int = 1) -> tuple[int, float]:
     return len(t) - 1 - (skip - 1), t[-1] - t[skip - 1]
 
 
+class StopAfter(StepTimer):
+    """A StepTimer that stops the stage after `limit` steps (only the timings are wanted)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def should_stop(self) -> bool:
+        """True once `limit` steps have run."""
+        return len(self.times) >= self.limit
+
+
+def time_dpo(args: argparse.Namespace, rt: RuntimeConfig) -> dict[str, Any]:
+    """DPO steps on the batch: grouped (args.batch prompts of K per step) or per pair (args.batch pairs)."""
+    from training.callbacks import StopTraining
+    from training.dpo import run_dpo
+
+    timer = StopAfter(args.steps + 1)
+    cfg = DPOConfig(
+        batch_size=args.batch,
+        max_length=args.max_length,
+        warmup_steps=0,
+        lr=1e-5,
+        grouped=not args.pairs,
+        runtime=rt,
+    )
+    with contextlib.suppress(StopTraining):  # the timer stops the stage after the timed steps
+        run_dpo(cfg, args.data, args.model, Path(args.out), [timer])
+    steps, secs = steady(timer)
+    pairs = sum(m["pairs"] for m in timer.metrics[1:])
+    per_step = 2 * args.batch if args.pairs else args.batch * args.k
+    return {
+        "pairs_per_s": pairs / secs,
+        "sequences_per_s": steps * per_step / secs,
+        "steps": steps,
+        "seconds": secs,
+        "sequences_per_step": per_step,
+    }
+
+
 def main() -> None:
     """Run one phase and print its measurements as JSON."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("phase", choices=["sft", "reward", "ppo", "sample", "sample_naive"])
+    ap.add_argument("phase", choices=["sft", "reward", "ppo", "dpo", "sample", "sample_naive"])
     ap.add_argument("--model", required=True)
     ap.add_argument("--rm", default=None)
     ap.add_argument("--data", required=True)
@@ -57,6 +98,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=64)
     ap.add_argument("--response-length", type=int, default=32)
     ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--pairs", action="store_true", help="dpo: one element per pair instead of per prompt")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     rt = RuntimeConfig(device="cpu", mixed_precision="no")
@@ -124,6 +166,8 @@ def main() -> None:
                 "mean_response_tokens": sum(m["response_length"] for m in timer.metrics) / len(timer.metrics),
             }
         )
+    elif args.phase == "dpo":
+        res.update(time_dpo(args, rt))
     else:
         from training.data import read_batch
         from training.generate import Sampler, generate_per_completion

@@ -1,6 +1,6 @@
 """Worker for bench/training_throughput.py, run inside a TRL venv (bench/setup_trl.sh); prints one JSON line.
 
-    .bench-venvs/trl116/bin/python bench/throughput_trl.py {sft|reward} --model DIR --data FILE --out DIR
+    .bench-venvs/trl116/bin/python bench/throughput_trl.py {sft|reward|dpo} --model DIR --data FILE --out DIR
     .bench-venvs/trl112/bin/python bench/throughput_trl.py ppo --model DIR --rm DIR --data FILE --out DIR
 
 TRL gets a fair run on CPU: fp32 (bf16 off), gradient checkpointing off, no logging or saving, the
@@ -67,10 +67,36 @@ def load_rows(path: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def time_dpo(
+    ns: argparse.Namespace, tok: Any, rows: list[dict[str, Any]], timer: StepTimes
+) -> dict[str, Any]:
+    """TRL's DPOTrainer on preference pairs; reference log-probs precomputed once, as ours."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    model = AutoModelForCausalLM.from_pretrained(ns.model)
+    model.config.pad_token_id = tok.pad_token_id
+    args = common_args(ns)
+    cfg = DPOConfig(max_length=ns.max_length, beta=0.1, precompute_ref_log_probs=True, **args)
+    trainer = DPOTrainer(
+        model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok, callbacks=[timer]
+    )
+    trainer.train()
+    secs = timer.times[-1] - timer.times[0]
+    steps = len(timer.times) - 1
+    return {
+        "pairs_per_s": steps * ns.batch / secs,
+        "sequences_per_s": steps * 2 * ns.batch / secs,
+        "steps": steps,
+        "seconds": secs,
+        "sequences_per_step": 2 * ns.batch,
+    }
+
+
 def main() -> None:
     """Run one TRL trainer and print measurements."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("phase", choices=["sft", "reward", "ppo"])
+    ap.add_argument("phase", choices=["sft", "reward", "ppo", "dpo"])
     ap.add_argument("--model", required=True)
     ap.add_argument("--rm", default=None)
     ap.add_argument("--data", required=True)
@@ -140,6 +166,8 @@ def main() -> None:
                 "sequences_per_step": 2 * ns.batch,
             }
         )
+    elif ns.phase == "dpo":
+        res.update(time_dpo(ns, tok, rows, timer))
     else:
         from trl.experimental.ppo import PPOConfig, PPOTrainer
 

@@ -6,7 +6,9 @@
 Phases: SFT tokens/s (ours vs TRL 1.16 SFTTrainer); reward model at K = 9 in comparison pairs/s
 (ours: each completion forwarded once per prompt; TRL 1.16 RewardTrainer forwards every pair);
 PPO episodes/s (ours vs TRL 1.12 trl.experimental.ppo.PPOTrainer); sampling K completions per prompt
-(ours: prompt computed once, KV cache, batched; peer: one `generate` call per completion).
+(ours: prompt computed once, KV cache, batched; peer: one `generate` call per completion); DPO at
+K = 4 and 9 in pairs/s and sequences/s (ours grouped and per pair vs TRL 1.16 DPOTrainer,
+bench/throughput_dpo.py; `--only dpo` runs just those rows).
 Each measurement runs in its own process (peak RSS per process); model FLOP/s is reported as a
 fraction of this machine's measured fp32 matmul peak.
 """
@@ -119,6 +121,7 @@ def main() -> None:
     ap.add_argument("--size", default="tiny")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=["all", "dpo"], default="all", help="dpo: only the DPO rows")
     args = ap.parse_args()
     from training.models import count_params, ensure_base_model, load_policy
 
@@ -132,6 +135,9 @@ def main() -> None:
     n_params = count_params(load_policy(model)[0])
     load_start = os.getloadavg()
     peak = matmul_peak_flops()
+    if args.only == "dpo":
+        run_dpo_rows(args, model, root, steps, n_params, peak, load_start)
+        return
     files = build_data(root, n_prompts=(steps + 1) * 8)  # ours: one SFT epoch = steps + 1 batches of 8
     py, trl116, trl112 = sys.executable, f"{args.venvs}/trl116/bin/python", f"{args.venvs}/trl112/bin/python"
     sft_batch, rm_groups, ppo_batch, episodes = 8, 4, 16, (32 if args.quick else 96)
@@ -265,6 +271,30 @@ def main() -> None:
     pair_rows = [json.loads(line) for line in files["trl_pairs"].read_text().splitlines()]
     seq_tokens = mean_tokens(model, pair_rows, ("chosen", "rejected"))
     report(res, peak, n_params, seq_tokens, load_start, root)
+    run_dpo_rows(args, model, root, steps, n_params, peak, os.getloadavg())
+
+
+def run_dpo_rows(
+    args: argparse.Namespace,
+    model: Path,
+    root: Path,
+    steps: int,
+    n_params: int,
+    peak: float,
+    load_start: tuple[float, float, float],
+) -> None:
+    """Time and print the DPO rows (ours grouped and per pair vs TRL 1.16 DPOTrainer at K = 4 and 9)."""
+    from bench.throughput_dpo import report_dpo, run_dpo_phases
+
+    res = run_dpo_phases(run_worker, model, root, sys.executable, f"{args.venvs}/trl116/bin/python", steps)
+    threads = os.environ.get("BENCH_THREADS", "1")
+    print(
+        f"\nmodel: {n_params / 1e6:.2f}M params, fp32, {threads} thread(s); "
+        f"matmul peak {peak / 1e9:.1f} GFLOP/s; "
+        f"load average at start {load_start[0]:.1f}, at end {os.getloadavg()[0]:.1f}"
+    )
+    report_dpo(res)
+    (root / "results_dpo.json").write_text(json.dumps(res, indent=2))
 
 
 def _get(r: dict[str, Any], key: str) -> float:

@@ -3,7 +3,7 @@
 Config dataclasses and plain records in (export batch directories), immutable model directories out,
 progress through callbacks. Never imports `app`. Entry points:
     training.models.ensure_base_model / build_tiny_base / load_policy / load_reward_model
-    training.sft.run_sft, training.reward.run_reward, training.ppo.run_ppo
+    training.sft.run_sft, training.reward.run_reward, training.ppo.run_ppo, training.dpo.run_dpo
     training.generate.sample_completions / Sampler, training.evaluate.evaluate_policy
     training.world (pure Python: prompts, corpus, oracle, simulated labelers)
 """

@@ -12,10 +12,15 @@ from typing import Any
 
 from training.data import sha256_file
 
+MANIFEST = "manifest.json"
+
 
 def read_manifest(model_dir: str | Path) -> dict[str, Any]:
-    """The manifest.json of a model directory ({} when absent, e.g. a plain HF checkpoint)."""
-    p = Path(model_dir) / "manifest.json"
+    """The manifest.json of a model directory ({} when absent, e.g. a plain HF checkpoint).
+
+    Plain json, no torch: the web app reads manifests through this function too.
+    """
+    p = Path(model_dir) / MANIFEST
     return json.loads(p.read_text()) if p.exists() else {}
 
 
@@ -48,7 +53,7 @@ def write_model_dir(
             "metrics": metrics,
             "files": files,
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         os.rename(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""`python -m training base|import|world-batch|sft|reward|ppo|sample|evaluate ...`: stages without Celery."""
+"""`python -m training base|import|world-batch|sft|reward|ppo|dpo|sample|evaluate ...`: the stages."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from training.callbacks import TqdmCallback
-from training.config import PPOConfig, RewardConfig, RuntimeConfig, SamplingParams, SFTConfig
+from training.config import DPOConfig, PPOConfig, RewardConfig, RuntimeConfig, SamplingParams, SFTConfig
 
 
 def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
@@ -108,6 +108,14 @@ def cmd_ppo(args: argparse.Namespace) -> Path:
 
     cfg = apply_overrides(PPOConfig(runtime=_runtime(args)), args.set)
     return run_ppo(cfg, args.batch, args.policy, args.reward_model, args.out, [TqdmCallback()])
+
+
+def cmd_dpo(args: argparse.Namespace) -> Path:
+    """Run DPO."""
+    from training.dpo import run_dpo
+
+    cfg = apply_overrides(DPOConfig(runtime=_runtime(args)), args.set)
+    return run_dpo(cfg, args.batch, args.base, args.out, [TqdmCallback()])
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -208,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     common(p)
     p.set_defaults(fn=cmd_ppo)
+    p = sub.add_parser("dpo", help="direct preference optimisation on the comparisons")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--base", required=True, help="usually the SFT policy; also the reference")
+    p.add_argument("--out", required=True)
+    common(p)
+    p.set_defaults(fn=cmd_dpo)
     p = sub.add_parser("sample", help="sample K completions per prompt")
     p.add_argument("--model", required=True)
     p.add_argument("--prompt", action="append", required=True)

@@ -109,6 +109,35 @@ class PPOConfig:
 
 
 @dataclass
+class DPOConfig:
+    """Direct preference optimisation on the batch's comparisons (Rafailov et al. 2023).
+
+    Defaults follow the DPO paper where it gives a number (beta 0.1, batch 64, LR 1e-6 with a
+    150-step linear warm-up); the optimiser is AdamW as in TRL's DPOTrainer, not the paper's RMSprop.
+    """
+
+    epochs: int = 1
+    lr: float = 1e-6
+    batch_size: int = 64  # prompts (comparison groups) per step when grouped, else pairs per step
+    warmup_steps: int = 150
+    min_lr_ratio: float = 1.0  # 1.0: constant after the warm-up; below 1, cosine decay to this ratio
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    dropout: float = 0.0  # the reference log-probs are computed without dropout
+    beta: float = 0.1  # strength of the implicit KL constraint
+    loss_type: str = "sigmoid"  # "sigmoid" (DPO) | "ipo" (Azar et al. 2023)
+    label_smoothing: float = 0.0  # conservative DPO: the assumed probability that a label is flipped
+    grouped: bool = True  # each completion forwarded once per prompt, its pairs form one batch element
+    max_length: int = 128
+    max_grad_norm: float = 1.0
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for manifests."""
+        return asdict(self)
+
+
+@dataclass
 class SamplingParams:
     """How completions are sampled; recorded with each completion."""
 

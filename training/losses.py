@@ -175,3 +175,74 @@ def ema_update(ema_params: list[torch.Tensor], params: list[torch.Tensor], decay
     """ema = decay * ema + (1 - decay) * param, in place."""
     for e, p in zip(ema_params, params, strict=True):
         e.mul_(decay).add_(p.detach().to(e.dtype), alpha=1.0 - decay)
+
+
+def response_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed log-probability of each sequence's response tokens (labels != -100).
+
+    logits [B, T, V], labels [B, T] (the sft_batch layout: -100 on prompt and padding) -> [B].
+    """
+    shift_logits = logits[:, :-1]  # [B, T-1, V]: position t predicts token t+1
+    shift_labels = labels[:, 1:]  # [B, T-1]
+    mask = shift_labels != -100
+    lp = logprobs_of(shift_logits, shift_labels.masked_fill(~mask, 0))  # [B, T-1]
+    return (lp * mask).sum(-1)
+
+
+def dpo_pair_losses(
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+    label_smoothing: float = 0.0,
+    loss_type: str = "sigmoid",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pair DPO loss (Rafailov et al. 2023, eq. 7) and the implicit rewards.
+
+    All inputs [P]: summed response log-probs under the policy and the frozen reference.
+    sigmoid: -log sigmoid(beta * h) with h = (pi_w - ref_w) - (pi_l - ref_l); label_smoothing e
+    gives conservative DPO, (1 - e) * -log sigmoid(beta h) + e * -log sigmoid(-beta h).
+    ipo (Azar et al. 2023): (h - 1 / (2 beta))^2.
+    Returns (losses [P], chosen rewards [P], rejected rewards [P]); rewards = beta * log-ratio, detached.
+    """
+    h = (chosen - ref_chosen) - (rejected - ref_rejected)  # [P]
+    if loss_type == "sigmoid":
+        losses = -F.logsigmoid(beta * h) * (1 - label_smoothing) - F.logsigmoid(-beta * h) * label_smoothing
+    elif loss_type == "ipo":
+        losses = (h - 1 / (2 * beta)) ** 2
+    else:
+        raise ValueError(f"unknown DPO loss_type {loss_type!r}: use 'sigmoid' or 'ipo'")
+    return losses, beta * (chosen - ref_chosen).detach(), beta * (rejected - ref_rejected).detach()
+
+
+def group_mean(values: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Mean over groups of each group's mean: values [P], group [P] (ids 0..G-1) -> []."""
+    G = int(group.max().item()) + 1
+    sums = torch.zeros(G, dtype=values.dtype, device=values.device).index_add(0, group, values)
+    counts = torch.bincount(group, minlength=G).to(values.dtype)  # [G]
+    present = counts > 0
+    return (sums[present] / counts[present]).mean()
+
+
+def dpo_group_loss(
+    logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    group: torch.Tensor,
+    winners: torch.Tensor,
+    losers: torch.Tensor,
+    beta: float,
+    label_smoothing: float = 0.0,
+    loss_type: str = "sigmoid",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """DPO over comparison groups, each completion forwarded once (as rm_group_loss for the RM).
+
+    logps/ref_logps [N] (one summed response log-prob per completion), winners/losers [P] (indices
+    into them), group [P] (the prompt of each pair). Each prompt's loss is the mean over its untied
+    pairs; the batch loss is the mean over prompts. With one pair per group this is plain DPO.
+    Returns (loss [], chosen rewards [P], rejected rewards [P]).
+    """
+    losses, chosen_r, rejected_r = dpo_pair_losses(
+        logps[winners], logps[losers], ref_logps[winners], ref_logps[losers], beta, label_smoothing, loss_type
+    )
+    return group_mean(losses, group), chosen_r, rejected_r

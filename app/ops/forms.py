@@ -14,10 +14,8 @@ from sqlalchemy.orm import Session
 from app.enums import Split
 from app.errors import AppError
 from app.prompts.models import PromptQueue
-from app.runs.schemas import PRESETS, TRAINING_STAGES, DeployGate, RoundRequest
-
-STAGE_KEYS = [s.value for s in TRAINING_STAGES]
-STAGE_LABELS = {"sft": "SFT", "reward": "Reward model", "ppo": "PPO", "evaluate": "Evaluation"}
+from app.runs import stages as stage_defs
+from app.runs.schemas import DeployGate, RoundRequest
 
 
 class FormError(AppError):
@@ -28,27 +26,36 @@ class FormError(AppError):
 
 def preset_text(preset: str, stage: str) -> str:
     """A preset's settings for one stage as the JSON shown in its text area."""
-    return json.dumps(PRESETS.get(preset, {}).get(stage, {}), indent=2)
+    return json.dumps(stage_defs.preset_settings(preset).get(stage, {}), indent=2)
 
 
 def presets_json() -> str:
     """Every preset's per-stage settings as JSON, for the script that refills the text areas."""
-    return json.dumps(PRESETS)
+    return json.dumps(stage_defs.presets())
+
+
+def methods_json() -> str:
+    """Every method's stages as JSON, for the script that ticks a method's stages."""
+    return json.dumps({m.name: list(m.stages) for m in stage_defs.METHODS.values()})
 
 
 @dataclass
 class RoundForm:
     """What the user typed, as strings, so a rejected form comes back exactly as sent."""
 
+    method: str = stage_defs.DEFAULT_METHOD
     queue_ids: list[str] = field(default_factory=list)
     since: str = ""
     until: str = ""
     splits: list[str] = field(default_factory=lambda: [s.value for s in Split])
-    stages: list[str] = field(default_factory=lambda: list(STAGE_KEYS))
+    # Every stage is ticked: the round runs the ticked ones that belong to the method.
+    stages: list[str] = field(default_factory=lambda: list(stage_defs.STAGES))
     parent_policy_id: str = ""
     reward_model_id: str = ""
     preset: str = "quick"
-    settings: dict[str, str] = field(default_factory=lambda: {s: preset_text("quick", s) for s in STAGE_KEYS})
+    settings: dict[str, str] = field(
+        default_factory=lambda: {s: preset_text("quick", s) for s in stage_defs.STAGES}
+    )
     auto_deploy: bool = False
     min_rm_gain: str = str(DeployGate().min_rm_gain)
     max_kl: str = str(DeployGate().max_kl)
@@ -66,6 +73,7 @@ class RoundForm:
             return [v.strip() for v in data.getlist(name) if isinstance(v, str) and v.strip()]
 
         return cls(
+            method=one("method") or stage_defs.DEFAULT_METHOD,
             queue_ids=many("queue_ids"),
             since=one("since"),
             until=one("until"),
@@ -74,7 +82,7 @@ class RoundForm:
             parent_policy_id=one("parent_policy_id"),
             reward_model_id=one("reward_model_id"),
             preset=one("preset") or "quick",
-            settings={s: one(f"settings_{s}") for s in STAGE_KEYS},
+            settings={s: one(f"settings_{s}") for s in stage_defs.STAGES},
             auto_deploy=one("auto_deploy") in {"on", "true", "1", "yes"},
             min_rm_gain=one("min_rm_gain"),
             max_kl=one("max_kl"),
@@ -110,21 +118,6 @@ def _day(value: str, what: str) -> datetime | None:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def _known_fields(stage: str) -> dict[str, Any]:
-    """Field names and defaults of the training library's config for a stage (pure dataclasses)."""
-    from dataclasses import MISSING, fields
-
-    from training import config as tc
-
-    cls = {"sft": tc.SFTConfig, "reward": tc.RewardConfig, "ppo": tc.PPOConfig}[stage]
-    out: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name == "runtime":  # device and precision belong to the worker, not to the round
-            continue
-        out[f.name] = f.default if f.default is not MISSING else None
-    return out
-
-
 def _type_ok(value: Any, default: Any) -> bool:
     if default is None:
         return True
@@ -139,7 +132,7 @@ def _type_ok(value: Any, default: Any) -> bool:
 
 def parse_settings(stage: str, text: str) -> dict[str, Any]:
     """One stage's JSON settings, checked against the training library's field names and types."""
-    label = STAGE_LABELS[stage]
+    label = stage_defs.label(stage)
     if not text:
         return {}
     try:
@@ -148,7 +141,7 @@ def parse_settings(stage: str, text: str) -> dict[str, Any]:
         raise FormError(f"{label} settings are not valid JSON: {exc.msg} (line {exc.lineno}).") from None
     if not isinstance(value, dict):
         raise FormError(f'{label} settings must be a JSON object such as {{"epochs": 2}}.')
-    known = _known_fields(stage)
+    known = stage_defs.get(stage).defaults()
     unknown = sorted(set(value) - set(known))
     if unknown:
         raise FormError(
@@ -167,7 +160,9 @@ def _validation_message(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ()))
     msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    return f"{msg[:1].upper()}{msg[1:]}." if where in {"stages", "preset"} else f"{where}: {msg}."
+    return (
+        f"{msg[:1].upper()}{msg[1:]}." if where in {"", "stages", "preset", "method"} else f"{where}: {msg}."
+    )
 
 
 def _check_queues(db: Session, ids: list[int]) -> None:
@@ -189,9 +184,14 @@ def to_request(db: Session, form: RoundForm) -> RoundRequest:
     bad = [s for s in form.splits if s not in {x.value for x in Split}]
     if bad:
         raise FormError(f"Unknown split {bad[0]!r}.")
-    if form.preset not in PRESETS:
-        raise FormError(f"Preset must be one of {', '.join(PRESETS)}.")
-    chosen = [s for s in STAGE_KEYS if s in form.stages]
+    if form.preset not in stage_defs.PRESET_NAMES:
+        raise FormError(f"Preset must be one of {', '.join(stage_defs.PRESET_NAMES)}.")
+    if form.method not in stage_defs.METHODS:
+        raise FormError(f"Method must be one of {', '.join(m.label for m in stage_defs.METHODS.values())}.")
+    # Ticked stages that belong to another method are ignored, so one form serves every method.
+    chosen = [s for s in stage_defs.METHODS[form.method].stages if s in form.stages]
+    if not chosen:
+        raise FormError(f"Choose at least one stage of {stage_defs.describe(form.method)}.")
     settings = {s: parse_settings(s, form.settings.get(s, "")) for s in chosen}
     gate = DeployGate(
         auto_deploy=form.auto_deploy,
@@ -203,11 +203,12 @@ def to_request(db: Session, form: RoundForm) -> RoundRequest:
     )
     try:
         return RoundRequest(
+            method=form.method,
             queue_ids=queue_ids,
             since=since,
             until=until,
             splits=[Split(s) for s in form.splits],
-            stages=form.stages,  # pydantic validates the strings into StageName
+            stages=chosen,
             parent_policy_id=_int(form.parent_policy_id, "The parent policy"),
             reward_model_id=_int(form.reward_model_id, "The reward model"),
             preset=form.preset,

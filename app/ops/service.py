@@ -18,12 +18,13 @@ from app.enums import ModelKind, RunStatus
 from app.errors import AppError
 from app.exports.models import ExportBatch
 from app.ops import charts
-from app.ops.forms import STAGE_LABELS, FormError, RoundForm, presets_json, to_request
+from app.ops.forms import FormError, RoundForm, methods_json, presets_json, to_request
 from app.policies import service as registry
 from app.policies.models import Deployment, ModelVersion
 from app.prompts.models import PromptQueue
 from app.runs import service as runs
-from app.runs.executor import gate_decision
+from app.runs import stages as stage_defs
+from app.runs.gate import gate_decision
 from app.runs.models import RunLog, RunStage, TrainingRun
 from app.system import service as system
 
@@ -97,6 +98,10 @@ class RoundFormOptions:
     reward_models: list[ModelVersion]
     deployed_id: int | None
     presets_json: str
+    methods_json: str
+    methods: list[stage_defs.Method]
+    sequences: dict[str, str]
+    stages: list[stage_defs.Stage]
     stage_labels: dict[str, str]
 
 
@@ -113,7 +118,11 @@ def form_options(db: Session) -> RoundFormOptions:
         reward_models=[v for v in versions if v.kind == ModelKind.reward.value],
         deployed_id=deployed,
         presets_json=presets_json(),
-        stage_labels=STAGE_LABELS,
+        methods_json=methods_json(),
+        methods=list(stage_defs.METHODS.values()),
+        sequences={m: stage_defs.describe(m).replace(" -> ", " → ") for m in stage_defs.METHODS},
+        stages=list(stage_defs.STAGES.values()),
+        stage_labels=stage_defs.labels(),
     )
 
 
@@ -202,6 +211,7 @@ class RunPage:
     evaluation: dict[str, Any] = field(default_factory=dict)
     # Why the deploy gate held the round (empty: it passed); None before the evaluation ran.
     gate_reasons: list[str] | None = None
+    method: str = ""  # the method's label
 
     @property
     def live(self) -> bool:
@@ -239,6 +249,10 @@ METRIC_TITLES = {
     "kl": "KL from the parent",
     "response_length": "Response length (tokens)",
     "lr": "Learning rate",
+    "reward_accuracy": "DPO reward accuracy",
+    "reward_margin": "DPO reward margin",
+    "chosen_logp": "Log-prob of chosen",
+    "rejected_logp": "Log-prob of rejected",
 }
 
 
@@ -261,7 +275,7 @@ def metric_charts(series: list[runs.Series], order: list[str]) -> list[StageChar
         svg = Markup(charts.line_chart(s.points, title))  # noqa: S704 - charts escape every text they draw
         grouped.setdefault(s.stage, []).append(ChartView(title, svg, last))
     ordered = [n for n in order if n in grouped] + sorted(n for n in grouped if n not in order)
-    return [StageCharts(n, STAGE_LABELS.get(n, n), grouped[n]) for n in ordered]
+    return [StageCharts(n, stage_defs.label(n), grouped[n]) for n in ordered]
 
 
 def run_page(db: Session, run_id: int) -> RunPage:
@@ -269,13 +283,13 @@ def run_page(db: Session, run_id: int) -> RunPage:
     runs.reap_stale_runs(db)
     run = runs.get_run(db, run_id)
     outputs = _names(db, (s.output_version_id for s in run.stages))
-    evaluation = next((dict(s.metrics or {}) for s in run.stages if s.name == "evaluate"), {})
+    evaluation = next((dict(s.metrics or {}) for s in run.stages if s.name == stage_defs.EVALUATE), {})
     reasons = gate_decision(run.deploy_gate or {}, evaluation)[1] if evaluation else None
     return RunPage(
         run=run,
         parent=db.get(ModelVersion, run.parent_policy_id) if run.parent_policy_id else None,
         batch=db.get(ExportBatch, run.export_batch_id) if run.export_batch_id else None,
-        stages=[StageView(s, STAGE_LABELS.get(s.name, s.name)) for s in run.stages],
+        stages=[StageView(s, stage_defs.label(s.name)) for s in run.stages],
         eta=human_seconds(runs.eta_seconds(run)),
         duration=run_duration(run),
         charts=metric_charts(runs.metric_series(db, run.id), _stage_order(run)),
@@ -283,6 +297,7 @@ def run_page(db: Session, run_id: int) -> RunPage:
         outputs=outputs,
         evaluation=evaluation,
         gate_reasons=reasons,
+        method=_round_methods(db, [run.id]).get(run.id, run.method),
     )
 
 
@@ -294,6 +309,28 @@ class VersionRow:
     parent_name: str
     win: registry.WinRate | None
     key_metrics: list[tuple[str, str]]
+    method: str = ""  # the label of the round's method ("" for versions registered outside a round)
+    stage: str = ""  # the label of the stage that produced it
+    ancestry: list[str] = field(default_factory=list)  # oldest first, ending with the parent
+
+
+def _ancestry(version: ModelVersion, by_id: dict[int, ModelVersion], limit: int = 12) -> list[str]:
+    chain: list[str] = []
+    seen = {version.id}
+    at = by_id.get(version.parent_id) if version.parent_id else None
+    while at is not None and at.id not in seen and len(chain) < limit:
+        chain.append(at.name)
+        seen.add(at.id)
+        at = by_id.get(at.parent_id) if at.parent_id else None
+    return chain[::-1]
+
+
+def _round_methods(db: Session, run_ids: Iterable[int | None]) -> dict[int, str]:
+    wanted = {i for i in run_ids if i is not None}
+    if not wanted:
+        return {}
+    rows = db.execute(select(TrainingRun.id, TrainingRun.method).where(TrainingRun.id.in_(wanted))).all()
+    return {rid: stage_defs.METHODS[m].label if m in stage_defs.METHODS else m for rid, m in rows}
 
 
 @dataclass(frozen=True)
@@ -322,13 +359,25 @@ def versions_page(db: Session) -> VersionsPage:
     """Every version newest first, the deployed one, the deployment history and the Figure 1 chart."""
     versions = registry.list_versions(db)
     by_id = {v.id: v for v in versions}
+    methods = _round_methods(db, (v.run_id for v in versions))
     rows: list[VersionRow] = []
     for v in versions:
         parent = by_id.get(v.parent_id) if v.parent_id else None
         win = None
         if v.kind == ModelKind.policy.value and parent is not None and parent.kind == ModelKind.policy.value:
             win = registry.win_rate(db, v.id, parent.id)
-        rows.append(VersionRow(v, parent.name if parent else "", win, key_metrics(v.metrics or {})))
+        stage = str((v.manifest or {}).get("round", {}).get("stage", ""))
+        rows.append(
+            VersionRow(
+                v,
+                parent.name if parent else "",
+                win,
+                key_metrics(v.metrics or {}),
+                method=methods.get(v.run_id or 0, ""),
+                stage=stage_defs.label(stage) if stage else "",
+                ancestry=_ancestry(v, by_id),
+            )
+        )
     points = [
         charts.RatePoint(
             label=r.version.name,

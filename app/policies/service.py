@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -17,17 +16,20 @@ from app.enums import ModelKind
 from app.errors import AppError, Conflict, NotFound
 from app.policies.models import Deployment, ModelVersion
 from app.rankings.models import Completion, Ranking, RankingEntry
-
-MANIFEST = "manifest.json"
+from training import checkpoints
+from training.checkpoints import MANIFEST
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest of a model directory; raises AppError when the directory is not complete."""
+    """The manifest of a model directory; raises AppError when the directory is not complete.
+
+    The training library's reader (plain json, no torch) is the one way manifests are read.
+    """
     file = Path(path) / MANIFEST
+    if not file.is_file():
+        raise AppError(f"{path} has no {MANIFEST}: not a complete model directory")
     try:
-        return dict(json.loads(file.read_text()))
-    except FileNotFoundError:
-        raise AppError(f"{path} has no {MANIFEST}: not a complete model directory") from None
+        return dict(checkpoints.read_manifest(path))
     except (OSError, ValueError) as exc:
         raise AppError(f"{file} cannot be read: {exc}") from None
 
@@ -42,9 +44,15 @@ def register_version(
     run_id: int | None = None,
     export_batch_id: int | None = None,
     metrics: dict[str, Any] | None = None,
+    lineage: dict[str, Any] | None = None,
 ) -> ModelVersion:
-    """Record a finished model directory (its manifest must exist: directories are renamed into place)."""
+    """Record a finished model directory (its manifest must exist: directories are renamed into place).
+
+    `lineage` (the round, its method and stage) is kept with the registered copy of the manifest.
+    """
     manifest = read_manifest(path)
+    if lineage:
+        manifest["round"] = lineage
     if db.scalar(select(ModelVersion.id).where(ModelVersion.name == name)) is not None:
         raise Conflict(f"A model version named {name!r} already exists.")
     version = ModelVersion(

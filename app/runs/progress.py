@@ -6,11 +6,8 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import select, update
-
-from app.db import session_scope, utcnow
+from app.db import session_scope
 from app.runs import service
-from app.runs.models import RunStage, TrainingRun
 
 FLUSH_EVERY_S = 1.0
 
@@ -49,9 +46,7 @@ class RunRecorder:
         if not self._cancel and time.monotonic() - self._cancel_checked >= FLUSH_EVERY_S:
             self._cancel_checked = time.monotonic()
             with session_scope() as db:
-                self._cancel = bool(
-                    db.scalar(select(TrainingRun.cancel_requested).where(TrainingRun.id == self.run_id))
-                )
+                self._cancel = service.cancel_requested(db, self.run_id)
         return self._cancel
 
     def flush(self) -> None:
@@ -60,21 +55,15 @@ class RunRecorder:
         points, logs, self._points, self._logs = self._points, self._logs, [], []
         fraction = min(1.0, self._step / self._total) if self._total else 0.0
         with session_scope() as db:
-            for step, metrics in points:
-                service.add_metrics(db, self.run_id, self.stage, step, metrics)
-            for line in logs:
-                service.add_log(db, self.run_id, self.stage, line)
-            db.execute(
-                update(RunStage)
-                .where(RunStage.run_id == self.run_id, RunStage.name == self.stage)
-                .values(progress=fraction, step=self._step, total_steps=self._total)
-            )
-            db.execute(
-                update(TrainingRun)
-                .where(TrainingRun.id == self.run_id)
-                .values(
-                    progress=min(1.0, (self.stage_index + fraction) / self.n_stages), heartbeat_at=utcnow()
-                )
+            service.record_progress(
+                db,
+                self.run_id,
+                self.stage,
+                step=self._step,
+                total=self._total,
+                run_progress=(self.stage_index + fraction) / self.n_stages,
+                points=points,
+                logs=logs,
             )
 
 
@@ -103,8 +92,6 @@ class Heartbeat:
         while not self._stop.wait(self.every_s):
             try:
                 with session_scope() as db:
-                    db.execute(
-                        update(TrainingRun).where(TrainingRun.id == self.run_id).values(heartbeat_at=utcnow())
-                    )
+                    service.beat(db, self.run_id)
             except Exception:  # noqa: S112 - a missed beat is retried; the database may be restarting
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -11,11 +12,13 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.db import utcnow
-from app.enums import ModelKind, RunStatus, StageName, StageStatus
+from app.enums import ModelKind, RunStatus, StageStatus
 from app.errors import AppError, Conflict, NotFound
 from app.policies import service as registry
 from app.policies.models import ModelVersion
 from app.queueing import enqueue_after_commit
+from app.runs import stages
+from app.runs.gate import gate_decision
 from app.runs.models import RunLog, RunMetric, RunStage, TrainingRun
 from app.runs.schemas import RoundRequest
 
@@ -33,19 +36,33 @@ def get_run(db: Session, run_id: int, *, lock: bool = False) -> TrainingRun:
     return run
 
 
-def _reward_model_for(db: Session, req: RoundRequest) -> int | None:
-    if StageName.reward in req.stages or StageName.ppo not in req.stages:
-        return req.reward_model_id
-    if req.reward_model_id is not None:
-        return req.reward_model_id
-    latest = db.scalar(
+def _latest_reward_model(db: Session) -> int | None:
+    return db.scalar(
         select(ModelVersion.id)
         .where(ModelVersion.kind == ModelKind.reward.value)
         .order_by(ModelVersion.id.desc())
+        .limit(1)
     )
-    if latest is None:
-        raise AppError("PPO without an RM stage needs a trained reward model; none is registered yet.")
-    return latest
+
+
+def _reward_models(db: Session, req: RoundRequest) -> tuple[int | None, int | None]:
+    """The reward model the stages use, and the one the evaluation scores with.
+
+    A stage that needs a reward model which no earlier stage of the round trains gets the chosen
+    one, else the latest registered. The evaluation prefers a reward model the round trains; else
+    it uses the stages' one, else the latest registered (so an InstructGPT round's RM scores a DPO
+    policy), else none: the world oracle and KL still judge.
+    """
+    reward_id = req.reward_model_id
+    if reward_id is None and stages.needs_reward_model(req.stages):
+        reward_id = _latest_reward_model(db)
+        if reward_id is None:
+            first = next(s for s in req.stages if stages.get(s).reward_required)
+            raise AppError(
+                f"{stages.label(first)} without an RM stage needs a trained reward model; "
+                "none is registered yet."
+            )
+    return reward_id, reward_id if reward_id is not None else _latest_reward_model(db)
 
 
 def start_round(db: Session, req: RoundRequest, by: User | None) -> TrainingRun:
@@ -59,18 +76,25 @@ def start_round(db: Session, req: RoundRequest, by: User | None) -> TrainingRun:
     )
     if parent is None or parent.kind != ModelKind.policy.value:
         raise AppError("Choose a parent policy: none is deployed yet.")
-    reward_id = _reward_model_for(db, req)
+    reward_id, eval_reward_id = _reward_models(db, req)
     batch = create_export_batch(
         db,
         ExportFilters(queues=req.queue_ids, since=req.since, until=req.until, splits=req.splits),
         created_by=by,
     )
-    names = [s.value for s in req.stages] + [StageName.evaluate.value]
+    names = [*req.stages, stages.EVALUATE]
     run = TrainingRun(
         status=RunStatus.queued.value,
+        method=req.method,
         export_batch_id=batch.id,
         parent_policy_id=parent.id,
-        config={"stages": names, "preset": req.preset, "reward_model_id": reward_id, **req.stage_settings()},
+        config={
+            "stages": names,
+            "preset": req.preset,
+            "reward_model_id": reward_id,
+            "eval_reward_model_id": eval_reward_id,
+            **req.stage_settings(),
+        },
         deploy_gate=req.gate.model_dump(),
         created_by_id=by.id if by else None,
     )
@@ -128,11 +152,159 @@ def approve_run(db: Session, run_id: int, by: User) -> TrainingRun:
 
 
 def final_policy_id(run: TrainingRun) -> int | None:
-    """The last policy a round's stages produced (PPO's, else SFT's)."""
+    """The last deployable policy a round's stages produced (PPO's or DPO's, else SFT's)."""
     for stage in reversed(run.stages):
-        if stage.name in (StageName.ppo.value, StageName.sft.value) and stage.output_version_id:
+        if stages.is_deployable(stage.name) and stage.output_version_id:
             return stage.output_version_id
     return None
+
+
+def _stage(run: TrainingRun, name: str) -> RunStage:
+    stage = next((s for s in run.stages if s.name == name), None)
+    if stage is None:
+        raise NotFound(f"Round {run.id} has no stage {name}.")
+    return stage
+
+
+def claim_run(db: Session, run_id: int, worker: str) -> TrainingRun | None:
+    """Mark a queued run running on `worker`; None (and nothing changed) when it is not queued.
+
+    A redelivered message for a run that already started does nothing; a run whose export batch
+    or parent policy has gone is failed here.
+    """
+    from app.exports.models import ExportBatch
+
+    run = get_run(db, run_id, lock=True)
+    if run.status != RunStatus.queued.value:
+        return None
+    batch = db.get(ExportBatch, run.export_batch_id) if run.export_batch_id else None
+    parent = db.get(ModelVersion, run.parent_policy_id) if run.parent_policy_id else None
+    if batch is None or parent is None:
+        fail_run(db, run, "the round's export batch or parent policy is missing", None)
+        return None
+    now = utcnow()
+    run.status, run.heartbeat_at, run.cancel_requested = RunStatus.running.value, now, False
+    run.started_at = run.started_at or now
+    run.worker = worker
+    add_log(db, run.id, None, f"started on {worker}")
+    db.flush()
+    return run
+
+
+def start_stage(db: Session, run_id: int, name: str) -> None:
+    """Mark a stage running and current."""
+    run = get_run(db, run_id)
+    run.current_stage = name
+    stage = _stage(run, name)
+    stage.status = StageStatus.running.value
+    stage.started_at = stage.started_at or utcnow()
+    db.flush()
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float | str | bool)}
+
+
+def finish_stage(
+    db: Session, run_id: int, name: str, *, kind: ModelKind, path: str | Path, parent_id: int | None
+) -> ModelVersion:
+    """Register a stage's model directory and mark the stage succeeded, in one transaction."""
+    run = get_run(db, run_id)
+    version = registry.register_version(
+        db,
+        name=f"{kind.value}-r{run_id}-{name}",
+        kind=kind,
+        path=path,
+        parent_id=parent_id,
+        run_id=run_id,
+        export_batch_id=run.export_batch_id,
+        lineage={"run": run_id, "method": run.method, "stage": name},
+    )
+    stage = _stage(run, name)
+    stage.status, stage.progress, stage.finished_at = StageStatus.succeeded.value, 1.0, utcnow()
+    stage.output_version_id, stage.metrics = version.id, _scalars(version.metrics or {})
+    add_log(db, run.id, name, f"registered {version.name}")
+    db.flush()
+    return version
+
+
+def finish_evaluation(db: Session, run_id: int, name: str, metrics: dict[str, Any]) -> None:
+    """Mark the evaluation succeeded with its metrics."""
+    stage = _stage(get_run(db, run_id), name)
+    stage.status, stage.progress, stage.finished_at = StageStatus.succeeded.value, 1.0, utcnow()
+    stage.metrics = metrics
+    db.flush()
+
+
+def record_progress(
+    db: Session,
+    run_id: int,
+    stage: str,
+    *,
+    step: int,
+    total: int,
+    run_progress: float,
+    points: list[tuple[int, dict[str, Any]]],
+    logs: list[str],
+) -> None:
+    """A stage's buffered metric points and log lines, its step, and the run's progress and heartbeat."""
+    for at, metrics in points:
+        add_metrics(db, run_id, stage, at, metrics)
+    for line in logs:
+        add_log(db, run_id, stage, line)
+    fraction = min(1.0, step / total) if total else 0.0
+    db.execute(
+        update(RunStage)
+        .where(RunStage.run_id == run_id, RunStage.name == stage)
+        .values(progress=fraction, step=step, total_steps=total)
+    )
+    db.execute(
+        update(TrainingRun)
+        .where(TrainingRun.id == run_id)
+        .values(progress=min(1.0, max(0.0, run_progress)), heartbeat_at=utcnow())
+    )
+
+
+def beat(db: Session, run_id: int) -> None:
+    """Stamp the run's heartbeat (its worker is alive)."""
+    db.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(heartbeat_at=utcnow()))
+
+
+def cancel_requested(db: Session, run_id: int) -> bool:
+    """Whether ops asked the running round to stop."""
+    return bool(db.scalar(select(TrainingRun.cancel_requested).where(TrainingRun.id == run_id)))
+
+
+def mark_cancelled(db: Session, run_id: int, stage: str | None) -> None:
+    """The worker stopped a round at ops' request: the run and its running stage are cancelled."""
+    run = get_run(db, run_id, lock=True)
+    _finish(run, RunStatus.cancelled, error=None)
+    run.current_stage = None
+    for s in run.stages:
+        if s.status == StageStatus.running.value:
+            s.status = StageStatus.cancelled.value
+    add_log(db, run_id, stage, "cancelled by ops")
+    db.flush()
+
+
+def conclude_run(db: Session, run_id: int, metrics: dict[str, Any]) -> TrainingRun:
+    """After the last stage: deploy through the gate, or wait for an approval with the gate's reasons."""
+    run = get_run(db, run_id, lock=True)
+    run.current_stage = None
+    policy_id = final_policy_id(run)
+    ok, reasons = gate_decision(run.deploy_gate or {}, metrics)
+    if policy_id is None:
+        _finish(run, RunStatus.succeeded, error=None)
+    elif ok:
+        registry.deploy(db, policy_id, action="auto", run_id=run.id)
+        _finish(run, RunStatus.succeeded, error=None)
+        add_log(db, run.id, None, "deploy gate passed: deployed")
+    else:
+        _finish(run, RunStatus.awaiting_approval, error=None)
+        add_log(db, run.id, None, "waiting for ops approval: " + "; ".join(reasons))
+    run.progress = 1.0
+    db.flush()
+    return run
 
 
 def reap_stale_runs(db: Session, now: datetime | None = None, stale_after_s: int | None = None) -> list[int]:

@@ -13,6 +13,18 @@
     });
   });
 
+  // Changing the method ticks its stages (and unticks the others'); the server ignores the others anyway.
+  document.addEventListener("change", function (ev) {
+    var select = ev.target;
+    if (!select || select.id !== "method" || !select.dataset.methods) { return; }
+    var methods;
+    try { methods = JSON.parse(select.dataset.methods); } catch (e) { return; }
+    var chosen = methods[select.value] || [];
+    document.querySelectorAll("input[name=stages]").forEach(function (box) {
+      box.checked = chosen.indexOf(box.value) >= 0;
+    });
+  });
+
   // The log tail follows new lines unless the reader has scrolled up to read older ones.
   var follow = true;
   function atBottom(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 8; }

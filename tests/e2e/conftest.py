@@ -82,6 +82,14 @@ def spawn_worker(redis_broker: str) -> Iterator[Callable[..., subprocess.Popen[b
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.fixture(scope="module")
+def micro_base() -> Path:
+    """The world's micro base model (built once per test session, cached under DATA_DIR)."""
+    from training.models import ensure_base_model
+
+    return ensure_base_model(get_settings().data_dir / "cache", size="micro")
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.5) -> object:
     """Poll until predicate() is truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

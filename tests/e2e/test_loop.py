@@ -45,14 +45,6 @@ TINY_SETTINGS: dict[str, dict[str, Any]] = {
 FAST_BEATS = {"RUN_HEARTBEAT_S": "0.5", "RUN_STALE_AFTER_S": "4", "REAP_EVERY_S": "1", "RESTOCK_EVERY_S": "2"}
 
 
-@pytest.fixture(scope="module")
-def micro_base() -> Path:
-    """The world's micro base model (built once per test session, cached under DATA_DIR)."""
-    from training.models import ensure_base_model
-
-    return ensure_base_model(get_settings().data_dir / "cache", size="micro")
-
-
 def _setup(db, base: Path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from training.world import make_prompts
 

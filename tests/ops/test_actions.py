@@ -169,7 +169,7 @@ def test_non_contiguous_stages_are_rejected_and_the_input_kept(
         db,
         web,
         _form(stages=["sft", "ppo"], since="2024-03-01", settings_sft='{"epochs": 7}'),
-        "Stages must be a contiguous part of SFT -&gt; RM -&gt; PPO.",
+        "Stages must be a contiguous part of SFT -&gt; Reward model -&gt; PPO.",
     )
     assert 'value="2024-03-01"' in html and "{&#34;epochs&#34;: 7}" in html
     assert 'name="stages" value="sft" checked' in html and 'name="stages" value="reward" >' in html
@@ -190,7 +190,7 @@ def test_bad_settings_and_values_are_rejected_with_clear_messages(
         "Reward model settings: epochs should look like 1",
     )
     _rejected(db, web, _form(settings_sft="[1, 2]"), "SFT settings must be a JSON object")
-    _rejected(db, web, _form(stages=[]), "Choose at least one stage.")
+    _rejected(db, web, _form(stages=[]), "Choose at least one stage of SFT -&gt; Reward model -&gt; PPO.")
     _rejected(db, web, _form(splits=[]), "Choose at least one data split.")
     _rejected(
         db, web, _form(since="2024-02-01", until="2024-01-01"), "The end date is before the start date."

@@ -48,7 +48,7 @@ def test_rounds_start_and_list(committed_db, tmp_path: Path, enqueued) -> None: 
     committed_db.commit()
     out = _run("rounds", "start", "--queue", str(queue.id), "--stages", "sft,reward", "--auto-deploy")
     run = committed_db.scalar(select(TrainingRun).order_by(TrainingRun.id.desc()))
-    assert run is not None and f"round {run.id} queued (sft -> reward -> evaluate)" in out
+    assert run is not None and f"round {run.id} queued (instructgpt: sft -> reward -> evaluate)" in out
     assert f"/ops/runs/{run.id}" in out
     assert run.parent_policy_id == base.id and run.deploy_gate["auto_deploy"] is True
     batch = committed_db.get(ExportBatch, run.export_batch_id)
@@ -56,10 +56,25 @@ def test_rounds_start_and_list(committed_db, tmp_path: Path, enqueued) -> None: 
     assert enqueued == [("runs.run_round", (run.id,))]
     run_id = run.id
     committed_db.rollback()  # end the read transaction: on SQLite it would hold the write lock
-    assert f"{run_id}\tqueued\t0%\tsft,reward,evaluate" in _run("rounds", "list")
+    assert f"{run_id}\tqueued\t0%\tinstructgpt\tsft,reward,evaluate" in _run("rounds", "list")
 
 
 def test_rounds_start_refuses_non_contiguous_stages(committed_db) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(AppError, match="contiguous"):
         _run("rounds", "start", "--stages", "sft,ppo")
     assert committed_db.scalar(select(TrainingRun.id)) is None
+
+
+def test_rounds_start_with_the_dpo_method(committed_db, tmp_path: Path, enqueued) -> None:  # type: ignore[no-untyped-def]
+    f = Factory(committed_db)
+    f.model_version("policy", name="cli-dpo-base", path=str(model_dir(tmp_path, "base")), is_deployed=True)
+    committed_db.commit()
+    out = _run("rounds", "start", "--method", "dpo")
+    run = committed_db.scalar(select(TrainingRun).order_by(TrainingRun.id.desc()))
+    assert run is not None and f"round {run.id} queued (dpo: sft -> dpo -> evaluate)" in out
+    assert run.method == "dpo" and run.config["dpo"]["beta"] == 0.1 and "ppo" not in run.config
+    committed_db.rollback()
+    with pytest.raises(AppError, match="reward is not a stage of DPO"):
+        _run("rounds", "start", "--method", "dpo", "--stages", "sft,reward")
+    with pytest.raises(AppError, match="method must be one of instructgpt, dpo"):
+        _run("rounds", "start", "--method", "kto")

@@ -13,7 +13,7 @@ from app.enums import RunStatus, StageStatus
 from app.errors import Conflict
 from app.policies import service as registry
 from app.runs import service
-from app.runs.executor import gate_decision
+from app.runs.gate import gate_decision
 from app.runs.models import RunStage, TrainingRun
 from app.runs.schemas import RoundRequest
 
@@ -27,11 +27,23 @@ def _run(db, status: str = "running", stages=("sft", "reward", "ppo", "evaluate"
 
 
 def test_round_request_requires_contiguous_stages() -> None:
-    assert [s.value for s in RoundRequest(stages=["reward", "ppo"]).stages] == ["reward", "ppo"]
+    assert RoundRequest(stages=["reward", "ppo"]).stages == ["reward", "ppo"]
     with pytest.raises(ValueError, match="contiguous"):
         RoundRequest(stages=["sft", "ppo"])
     with pytest.raises(ValueError, match="at least one"):
-        RoundRequest(stages=[])
+        RoundRequest(stages=["evaluate"])
+
+
+def test_round_request_takes_the_methods_stages() -> None:
+    assert RoundRequest().stages == ["sft", "reward", "ppo"]
+    assert RoundRequest(method="dpo").stages == ["sft", "dpo"]
+    assert RoundRequest(method="dpo", stages=["dpo"]).stages == ["dpo"]
+    with pytest.raises(ValueError, match="reward is not a stage of DPO"):
+        RoundRequest(method="dpo", stages=["sft", "reward"])
+    with pytest.raises(ValueError, match="method must be one of instructgpt, dpo"):
+        RoundRequest(method="rlaif")
+    settings = RoundRequest(method="dpo", settings={"dpo": {"beta": 0.5}}).stage_settings()
+    assert set(settings) == {"sft", "dpo"} and settings["dpo"]["beta"] == 0.5
 
 
 def test_stage_settings_overlay_preset() -> None:

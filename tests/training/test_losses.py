@@ -9,9 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from training.losses import (
+    dpo_group_loss,
+    dpo_pair_losses,
     ema_update,
     gae_advantages,
     gather_last,
+    group_mean,
     kl_penalised_rewards,
     last_token_index,
     logprobs_of,
@@ -19,6 +22,7 @@ from training.losses import (
     position_ids_from_mask,
     ppo_policy_loss,
     ppo_value_loss,
+    response_logprobs,
     rm_group_loss,
     sft_loss,
     truncate_after_eos,
@@ -128,3 +132,49 @@ def test_ema_update() -> None:
     e, p = [torch.tensor([1.0])], [torch.tensor([3.0])]
     ema_update(e, p, 0.75)
     assert e[0].item() == pytest.approx(1.5)
+
+
+def test_response_logprobs_sum_only_response_tokens() -> None:
+    # uniform logits over V = 4: every predicted token has log-prob -log 4
+    logits = torch.zeros(2, 4, 4)
+    labels = torch.tensor([[-100, -100, 2, 3], [-100, 1, -100, -100]])  # 2 and 1 response tokens
+    assert response_logprobs(logits, labels).tolist() == pytest.approx([-2 * math.log(4), -math.log(4)])
+    # a confident logit on the labelled token raises exactly that token's log-prob
+    logits[0, 1, 2] = math.log(3.0)  # position 1 predicts token 2 with p = 3 / 6
+    assert response_logprobs(logits, labels)[0].item() == pytest.approx(math.log(0.5) - math.log(4))
+
+
+def test_dpo_loss_by_hand() -> None:
+    # policy: chosen -1, rejected -3; reference: both -2 -> h = (1) - (-1) = 2, beta * h = 1
+    args = (torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]))
+    loss, rc, rr = dpo_pair_losses(*args, beta=0.5)
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(-1)))  # -log sigmoid(1) = 0.31326
+    assert (rc.item(), rr.item()) == (pytest.approx(0.5), pytest.approx(-0.5))
+    smooth, _, _ = dpo_pair_losses(*args, beta=0.5, label_smoothing=0.1)
+    assert smooth.item() == pytest.approx(0.9 * math.log(1 + math.exp(-1)) + 0.1 * math.log(1 + math.e))
+    ipo, _, _ = dpo_pair_losses(*args, beta=0.5, loss_type="ipo")
+    assert ipo.item() == pytest.approx((2 - 1 / (2 * 0.5)) ** 2)  # = 1
+    at_ref, _, _ = dpo_pair_losses(torch.tensor([-4.0]), torch.tensor([-4.0]), *args[2:], beta=0.1)
+    assert at_ref.item() == pytest.approx(math.log(2))  # policy == reference: -log sigmoid(0)
+    with pytest.raises(ValueError, match="loss_type"):
+        dpo_pair_losses(*args, beta=0.5, loss_type="hinge")
+
+
+def test_dpo_group_loss_is_the_mean_over_prompts_of_their_pair_means() -> None:
+    logps = torch.tensor([-1.0, -2.0, -3.0, -1.0, -5.0])  # prompt 0: completions 0-2, prompt 1: 3-4
+    ref = torch.full((5,), -2.0)
+    group, winners, losers = (
+        torch.tensor([0, 0, 0, 1]),
+        torch.tensor([0, 0, 1, 3]),
+        torch.tensor([1, 2, 2, 4]),
+    )
+    loss, rc, rr = dpo_group_loss(logps, ref, group, winners, losers, beta=1.0)
+
+    def pair(h: float) -> float:
+        return math.log(1 + math.exp(-h))
+
+    # pair margins h: (-1) - (-2) = 1, (-1) - (-3) = 2, (-2) - (-3) = 1; prompt 1: (-1) - (-5) = 4
+    expected = ((pair(1) + pair(2) + pair(1)) / 3 + pair(4)) / 2
+    assert loss.item() == pytest.approx(expected)
+    assert rc.tolist() == [1.0, 1.0, 0.0, 1.0] and rr.tolist() == [0.0, -1.0, -1.0, -3.0]
+    assert group_mean(torch.tensor([1.0, 3.0, 10.0]), torch.tensor([0, 0, 2])).item() == pytest.approx(6.0)

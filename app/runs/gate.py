@@ -1,0 +1,25 @@
+"""The deploy gate: whether a finished round may deploy its policy itself (a pure function)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def gate_decision(gate: dict[str, Any], metrics: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Whether a round may deploy itself, and the reasons it may not.
+
+    Each check applies only where the evaluation measured its metric: a round evaluated without
+    a reward model has no RM gain, and one outside the simulated world has no oracle win-rate.
+    """
+    reasons = []
+    if not gate.get("auto_deploy"):
+        reasons.append("automatic deployment is off")
+    if "rm_gain" in metrics and metrics["rm_gain"] < gate.get("min_rm_gain", 0.0):
+        reasons.append(f"RM gain {metrics['rm_gain']:.3f} < {gate.get('min_rm_gain', 0.0)}")
+    if metrics.get("kl", 0.0) > gate.get("max_kl", float("inf")):
+        reasons.append(f"KL {metrics['kl']:.2f} > {gate.get('max_kl')}")
+    if "oracle_win_rate" in metrics and metrics["oracle_win_rate"] < gate.get("min_oracle_win_rate", 0.0):
+        reasons.append(
+            f"oracle win-rate {metrics['oracle_win_rate']:.2f} < {gate.get('min_oracle_win_rate')}"
+        )
+    return not reasons, reasons

@@ -1,0 +1,123 @@
+"""DPO end to end on a tiny world batch: the reference, the pairs, the metrics, the directory, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from training.checkpoints import verify_model_dir
+from training.config import DPOConfig, RuntimeConfig
+from training.data import ComparisonGroup, group_comparisons, read_batch
+
+CPU = RuntimeConfig(device="cpu", threads=1)
+
+
+class Record:
+    """Keeps every progress call."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, Any]] = []
+
+    def on_progress(self, stage: str, step: int, total: int, metrics: dict[str, Any]) -> None:
+        self.steps.append({"stage": stage, "step": step, "total": total, **metrics})
+
+
+def test_pairs_come_once_from_each_ranking_without_ties(micro_base: Path) -> None:
+    from training.dpo import as_pairs, pair_batch
+    from training.models import load_tokenizer
+
+    groups = group_comparisons(
+        [{"prompt": "p", "completions": ["a", "b", "c", "d"], "ranks": [1, 2, 2, 3]}],
+        [{"prompt": "q", "chosen": "x", "rejected": "y"}],
+    )
+    # ranks 1, 2, 2, 3: C(4,2) = 6 pairs, one tie (b, c) dropped
+    assert [g.pairs for g in groups] == [[(0, 1), (0, 2), (0, 3), (1, 3), (2, 3)], [(0, 1)]]
+    pairs, refs = as_pairs(groups, [[-1.0, -2.0, -3.0, -4.0], [-5.0, -6.0]])
+    assert (
+        len(pairs) == 6 and pairs[3] == ComparisonGroup("p", ["b", "d"], [(0, 1)]) and refs[3] == [-2.0, -4.0]
+    )
+    tok = load_tokenizer(micro_base)
+    b = pair_batch(tok, groups, 64)
+    assert b["input_ids"].shape[0] == 6  # each completion once in the grouped variant
+    assert b["winners"].tolist() == [0, 0, 0, 1, 2, 4] and b["losers"].tolist() == [1, 2, 3, 3, 3, 5]
+    assert b["group"].tolist() == [0, 0, 0, 0, 0, 1]
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_dpo_starts_at_log2_and_separates_the_pairs(
+    micro_base: Path, world_batch: Path, tmp_path: Path, grouped: bool
+) -> None:
+    from training.dpo import run_dpo
+
+    torch.set_num_threads(1)
+    rec = Record()
+    cfg = DPOConfig(epochs=3, lr=1e-3, batch_size=8, warmup_steps=0, beta=0.5, grouped=grouped, runtime=CPU)
+    out = run_dpo(cfg, world_batch, micro_base, tmp_path / "dpo", callbacks=[rec], run=7)
+    first, last = rec.steps[0], rec.steps[-1]
+    # policy == reference before the first update: every margin is 0, the loss is -log sigmoid(0)
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-4)
+    assert first["reward_margin"] == pytest.approx(0.0, abs=1e-4) and first["reward_accuracy"] == 0.0
+    assert last["stage"] == "dpo" and last["step"] == last["total"]
+    assert {"chosen_logp", "rejected_logp", "chosen_reward", "rejected_reward", "lr"} <= set(last)
+    manifest = json.loads((out / "manifest.json").read_text())
+    m = manifest["metrics"]
+    assert (
+        manifest["kind"] == "policy"
+        and manifest["run"] == 7
+        and manifest["config"]["dpo"]["grouped"] is grouped
+    )
+    batch = read_batch(world_batch)
+    train = group_comparisons(batch.split("rankings", "train"), batch.split("pairwise", "train"))
+    assert m["train_pairs"] == sum(len(g.pairs) for g in train) and len(m["history"]) == 3
+    assert m["history"][-1]["reward_margin"] > m["history"][0]["reward_margin"]  # it learns the pairs
+    assert 0.0 <= m["test_reward_accuracy"] <= 1.0 and m["test_pairs"] > 0
+    verify_model_dir(out)
+
+
+def test_ipo_and_conservative_dpo_run(micro_base: Path, world_batch: Path, tmp_path: Path) -> None:
+    from training.dpo import run_dpo
+
+    rec = Record()
+    for name, extra in (("ipo", {"loss_type": "ipo"}), ("cdpo", {"label_smoothing": 0.2})):
+        cfg = DPOConfig(epochs=1, lr=1e-3, batch_size=16, warmup_steps=0, runtime=CPU, **extra)  # type: ignore[arg-type]
+        run_dpo(cfg, world_batch, micro_base, tmp_path / name, callbacks=[rec])
+    ipo_first = next(s for s in rec.steps if s["step"] == 1)
+    assert ipo_first["loss"] == pytest.approx((1 / (2 * 0.1)) ** 2, rel=1e-4)  # (0 - 1/(2 beta))^2 = 25
+
+
+def test_cli_runs_dpo(micro_base: Path, world_batch: Path, tmp_path: Path) -> None:
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "dpo",
+            "--batch",
+            str(world_batch),
+            "--base",
+            str(micro_base),
+            "--out",
+            str(tmp_path / "dpo"),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--set",
+            "epochs=1",
+            "--set",
+            "batch_size=16",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == str(tmp_path / "dpo")
+    assert json.loads((tmp_path / "dpo" / "manifest.json").read_text())["config"]["dpo"]["epochs"] == 1
