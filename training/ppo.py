@@ -53,7 +53,7 @@ def response_values(
     """Value estimates for each response token (read one position earlier, like the logits): [B, R]."""
     ids = torch.cat([query, response], 1)
     mask = torch.cat([qmask, rmask], 1)
-    return value_model.token_values(ids, mask)[:, query.shape[1] - 1 : -1]
+    return value_model(ids, mask, per_token=True)[:, query.shape[1] - 1 : -1]
 
 
 @torch.no_grad()
