@@ -40,11 +40,18 @@ from training.models import load_policy, load_reward_model, make_accelerator, se
 def response_logits(
     model: Any, query: torch.Tensor, qmask: torch.Tensor, response: torch.Tensor, rmask: torch.Tensor
 ) -> torch.Tensor:
-    """Logits that predict each response token: query [B, Tq] (left-padded), response [B, R] -> [B, R, V]."""
+    """Logits that predict each response token: query [B, Tq] (left-padded), response [B, R] -> [B, R, V].
+
+    Only the last R + 1 positions go through the unembedding (logits_to_keep), so the prompt's
+    positions never materialise [B, Tq, V] logits.
+    """
     ids = torch.cat([query, response], 1)
     mask = torch.cat([qmask, rmask], 1)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
-    return logits[:, query.shape[1] - 1 : -1]
+    R = response.shape[1]
+    out = model(
+        input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), logits_to_keep=R + 1
+    )
+    return out.logits[:, -(R + 1) : -1]
 
 
 def response_values(
@@ -54,6 +61,69 @@ def response_values(
     ids = torch.cat([query, response], 1)
     mask = torch.cat([qmask, rmask], 1)
     return value_model(ids, mask, per_token=True)[:, query.shape[1] - 1 : -1]
+
+
+def cat_right_padded(parts: list[torch.Tensor], fill: int) -> torch.Tensor:
+    """Concatenate [b_i, R_i] tensors along rows, right-padding each to max R_i with fill: -> [sum b_i, R]."""
+    R = max(p.shape[1] for p in parts)
+    return torch.cat([torch.nn.functional.pad(p, (0, R - p.shape[1]), value=fill) for p in parts])
+
+
+@torch.no_grad()
+def sample_rollout(
+    policy: Any,
+    query: torch.Tensor,
+    qmask: torch.Tensor,
+    cfg: PPOConfig,
+    eos_id: int,
+    pad_id: int,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One response per query, micro_batch_size rows at a time: -> (response, rmask [B, R], finished [B])."""
+    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
+    resp, masks, fins = [], [], []
+    for i in range(0, query.shape[0], cfg.micro_batch_size):
+        r, m, f = sample_tokens(
+            policy,
+            query[i : i + cfg.micro_batch_size],
+            qmask[i : i + cfg.micro_batch_size],
+            1,
+            params,
+            eos_id,
+            pad_id,
+            gen,
+        )
+        resp.append(r)
+        masks.append(m)
+        fins.append(f)
+    return cat_right_padded(resp, pad_id), cat_right_padded(masks, 0), torch.cat(fins)
+
+
+@torch.no_grad()
+def score_rollout(
+    models: tuple[Any, Any, Any, Any],
+    query: torch.Tensor,
+    qmask: torch.Tensor,
+    response: torch.Tensor,
+    rmask: torch.Tensor,
+    temperature: float,
+    micro_batch_size: int,
+) -> dict[str, torch.Tensor]:
+    """Policy and reference log-probs, values [B, R] and RM scores [B], micro_batch_size rows per forward.
+
+    models = (policy, reference, reward model, value model). Log-probs are recomputed by full forward
+    passes, never taken from sampling, so at step 0 the KL is exactly 0.
+    """
+    policy, ref, rm, value = models
+    out: dict[str, list[torch.Tensor]] = {"logprobs": [], "ref_logprobs": [], "values": [], "raw_scores": []}
+    for i in range(0, query.shape[0], micro_batch_size):
+        q, qm = query[i : i + micro_batch_size], qmask[i : i + micro_batch_size]
+        r, rmk = response[i : i + micro_batch_size], rmask[i : i + micro_batch_size]
+        out["logprobs"].append(logprobs_of(response_logits(policy, q, qm, r, rmk), r, temperature))
+        out["ref_logprobs"].append(logprobs_of(response_logits(ref, q, qm, r, rmk), r, temperature))
+        out["values"].append(response_values(value, q, qm, r, rmk).float())
+        out["raw_scores"].append(rm(torch.cat([q, r], 1), torch.cat([qm, rmk], 1)).float())
+    return {k: torch.cat(v) for k, v in out.items()}
 
 
 @torch.no_grad()
@@ -73,18 +143,16 @@ def make_rollout(
         m.eval()
     query, qmask = left_pad(encode_prompts(tok, prompts, cfg.max_prompt_length), tok.pad_token_id)
     query, qmask = query.to(device), qmask.to(device)
-    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
-    response, rmask, finished = sample_tokens(
-        policy, query, qmask, 1, params, tok.eos_token_id, tok.pad_token_id, gen
+    response, rmask, finished = sample_rollout(
+        policy, query, qmask, cfg, tok.eos_token_id, tok.pad_token_id, gen
     )
-    # Recomputed by full forward passes, never taken from sampling: at step 0 the KL is exactly 0.
-    logprobs = logprobs_of(response_logits(policy, query, qmask, response, rmask), response, cfg.temperature)
-    ref_logprobs = logprobs_of(response_logits(ref, query, qmask, response, rmask), response, cfg.temperature)
-    values = response_values(value, query, qmask, response, rmask)
-    raw_scores = rm(torch.cat([query, response], 1), torch.cat([qmask, rmask], 1)).float()  # [B]
+    sc = score_rollout(
+        (policy, ref, rm, value), query, qmask, response, rmask, cfg.temperature, cfg.micro_batch_size
+    )
+    logprobs, values, raw_scores = sc["logprobs"], sc["values"], sc["raw_scores"]
     scores = raw_scores - cfg.missing_eos_penalty * (~finished).float()
     rmask_f = rmask.float()
-    rewards, kl = kl_penalised_rewards(logprobs, ref_logprobs, scores, rmask_f, cfg.kl_coef)
+    rewards, kl = kl_penalised_rewards(logprobs, sc["ref_logprobs"], scores, rmask_f, cfg.kl_coef)
     advantages, returns = gae_advantages(rewards, values, rmask_f, cfg.gamma, cfg.lam)
     if cfg.whiten_advantages:
         advantages = masked_whiten(advantages, rmask_f)
