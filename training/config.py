@@ -34,6 +34,8 @@ class SFTConfig:
     )
     rm_eval_prompts: int = 64
     rm_eval_max_new_tokens: int = 32
+    grad_accum_steps: int = 1  # micro-batches per process per step; batch_size stays the global batch
+    gradient_checkpointing: bool = False
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,6 +56,8 @@ class RewardConfig:
     weight_decay: float = 0.0
     max_length: int = 128
     center_on_demonstrations: bool = True  # bias so labeler demonstrations score 0 on average
+    grad_accum_steps: int = 1  # micro-batches per process per step; batch_size stays the global batch
+    gradient_checkpointing: bool = False
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +94,7 @@ class PPOConfig:
     ema_decay: float | None = 0.992  # weight EMA of the policy; None disables
     max_grad_norm: float = 1.0
     max_prompt_length: int = 64
+    gradient_checkpointing: bool = False
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:

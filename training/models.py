@@ -212,6 +212,23 @@ def load_reward_model(path: str | Path, dropout: float = 0.0) -> RewardModel:
     return RewardModel(model, bias=float(getattr(cfg, "reward_bias", 0.0)))
 
 
+def frozen_dtype(acc: Any) -> torch.dtype:
+    """The dtype of models that are never trained (reference, reward): bf16 when the run is bf16 on a GPU."""
+    on_gpu = torch.device(acc.device).type == "cuda"
+    return torch.bfloat16 if on_gpu and str(acc.mixed_precision) == "bf16" else torch.float32
+
+
+def frozen(model: Any, acc: Any) -> Any:
+    """A model in eval mode, without gradients, on the accelerator's device in frozen_dtype(acc)."""
+    return model.eval().requires_grad_(False).to(acc.device, dtype=frozen_dtype(acc))
+
+
+def load_frozen_reward_model(path: str | Path, acc: Any) -> RewardModel:
+    """A reward model for scoring only: see frozen()."""
+    rm: RewardModel = frozen(load_reward_model(path), acc)
+    return rm
+
+
 def load_reward_model_and_tokenizer(path: str | Path) -> tuple[RewardModel, PreTrainedTokenizerBase]:
     """load_reward_model plus its tokenizer."""
     return load_reward_model(path), load_tokenizer(path)
