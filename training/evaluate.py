@@ -75,6 +75,9 @@ def sequence_kl(
 
     query, qmask = left_pad(encode_prompts(tokenizer, prompts), tokenizer.pad_token_id)
     resp, rmask = right_pad([t or [tokenizer.eos_token_id] for t in token_ids], tokenizer.pad_token_id)
+    # the inputs go where the models are (the sampler may have moved the policy to a GPU)
+    device = next(policy.parameters()).device
+    query, qmask, resp, rmask = (t.to(device) for t in (query, qmask, resp, rmask))
     lp = logprobs_of(response_logits(policy, query, qmask, resp, rmask), resp, temperature)
     lr = logprobs_of(response_logits(reference, query, qmask, resp, rmask), resp, temperature)
     return ((lp - lr) * rmask).sum(-1).mean().item()
@@ -92,7 +95,8 @@ def evaluate_policy(
     """Sample one completion per prompt and report RM score, KL vs reference and world metrics.
 
     Returns {"metrics": {...}, "completions": [text, ...]}; the reference defaults to the policy's parent
-    from its manifest when reference_dir is None and the parent exists.
+    from its manifest when reference_dir is None and the parent exists. The reference and reward model
+    run on the sampler's device (a GPU when there is one), the reference in the policy's dtype.
     """
     from training.checkpoints import read_manifest
     from training.models import load_policy, load_reward_model
@@ -107,7 +111,7 @@ def evaluate_policy(
         "response_tokens": sum(len(c.token_ids) for c in comps) / max(1, len(comps)),
     }
     if reward_model_dir is not None:
-        rm = load_reward_model(reward_model_dir).eval()
+        rm = load_reward_model(reward_model_dir).eval().to(sampler.device)
         metrics["rm_score"] = (
             rm_scores(rm, sampler.tokenizer, prompts, texts, batch_size=batch_size).mean().item()
         )
@@ -116,6 +120,9 @@ def evaluate_policy(
         reference_dir = parent if parent and Path(parent).exists() else None
     if reference_dir is not None:
         ref, _ = load_policy(reference_dir)
+        # the reference in the sampler's device and dtype: equal weights give a KL of exactly 0
+        policy_param = next(sampler.model.parameters())
+        ref = ref.to(policy_param.device, dtype=policy_param.dtype)
         kls = []
         for i in range(0, len(prompts), batch_size):
             kls.append(

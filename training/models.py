@@ -78,6 +78,13 @@ def make_accelerator(rt: RuntimeConfig) -> Any:
     mp = rt.mixed_precision
     if mp == "auto":
         mp = "no" if cpu else "bf16"
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and str(state.get("mixed_precision")) != mp:
+        # accelerate keeps one precision per process; a later stage (or test) asking for another
+        # one gets it (the process group, kept in PartialState, is untouched)
+        AcceleratorState._reset_state()
     return Accelerator(cpu=cpu, mixed_precision=mp)
 
 

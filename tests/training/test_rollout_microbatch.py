@@ -1,4 +1,4 @@
-"""Rollouts are generated and scored in micro-batches: the same numbers, at most micro-batch rows per forward."""
+"""Rollouts are generated and scored in micro-batches: same numbers, at most micro-batch rows a forward."""
 
 from __future__ import annotations
 
