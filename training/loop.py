@@ -76,6 +76,7 @@ class LoopResult:
     model: Any
     steps: int
     history: list[dict[str, float]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)  # per optimizer step, the global-batch mean
     best_epoch: int = -1
     best_state: dict[str, torch.Tensor] | None = None  # CPU copy, main process only
 
@@ -109,7 +110,7 @@ def enable_gradient_checkpointing(model: Any) -> None:
     model.config.use_cache = False
 
 
-def _log_shard(stage: str, rank: int, step: int, rows: list[int]) -> None:
+def log_shard(stage: str, rank: int, step: int, rows: list[int]) -> None:
     """Append the example ids this rank trained on to $RLHF_SHARD_LOG/<stage>-rank<r>.jsonl."""
     out = os.environ.get(SHARD_LOG_ENV)
     if out:
@@ -191,7 +192,7 @@ def train_loop(
             own = bool(order[start : start + cfg.batch_size][acc.process_index :: acc.num_processes])
             batches = [make_batch([examples[j] for j in rows]) for rows in parts]
             weights = [weigh(b) if own else 0.0 for b in batches]
-            _log_shard(
+            log_shard(
                 stage, acc.process_index, result.steps, [j for rows in parts for j in rows] if own else []
             )
             loss, stats = _train_step(acc, model, batches, weights, loss_fn)
@@ -201,6 +202,7 @@ def train_loop(
             sched.step()
             opt.zero_grad()
             result.steps += 1
+            result.losses.append(loss)
             if acc.is_main_process:
                 cbs.progress(
                     stage,

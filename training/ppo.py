@@ -24,7 +24,7 @@ from training.callbacks import Callbacks
 from training.checkpoints import write_model_dir
 from training.config import PPOConfig
 from training.data import read_batch
-from training.loop import enable_gradient_checkpointing
+from training.loop import enable_gradient_checkpointing, log_shard
 from training.losses import (
     ema_update,
     entropy_of,
@@ -277,7 +277,9 @@ def run_ppo(
     models = (acc.unwrap_model(policy), ref, rm, acc.unwrap_model(value))
     for it in range(iters):
         cbs.check_stop()
-        batch_prompts = [prompts[rng.randrange(len(prompts))] for _ in range(local.rollout_batch_size)]
+        picked = [rng.randrange(len(prompts)) for _ in range(local.rollout_batch_size)]
+        log_shard("ppo", acc.process_index, it, picked)
+        batch_prompts = [prompts[i] for i in picked]
         ro = make_rollout(*models, tok, batch_prompts, local, gen, acc.device, acc.autocast)
         stats = _rollout_stats(ro)
         stats.update(ppo_update(policy, value, opt, acc, ro, local, ptx_rows, rng))

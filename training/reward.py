@@ -111,6 +111,7 @@ def run_reward(
     metrics: dict[str, Any] = {
         "train_groups": len(train),
         "train_pairs": sum(len(g.pairs) for g in train),
+        "train_loss": res.losses,
         "processes": acc.num_processes,
     }
     if acc.is_main_process:

@@ -140,6 +140,7 @@ def run_sft(
         "selected_epoch": res.best_epoch,
         "selected_by": select,
         "history": res.history,
+        "train_loss": res.losses,
         "train_examples": len(train),
         "valid_examples": len(valid),
         "processes": acc.num_processes,
