@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def launch_command(
 
 
 def stage_args(
-    stage: str, inputs: dict[str, str | Path | None], out: str | Path, config_file: Path, run: Any = None
+    stage: str, inputs: Mapping[str, str | Path | None], out: str | Path, config_file: Path, run: Any = None
 ) -> list[str]:
     """CLI arguments of a stage: its input directories, output, JSON config file and run id."""
     args = ["--out", str(out), "--config", str(config_file)]
@@ -89,7 +90,7 @@ def stage_args(
 def run_in_processes(
     stage: str,
     config: Any,
-    inputs: dict[str, str | Path | None],
+    inputs: Mapping[str, str | Path | None],
     out: str | Path,
     processes: int,
     callbacks: Any = None,

@@ -59,7 +59,7 @@ class LoopConfig:
             epochs=config.epochs,
             batch_size=config.batch_size,
             lr=config.lr,
-            betas=tuple(config.betas),  # type: ignore[arg-type]
+            betas=tuple(config.betas),
             weight_decay=config.weight_decay,
             min_lr_ratio=config.min_lr_ratio,
             grad_accum_steps=getattr(config, "grad_accum_steps", 1),

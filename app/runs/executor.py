@@ -108,13 +108,15 @@ def _reward_path(plan: Plan) -> str | None:
 
 
 def _train(plan: Plan, name: str, out: Path, recorder: RunRecorder) -> tuple[ModelKind, Path]:
+    from training import config as tc
     from training.ppo import run_ppo
     from training.reward import run_reward
     from training.sft import run_sft
 
-    from training import config as tc
-
     cfg = plan.config.get(name, {})
+    settings = get_settings()
+    if settings.training_processes > 1:
+        return _train_in_processes(plan, name, out, recorder, settings.training_processes)
     if name == StageName.sft.value:
         path = run_sft(
             _config(tc.SFTConfig, cfg),
@@ -144,6 +146,27 @@ def _train(plan: Plan, name: str, out: Path, recorder: RunRecorder) -> tuple[Mod
         run=plan.run_id,
     )
     return ModelKind.policy, Path(path)
+
+
+def _train_in_processes(
+    plan: Plan, name: str, out: Path, recorder: RunRecorder, processes: int
+) -> tuple[ModelKind, Path]:
+    """The stage launched in several processes (training.launch); the recorder gets their progress."""
+    from training import config as tc
+    from training.launch import run_in_processes
+
+    classes = {"sft": tc.SFTConfig, "reward": tc.RewardConfig, "ppo": tc.PPOConfig}
+    inputs = {"batch": plan.batch_dir, "base": plan.parent_path, "reward_model": _reward_path(plan)}
+    if name != StageName.sft.value:
+        inputs.update(base=_input_policy(plan), policy=_input_policy(plan))
+    if name == StageName.ppo.value and inputs["reward_model"] is None:
+        raise RuntimeError("PPO needs a reward model and none is available")
+    config = _config(classes[name], plan.config.get(name, {}))
+    accelerate_config = get_settings().training_accelerate_config or None
+    path = run_in_processes(
+        name, config, inputs, out, processes, recorder, run=plan.run_id, accelerate_config=accelerate_config
+    )
+    return (ModelKind.reward if name == StageName.reward.value else ModelKind.policy), path
 
 
 def _final_metrics(model_dir: Path) -> dict[str, Any]:
