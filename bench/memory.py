@@ -57,6 +57,24 @@ def n_params(shape: dict[str, Any]) -> int:
     return V * h + L * per_layer + h
 
 
+def lora_params(shape: dict[str, Any], r: int = 16) -> int:
+    """Trainable parameters of LoRA rank r on every projection (q, k, v, o, gate, up, down)."""
+    h, i, L = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
+    kv = h * shape["num_key_value_heads"] // shape["num_attention_heads"]
+    return L * r * ((h + h) * 2 + (h + kv) * 2 + (h + i) * 3)
+
+
+def lora_weight_gib(shape: dict[str, Any], ppo: bool, r: int = 16) -> tuple[float, float]:
+    """Weights + grads + Adam, full fine-tune vs LoRA (bf16 frozen base, fp32 adapter at 16 bytes/param).
+
+    PPO: policy and value trained, the reference is the policy's base with the adapter off (no copy),
+    the reward model bf16. Activations are not included (LoRA does not shrink them)."""
+    N, A = n_params(shape), lora_params(shape, r)
+    if ppo:
+        return (16 * N * 2 + 4 * N + 2 * N) / GIB, (2 * N * 2 + 16 * A * 2 + 2 * N) / GIB
+    return 16 * N / GIB, (2 * N + 16 * A) / GIB
+
+
 def activation_bytes(
     shape: dict[str, Any], tokens: int, logit_tokens: int, checkpointing: bool, nbytes: int
 ) -> float:
@@ -219,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
                 gib = formula_gib(case, shape, args.batch, args.seq, args.micro, True)
                 mparams = n_params(shape) / 1e6
                 print(f"{name:5} {case:9} {mparams:7.1f}M params, formula (bf16 GPU) {gib:6.2f} GiB")
+            frac = lora_params(shape) / n_params(shape)
+            for label, is_ppo in (("sft/rm", False), ("ppo", True)):
+                full, lora = lora_weight_gib(shape, is_ppo)
+                print(
+                    f"{name:5} {label:9} weights+grads+Adam: full {full:6.2f} GiB, LoRA r=16 {lora:6.2f} GiB "
+                    f"({frac:.2%} of parameters trainable)"
+                )
         return 0
     print(f"{'case':9} {'params':>8} {'tokens':>7} {'peak GiB':>9} {'formula':>8} {'s':>6}")
     for case in CASES:

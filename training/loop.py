@@ -238,9 +238,8 @@ def _end_epoch(
     key = select_key(metrics) if select_key is not None else float(epoch)
     if key >= best_key:
         result.best_epoch = epoch
+        state = acc.get_state_dict(model)  # on every process: a collective under DeepSpeed / FSDP
         if acc.is_main_process:
-            result.best_state = {
-                k: v.detach().to("cpu", copy=True) for k, v in unwrapped.state_dict().items()
-            }
+            result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
         return key
     return best_key

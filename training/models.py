@@ -219,6 +219,17 @@ def load_reward_model(path: str | Path, dropout: float = 0.0) -> RewardModel:
     return RewardModel(model, bias=float(getattr(cfg, "reward_bias", 0.0)))
 
 
+def fresh_copy(model: Any, state: dict[str, torch.Tensor] | None) -> Any:
+    """A new CPU model of the same architecture holding state (the live model's own weights when None)."""
+    if isinstance(model, RewardModel):
+        inner = AutoModelForSequenceClassification.from_config(model.model.config)
+        copy: Any = RewardModel(inner, bias=model.bias)
+    else:
+        copy = AutoModelForCausalLM.from_config(model.config)
+    copy.load_state_dict(state if state is not None else model.state_dict())
+    return copy.eval()
+
+
 def frozen_dtype(acc: Any) -> torch.dtype:
     """The dtype of models that are never trained (reference, reward): bf16 when the run is bf16 on a GPU."""
     on_gpu = torch.device(acc.device).type == "cuda"

@@ -14,7 +14,7 @@ from training.config import RewardConfig
 from training.data import ComparisonGroup, group_comparisons, read_batch
 from training.loop import LoopConfig, train_loop
 from training.losses import rm_group_loss
-from training.models import RewardModel, make_accelerator, reward_model_from_lm, seed_everything
+from training.models import RewardModel, fresh_copy, make_accelerator, reward_model_from_lm, seed_everything
 
 
 def group_batch(tokenizer: Any, groups: list[ComparisonGroup], max_length: int) -> dict[str, torch.Tensor]:
@@ -107,7 +107,7 @@ def run_reward(
         callbacks=cbs,
         weight_fn=rm_units,
     )
-    model: RewardModel = res.model
+    model: RewardModel
     metrics: dict[str, Any] = {
         "train_groups": len(train),
         "train_pairs": sum(len(g.pairs) for g in train),
@@ -115,6 +115,7 @@ def run_reward(
         "processes": acc.num_processes,
     }
     if acc.is_main_process:
+        model = fresh_copy(res.model, res.best_state).to(acc.device)  # the live one may be sharded (FSDP)
         metrics.update(_centre_and_evaluate(model, tok, batch, held, config))
         cbs.log("reward: " + ", ".join(f"{k}={v}" for k, v in metrics.items()))
         model = model.cpu()

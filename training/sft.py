@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from training.data import read_batch
 from training.loop import LoopConfig, cosine_lr_lambda, train_loop
 from training.losses import sft_loss
 from training.models import (
+    fresh_copy,
     load_frozen_reward_model,
     load_policy,
     make_accelerator,
@@ -146,9 +146,8 @@ def run_sft(
         "processes": acc.num_processes,
     }
     if acc.is_main_process:
-        final = copy.deepcopy(res.model).cpu()
-        if res.best_state is not None:
-            final.load_state_dict(res.best_state)
+        # a fresh model from the config holding the selected weights: the live one may be sharded (FSDP)
+        final = fresh_copy(res.model, res.best_state)
         _write_policy(
             final,
             tok,
