@@ -83,6 +83,11 @@ def sequence_kl(
     return ((lp - lr) * rmask).sum(-1).mean().item()
 
 
+def sampler_dtype(sampler: Sampler) -> torch.dtype:
+    """The dtype the sampler's policy runs in (bf16 on a GPU)."""
+    return next(sampler.model.parameters()).dtype
+
+
 def evaluate_policy(
     policy_dir: str | Path,
     prompts: list[str],
@@ -111,7 +116,8 @@ def evaluate_policy(
         "response_tokens": sum(len(c.token_ids) for c in comps) / max(1, len(comps)),
     }
     if reward_model_dir is not None:
-        rm = load_reward_model(reward_model_dir).eval().to(sampler.device)
+        # scoring only: the sampler's dtype too (bf16 on a GPU)
+        rm = load_reward_model(reward_model_dir).eval().to(sampler.device, dtype=sampler_dtype(sampler))
         metrics["rm_score"] = (
             rm_scores(rm, sampler.tokenizer, prompts, texts, batch_size=batch_size).mean().item()
         )
@@ -119,10 +125,9 @@ def evaluate_policy(
         parent = read_manifest(policy_dir).get("parent")
         reference_dir = parent if parent and Path(parent).exists() else None
     if reference_dir is not None:
-        ref, _ = load_policy(reference_dir)
+        loaded: Any = load_policy(reference_dir)[0]
         # the reference in the sampler's device and dtype: equal weights give a KL of exactly 0
-        policy_param = next(sampler.model.parameters())
-        ref = ref.to(policy_param.device, dtype=policy_param.dtype)
+        ref: Any = loaded.to(sampler.device, dtype=sampler_dtype(sampler))
         kls = []
         for i in range(0, len(prompts), batch_size):
             kls.append(

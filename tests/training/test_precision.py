@@ -99,3 +99,12 @@ def test_ppo_under_bf16_autocast_starts_at_zero_kl(
     out = run_ppo(cfg, world_batch, micro_base, rm, tmp_path / "ppo")
     hist = json.loads((out / "manifest.json").read_text())["metrics"]["history"]
     assert hist[0]["kl"] == 0.0
+
+
+def test_evaluate_against_itself_has_zero_kl(micro_base: Path) -> None:
+    from training.config import SamplingParams
+    from training.evaluate import evaluate_policy
+
+    params = SamplingParams(max_new_tokens=4, seed=0)
+    res = evaluate_policy(micro_base, ["What is 1 plus 2?", "Hi"], reference_dir=micro_base, params=params)
+    assert res["metrics"]["kl_vs_reference"] == 0.0
