@@ -198,6 +198,8 @@ def _ppo_case(shape: dict[str, Any], device: Any, ckpt: bool, args: argparse.Nam
     ref = copy.deepcopy(policy).eval().requires_grad_(False).to(device)
     value = RewardModel(_llama(shape, 1))
     rm = frozen(copy.deepcopy(value), acc)
+    if ckpt:  # as run_ppo does: both trained models
+        enable_gradient_checkpointing(value.model)
     opt = torch.optim.AdamW([*policy.parameters(), *value.parameters()], lr=1e-6)
     policy, value, opt = acc.prepare(policy, value, opt)
     B, Tq, R = args.batch * 2, args.seq // 2, args.seq // 2

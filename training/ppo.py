@@ -221,6 +221,8 @@ def _ppo_models(config: PPOConfig, policy_dir: str | Path, reward_model_dir: str
     ref = copy.deepcopy(policy).eval().requires_grad_(False).to(acc.device)
     rm = load_frozen_reward_model(reward_model_dir, acc)
     value = load_reward_model(reward_model_dir)
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(value.model)
     return policy, ref, rm, value, tok
 
 

@@ -71,7 +71,7 @@ def two_proc(
         )  # fmt: skip
         ppo_cfg = PPOConfig(
             total_episodes=8, rollout_batch_size=4, minibatch_size=4, micro_batch_size=1, max_new_tokens=4,
-            ptx_coef=1.0, ptx_batch_size=2, runtime=CPU,
+            ptx_coef=1.0, ptx_batch_size=2, gradient_checkpointing=True, runtime=CPU,
         )  # fmt: skip
         ppo = run_in_processes(
             "ppo", ppo_cfg, {"batch": world_batch, "policy": sft, "reward_model": rm}, root / "ppo" / "out", 2
