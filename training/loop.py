@@ -106,8 +106,21 @@ def shard_rows(global_rows: Sequence[int], rank: int, world: int, accum: int) ->
 
 def enable_gradient_checkpointing(model: Any) -> None:
     """Recompute activations in backward (non-reentrant, so it works under DDP)."""
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x names it so
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model.config.use_cache = False
+
+
+def disable_gradient_checkpointing(model: Any) -> None:
+    """Undo enable_gradient_checkpointing (before a model is saved for sampling)."""
+    if hasattr(model, "activation_checkpointing_disable"):
+        model.activation_checkpointing_disable()
+    elif hasattr(model, "gradient_checkpointing_disable"):
+        model.gradient_checkpointing_disable()
+    model.config.use_cache = True
 
 
 def log_shard(stage: str, rank: int, step: int, rows: list[int]) -> None:

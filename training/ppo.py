@@ -24,7 +24,7 @@ from training.callbacks import Callbacks
 from training.checkpoints import write_model_dir
 from training.config import PPOConfig
 from training.data import read_batch
-from training.loop import enable_gradient_checkpointing, log_shard
+from training.loop import disable_gradient_checkpointing, enable_gradient_checkpointing, log_shard
 from training.losses import (
     ema_update,
     entropy_of,
@@ -309,9 +309,7 @@ def _final_policy(policy: Any, ema: list[torch.Tensor] | None) -> Any:
         with torch.no_grad():
             for p, e in zip(final.parameters(), ema, strict=True):
                 p.copy_(e)
-    if getattr(final, "is_gradient_checkpointing", False):
-        final.gradient_checkpointing_disable()
-    final.config.use_cache = True
+    disable_gradient_checkpointing(final)
     return final
 
 

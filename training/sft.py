@@ -177,8 +177,6 @@ def _write_policy(
     """Write the selected SFT policy (dropout off, cache on) as an immutable model directory."""
     final.config.use_cache = True
     set_dropout(final.config, 0.0)  # the saved policy samples and is fine-tuned further without dropout
-    if hasattr(final, "gradient_checkpointing_disable"):
-        final.gradient_checkpointing_disable()
 
     def write(tmp: Path) -> None:
         final.save_pretrained(tmp, safe_serialization=True)
