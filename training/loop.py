@@ -131,6 +131,22 @@ def log_shard(stage: str, rank: int, step: int, rows: list[int]) -> None:
             f.write(json.dumps({"step": step, "ids": rows}) + "\n")
 
 
+def _rank_batches(
+    acc: Any,
+    examples: Sequence[Any],
+    rows: list[int],
+    make_batch: Callable[[list[Any]], Batch],
+    weigh: Callable[[Batch], float],
+    accum: int,
+) -> tuple[list[Batch], list[float], list[int]]:
+    """This rank's micro-batches of a global batch, their weights (0 for a stand-in row) and row ids."""
+    parts = shard_rows(rows, acc.process_index, acc.num_processes, accum)
+    own = bool(rows[acc.process_index :: acc.num_processes])
+    batches = [make_batch([examples[j] for j in part]) for part in parts]
+    weights = [weigh(b) if own else 0.0 for b in batches]
+    return batches, weights, [j for part in parts for j in part] if own else []
+
+
 def _train_step(
     acc: Any,
     model: Any,
@@ -196,18 +212,11 @@ def train_loop(
         rng.shuffle(order)
         for start in range(0, len(order), cfg.batch_size):
             cbs.check_stop()
-            parts = shard_rows(
-                order[start : start + cfg.batch_size],
-                acc.process_index,
-                acc.num_processes,
-                cfg.grad_accum_steps,
+            rows = order[start : start + cfg.batch_size]
+            batches, weights, ids = _rank_batches(
+                acc, examples, rows, make_batch, weigh, cfg.grad_accum_steps
             )
-            own = bool(order[start : start + cfg.batch_size][acc.process_index :: acc.num_processes])
-            batches = [make_batch([examples[j] for j in rows]) for rows in parts]
-            weights = [weigh(b) if own else 0.0 for b in batches]
-            log_shard(
-                stage, acc.process_index, result.steps, [j for rows in parts for j in rows] if own else []
-            )
+            log_shard(stage, acc.process_index, result.steps, ids)
             loss, stats = _train_step(acc, model, batches, weights, loss_fn)
             if cfg.max_grad_norm is not None:
                 acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)

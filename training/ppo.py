@@ -276,16 +276,9 @@ def run_ppo(
     gen = torch.Generator(device=acc.device).manual_seed(config.runtime.seed + 1000 * acc.process_index)
     iters = max(1, config.total_episodes // config.rollout_batch_size)
     history: list[dict[str, float]] = []
-    models = (acc.unwrap_model(policy), ref, rm, acc.unwrap_model(value))
     for it in range(iters):
         cbs.check_stop()
-        picked = [rng.randrange(len(prompts)) for _ in range(local.rollout_batch_size)]
-        log_shard("ppo", acc.process_index, it, picked)
-        batch_prompts = [prompts[i] for i in picked]
-        ro = make_rollout(*models, tok, batch_prompts, local, gen, acc.device, acc.autocast)
-        stats = _rollout_stats(ro)
-        stats.update(ppo_update(policy, value, opt, acc, ro, local, ptx_rows, rng))
-        stats = {"iteration": it, **reduce_stats(acc, stats)}
+        stats = _iteration(acc, (policy, ref, rm, value), opt, tok, prompts, local, (rng, gen), ptx_rows, it)
         sched.step()
         if ema is not None and config.ema_decay is not None:
             decay = min(
@@ -300,6 +293,29 @@ def run_ppo(
         _write_ppo(final, tok, out_dir, policy_dir, reward_model_dir, batch, config, history, iters, run)
     acc.wait_for_everyone()
     return Path(out_dir)
+
+
+def _iteration(
+    acc: Any,
+    models: tuple[Any, Any, Any, Any],
+    opt: Any,
+    tok: Any,
+    prompts: list[str],
+    cfg: PPOConfig,
+    rngs: tuple[random.Random, torch.Generator],
+    ptx_rows: torch.Tensor | None,
+    it: int,
+) -> dict[str, float]:
+    """One PPO iteration on this process's share: rollout, update; stats averaged over processes."""
+    policy, ref, rm, value = models
+    rng, gen = rngs
+    picked = [rng.randrange(len(prompts)) for _ in range(cfg.rollout_batch_size)]
+    log_shard("ppo", acc.process_index, it, picked)
+    scorers = (acc.unwrap_model(policy), ref, rm, acc.unwrap_model(value))
+    ro = make_rollout(*scorers, tok, [prompts[i] for i in picked], cfg, gen, acc.device, acc.autocast)
+    stats = _rollout_stats(ro)
+    stats.update(ppo_update(policy, value, opt, acc, ro, cfg, ptx_rows, rng))
+    return {"iteration": it, **reduce_stats(acc, stats)}
 
 
 def _final_policy(policy: Any, ema: list[torch.Tensor] | None) -> Any:

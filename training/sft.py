@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,14 +112,7 @@ def run_sft(
         select = "last"
     valid_prompts = [r["prompt"] for r in (valid or train)][: config.rm_eval_prompts]
 
-    def on_epoch_end(_epoch: int, live: Any) -> dict[str, float]:
-        ep: dict[str, float] = {}
-        if valid:
-            ep["valid_loss"] = eval_sft_loss(live, tok, valid, config, acc)
-        if rm is not None and select == "rm":
-            ep["valid_rm_score"] = eval_rm_score(live, tok, rm, valid_prompts, config, acc)
-        return ep
-
+    on_epoch_end = _epoch_evaluator(acc, tok, config, valid, rm if select == "rm" else None, valid_prompts)
     keys = {
         "rm": lambda m: m.get("valid_rm_score", -math.inf),
         "loss": lambda m: -m.get("valid_loss", math.inf),
@@ -148,19 +142,28 @@ def run_sft(
     if acc.is_main_process:
         # a fresh model from the config holding the selected weights: the live one may be sharded (FSDP)
         final = fresh_copy(res.model, res.best_state)
+        export_batch = batch.manifest.get("id")
         _write_policy(
-            final,
-            tok,
-            out_dir,
-            base_model_dir,
-            batch.manifest.get("id"),
-            config,
-            reward_model_dir,
-            metrics,
-            run,
+            final, tok, out_dir, base_model_dir, export_batch, config, reward_model_dir, metrics, run
         )
     acc.wait_for_everyone()
     return Path(out_dir)
+
+
+def _epoch_evaluator(
+    acc: Any, tok: Any, config: SFTConfig, valid: list[dict[str, Any]], rm: Any, prompts: list[str]
+) -> Callable[[int, Any], dict[str, float]]:
+    """The loop's on_epoch_end: validation loss when there is a valid split, RM score when rm is given."""
+
+    def on_epoch_end(_epoch: int, live: Any) -> dict[str, float]:
+        ep: dict[str, float] = {}
+        if valid:
+            ep["valid_loss"] = eval_sft_loss(live, tok, valid, config, acc)
+        if rm is not None:
+            ep["valid_rm_score"] = eval_rm_score(live, tok, rm, prompts, config, acc)
+        return ep
+
+    return on_epoch_end
 
 
 def _write_policy(
