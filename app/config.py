@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     run_stale_after_s: int = 60
     reap_every_s: float = 30.0
     restock_every_s: float = 60.0
+    # Each training stage of a round runs in this many processes (one per GPU of the worker): 1 runs it
+    # inside the worker; more launch torchrun, or `accelerate launch` with the config file (DeepSpeed, FSDP).
+    training_processes: int = Field(default=1, ge=1, le=64, description="processes per training stage")
+    training_accelerate_config: str = Field(
+        default="", description="accelerate config file for several processes"
+    )
 
     @field_validator("database_url")
     @classmethod

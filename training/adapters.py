@@ -110,6 +110,19 @@ def frozen_reference(policy: Any) -> Any:
     return ref.eval().requires_grad_(False)
 
 
+def plain_copy(model: Any, state: dict[str, torch.Tensor] | None) -> Any:
+    """A plain CPU model holding state (the live weights when None): adapters merged into a copy
+    when the model has them, else a fresh model from the config (training.models.fresh_copy)."""
+    if is_adapted(model) or "_peft" in model.__dict__:
+        live = copy.deepcopy(model).cpu()
+        if state is not None:
+            live.load_state_dict(state)
+        return (merged(live) if is_adapted(live) else merge_reward_model(live)).eval()
+    from training.models import fresh_copy
+
+    return fresh_copy(model, state)
+
+
 def trainable_parameters(model: nn.Module) -> list[torch.Tensor]:
     """The parameters that train (all of them without adapters)."""
     return [p for p in model.parameters() if p.requires_grad]

@@ -48,6 +48,26 @@ def _runtime(args: argparse.Namespace) -> RuntimeConfig:
     return RuntimeConfig(device=args.device, seed=args.seed, threads=args.threads)
 
 
+def _stage_config(cls: Any, args: argparse.Namespace) -> Any:
+    """The stage config: --config JSON file (as a launcher writes it) or the flags, then --set overrides."""
+    if args.config:
+        from training.launch import config_from_dict
+
+        cfg = config_from_dict(cls, json.loads(Path(args.config).read_text()))
+    else:
+        cfg = cls(runtime=_runtime(args))
+    return apply_overrides(cfg, args.set)
+
+
+def _callbacks(args: argparse.Namespace) -> list[Any]:
+    """A progress bar, plus progress lines to --progress-file for a launching parent."""
+    if args.progress_file:
+        from training.launch import JsonlProgress
+
+        return [TqdmCallback(), JsonlProgress(args.progress_file)]
+    return [TqdmCallback()]
+
+
 def cmd_base(args: argparse.Namespace) -> Path:
     """Build (or reuse) a cached base model."""
     from training.models import ensure_base_model
@@ -90,24 +110,32 @@ def cmd_sft(args: argparse.Namespace) -> Path:
     """Run SFT."""
     from training.sft import run_sft
 
-    cfg = apply_overrides(SFTConfig(runtime=_runtime(args)), args.set)
-    return run_sft(cfg, args.batch, args.base, args.out, [TqdmCallback()], reward_model_dir=args.reward_model)
+    cfg = _stage_config(SFTConfig, args)
+    return run_sft(
+        cfg,
+        args.batch,
+        args.base,
+        args.out,
+        _callbacks(args),
+        reward_model_dir=args.reward_model,
+        run=args.run,
+    )
 
 
 def cmd_reward(args: argparse.Namespace) -> Path:
     """Train a reward model."""
     from training.reward import run_reward
 
-    cfg = apply_overrides(RewardConfig(runtime=_runtime(args)), args.set)
-    return run_reward(cfg, args.batch, args.base, args.out, [TqdmCallback()])
+    cfg = _stage_config(RewardConfig, args)
+    return run_reward(cfg, args.batch, args.base, args.out, _callbacks(args), run=args.run)
 
 
 def cmd_ppo(args: argparse.Namespace) -> Path:
     """Run PPO."""
     from training.ppo import run_ppo
 
-    cfg = apply_overrides(PPOConfig(runtime=_runtime(args)), args.set)
-    return run_ppo(cfg, args.batch, args.policy, args.reward_model, args.out, [TqdmCallback()])
+    cfg = _stage_config(PPOConfig, args)
+    return run_ppo(cfg, args.batch, args.policy, args.reward_model, args.out, _callbacks(args), run=args.run)
 
 
 def cmd_dpo(args: argparse.Namespace) -> Path:
@@ -176,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int, default=None)
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+        p.add_argument(
+            "--config", default=None, help="stage config as JSON (replaces --device/--seed/--threads)"
+        )
+        p.add_argument("--run", default=None, help="run id recorded in the manifest")
+        p.add_argument("--progress-file", default=None, help="append progress as JSON lines to this file")
 
     p = sub.add_parser("base", help="build and cache a small base model pre-trained on the world corpus")
     p.add_argument("--cache-dir", default=".data/models")

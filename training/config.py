@@ -34,6 +34,8 @@ class SFTConfig:
     )
     rm_eval_prompts: int = 64
     rm_eval_max_new_tokens: int = 32
+    grad_accum_steps: int = 1  # micro-batches per process per step; batch_size stays the global batch
+    gradient_checkpointing: bool = False
     lora_r: int = 0  # LoRA rank (peft); 0 = train every weight
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -58,6 +60,8 @@ class RewardConfig:
     weight_decay: float = 0.0
     max_length: int = 128
     center_on_demonstrations: bool = True  # bias so labeler demonstrations score 0 on average
+    grad_accum_steps: int = 1  # micro-batches per process per step; batch_size stays the global batch
+    gradient_checkpointing: bool = False
     lora_r: int = 0  # LoRA rank (peft); 0 = train every weight
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -76,6 +80,7 @@ class PPOConfig:
     total_episodes: int = 256_000
     rollout_batch_size: int = 512
     minibatch_size: int = 64
+    micro_batch_size: int = 64  # rows per forward in rollouts (generate, score) and per backward; TRL: 64
     ppo_epochs: int = 1
     lr: float = 9.65e-6  # policy LR; the paper sweeps 2.55e-6..2.55e-5 without stating the final one
     value_lr: float = 9.65e-6
@@ -101,6 +106,7 @@ class PPOConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     lora_target_modules: str = "all-linear"  # or a comma list, e.g. "q_proj,v_proj"
+    gradient_checkpointing: bool = False
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +136,12 @@ class DPOConfig:
     grouped: bool = True  # each completion forwarded once per prompt, its pairs form one batch element
     max_length: int = 128
     max_grad_norm: float = 1.0
+    grad_accum_steps: int = 1  # micro-batches per process per step; batch_size stays the global batch
+    gradient_checkpointing: bool = False
+    lora_r: int = 0  # LoRA rank (peft); 0 = train every weight
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "all-linear"  # or a comma list, e.g. "q_proj,v_proj"
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:

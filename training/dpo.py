@@ -13,21 +13,20 @@ before training and stored per completion, so no second model is kept in memory.
 
 from __future__ import annotations
 
-import math
-import random
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from training.adapters import plain_copy, wrap_policy
 from training.batching import sft_batch
 from training.callbacks import Callbacks
 from training.checkpoints import write_model_dir
 from training.config import DPOConfig
 from training.data import ComparisonGroup, group_comparisons, read_batch
+from training.loop import LoopConfig, LoopResult, train_loop
 from training.losses import dpo_group_loss, response_logprobs
 from training.models import load_policy, make_accelerator, seed_everything, set_dropout
-from training.sft import cosine_lr_lambda
 
 Refs = list[list[float]]  # per group, per completion: summed response log-prob under the reference
 
@@ -139,47 +138,43 @@ def train_dpo(
     config: DPOConfig,
     cbs: Callbacks,
     acc: Any,
-) -> tuple[Any, list[dict[str, float]]]:
-    """The optimiser/schedule/epoch loop; returns the trained (unwrapped) model and the per-epoch
-    means of the step metrics. Kept in one function so that it can move onto a shared loop skeleton."""
-    total = math.ceil(len(units) / config.batch_size) * config.epochs
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+    monitor: tuple[list[ComparisonGroup], Refs],
+) -> LoopResult:
+    """DPO on the shared loop (training.loop): each element is a group (or a pair) with its reference
+    log-probs; the mean is over prompts, so a step equals the one-process step at the same global batch.
+    After each epoch the implicit-reward accuracy and margin on `monitor` (held-out groups) are recorded."""
+    examples = list(zip(units, refs, strict=True))
+
+    def make_batch(rows: list[tuple[ComparisonGroup, list[float]]]) -> dict[str, torch.Tensor]:
+        b = pair_batch(tokenizer, [u for u, _ in rows], config.max_length)
+        b["ref"] = torch.tensor([x for _, r in rows for x in r])
+        return b
+
+    def loss_fn(live: Any, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, metrics = dpo_step(live, b, b["ref"], config)
+        metrics.pop("loss")
+        return loss, metrics
+
+    def on_epoch_end(_epoch: int, live: Any) -> dict[str, float]:
+        groups, group_refs = monitor
+        if not groups:
+            return {}
+        with acc.autocast():
+            scored = held_out_metrics(live, tokenizer, groups, group_refs, config)
+        return {"reward_accuracy": scored["reward_accuracy"], "reward_margin": scored["reward_margin"]}
+
+    return train_loop(
+        acc,
+        model,
+        examples,
+        make_batch,
+        loss_fn,
+        LoopConfig.from_stage(config),
+        stage="dpo",
+        callbacks=cbs,
+        weight_fn=lambda b: float(torch.unique(b["group"]).numel()),  # prompts: the loss's mean is over them
+        on_epoch_end=on_epoch_end,
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, cosine_lr_lambda(total, config.min_lr_ratio, warmup=config.warmup_steps)
-    )
-    model, opt = acc.prepare(model, opt)
-    model.train()
-    rng = random.Random(config.runtime.seed)
-    history: list[dict[str, float]] = []
-    step = 0
-    for epoch in range(config.epochs):
-        order = list(range(len(units)))
-        rng.shuffle(order)
-        sums: dict[str, float] = {}
-        for i in range(0, len(order), config.batch_size):
-            cbs.check_stop()
-            idx = order[i : i + config.batch_size]
-            batch = pair_batch(tokenizer, [units[j] for j in idx], config.max_length)
-            ref = torch.tensor([x for j in idx for x in refs[j]])
-            loss, metrics = dpo_step(
-                model, {k: v.to(acc.device) for k, v in batch.items()}, ref.to(acc.device), config
-            )
-            acc.backward(loss)
-            if config.max_grad_norm:
-                acc.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            opt.step()
-            sched.step()
-            opt.zero_grad()
-            step += 1
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + v
-            cbs.progress("dpo", step, total, {**metrics, "lr": sched.get_last_lr()[0], "epoch": epoch})
-        n = max(1, math.ceil(len(order) / config.batch_size))
-        history.append({"epoch": epoch, **{k: v / n for k, v in sums.items()}})
-        cbs.log(f"dpo epoch {epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in history[-1].items()))
-    return acc.unwrap_model(model), history
 
 
 def run_dpo(
@@ -191,7 +186,10 @@ def run_dpo(
     run: str | int | None = None,
 ) -> Path:
     """Optimise the policy at base_model_dir (usually the SFT policy, also the reference) with DPO
-    on the batch's train comparisons; write it to out_dir. Held-out reward accuracy is in the manifest."""
+    on the batch's train comparisons; write it to out_dir. Held-out reward accuracy is in the manifest.
+
+    Under several processes each takes its shard of every global batch (training.loop) and only the
+    main process writes; with lora_r > 0 only adapters train and the written policy is merged."""
     cbs = Callbacks(callbacks)
     seed_everything(config.runtime.seed)
     batch = read_batch(batch_dir)
@@ -209,21 +207,28 @@ def run_dpo(
         refs = sequence_logprobs(model, tok, train, config.max_length)  # the frozen reference, once
         held_refs = {s: sequence_logprobs(model, tok, g, config.max_length) for s, g in held.items() if g}
     units, unit_refs = (train, refs) if config.grouped else as_pairs(train, refs)
-    final, history = train_dpo(model, tok, units, unit_refs, config, cbs, acc)
+    monitor = (held["valid"], held_refs["valid"]) if held["valid"] else (train[:64], refs[:64])
+    model = wrap_policy(model, config)  # LoRA when config.lora_r > 0 (the references are already computed)
+    res = train_dpo(model, tok, units, unit_refs, config, cbs, acc, monitor)
     metrics: dict[str, Any] = {
         "train_groups": len(train),
         "train_pairs": sum(len(g.pairs) for g in train),
-        "history": history,
-        **{k: v for k, v in history[-1].items() if k != "epoch"},
+        "history": res.history,
+        "train_loss": res.losses,
+        "monitored_on": "valid" if held["valid"] else "train",
+        "processes": acc.num_processes,
     }
-    with acc.autocast():
-        for split, groups in held.items():
-            scored = held_out_metrics(final, tok, groups, held_refs[split], config) if groups else {}
-            metrics.update({f"{split}_{k}": v for k, v in scored.items()})
-    cbs.log("dpo: " + ", ".join(f"{k}={v}" for k, v in metrics.items() if k != "history"))
-    return _write_policy(
-        final.cpu(), tok, out_dir, base_model_dir, run, batch.manifest.get("id"), config, metrics
-    )
+    if acc.is_main_process:
+        with acc.autocast():
+            for split, groups in held.items():
+                scored = held_out_metrics(res.model, tok, groups, held_refs[split], config) if groups else {}
+                metrics.update({f"{split}_{k}": v for k, v in scored.items()})
+        shown = {k: v for k, v in metrics.items() if k not in ("history", "train_loss")}
+        cbs.log("dpo: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+        final = plain_copy(res.model, res.best_state)
+        _write_policy(final, tok, out_dir, base_model_dir, run, batch.manifest.get("id"), config, metrics)
+    acc.wait_for_everyone()
+    return Path(out_dir)
 
 
 def _write_policy(

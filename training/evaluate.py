@@ -76,9 +76,17 @@ def sequence_kl(
 
     query, qmask = left_pad(encode_prompts(tokenizer, prompts), tokenizer.pad_token_id)
     resp, rmask = right_pad([t or [tokenizer.eos_token_id] for t in token_ids], tokenizer.pad_token_id)
+    # the inputs go where the models are (the sampler may have moved the policy to a GPU)
+    device = next(policy.parameters()).device
+    query, qmask, resp, rmask = (t.to(device) for t in (query, qmask, resp, rmask))
     lp = logprobs_of(response_logits(policy, query, qmask, resp, rmask), resp, temperature)
     lr = logprobs_of(response_logits(reference, query, qmask, resp, rmask), resp, temperature)
     return ((lp - lr) * rmask).sum(-1).mean().item()
+
+
+def sampler_dtype(sampler: Sampler) -> torch.dtype:
+    """The dtype the sampler's policy runs in (bf16 on a GPU)."""
+    return next(sampler.model.parameters()).dtype
 
 
 def evaluate_policy(
@@ -93,7 +101,8 @@ def evaluate_policy(
     """Sample one completion per prompt and report RM score, KL vs reference and world metrics.
 
     Returns {"metrics": {...}, "completions": [text, ...]}; the reference defaults to the policy's parent
-    from its manifest when reference_dir is None and the parent exists.
+    from its manifest when reference_dir is None and the parent exists. The reference and reward model
+    run on the sampler's device (a GPU when there is one), the reference in the policy's dtype.
     """
     from training.checkpoints import read_manifest
     from training.models import load_policy, load_reward_model
@@ -108,7 +117,8 @@ def evaluate_policy(
         "response_tokens": sum(len(c.token_ids) for c in comps) / max(1, len(comps)),
     }
     if reward_model_dir is not None:
-        rm = load_reward_model(reward_model_dir).eval()
+        # scoring only: the sampler's dtype too (bf16 on a GPU)
+        rm = load_reward_model(reward_model_dir).eval().to(sampler.device, dtype=sampler_dtype(sampler))
         metrics["rm_score"] = (
             rm_scores(rm, sampler.tokenizer, prompts, texts, batch_size=batch_size).mean().item()
         )
@@ -116,7 +126,9 @@ def evaluate_policy(
         parent = read_manifest(policy_dir).get("parent")
         reference_dir = parent if parent and Path(parent).exists() else None
     if reference_dir is not None:
-        ref, _ = load_policy(reference_dir)
+        loaded: Any = load_policy(reference_dir)[0]
+        # the reference in the sampler's device and dtype: equal weights give a KL of exactly 0
+        ref: Any = loaded.to(sampler.device, dtype=sampler_dtype(sampler))
         kls = []
         for i in range(0, len(prompts), batch_size):
             kls.append(

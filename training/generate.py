@@ -137,11 +137,13 @@ class Sampler:
             from training.models import load_policy
 
             model, tokenizer = load_policy(str(model_dir))
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            # a model loaded here is ours to place; a model handed in (a live training model) is left as is
+            model.to(self.device, dtype=torch.bfloat16 if self.device.type == "cuda" else None)
+        else:
+            self.device = next(model.parameters()).device
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if self.device.type == "cuda":
-            self.model.to(self.device, dtype=torch.bfloat16)
         self.model_name = str(model_dir) if model_dir else None
         self.batch_prompts = batch_prompts
 

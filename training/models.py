@@ -77,6 +77,13 @@ def make_accelerator(rt: RuntimeConfig) -> Any:
     mp = rt.mixed_precision
     if mp == "auto":
         mp = "no" if cpu else "bf16"
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and str(state.get("mixed_precision")) != mp:
+        # accelerate keeps one precision per process; a later stage (or test) asking for another
+        # one gets it (the process group, kept in PartialState, is untouched)
+        AcceleratorState._reset_state()
     return Accelerator(cpu=cpu, mixed_precision=mp)
 
 
@@ -146,7 +153,8 @@ class RewardModel(nn.Module):
     `forward(input_ids, attention_mask) -> [B]` reads the score at the last real token (the last
     position whose attention mask is 1: with left-padded prompts and right-padded responses that
     is the last response token) and adds `bias`, which centres labeler demonstrations at 0.
-    `token_values` gives the head's output at every position (the value model uses it).
+    `forward(..., per_token=True)` gives the score at every position, bias included: the value model
+    reads it through forward, so a DDP-wrapped value model works and starts at the RM's scale.
     """
 
     def __init__(self, model: PreTrainedModel, bias: float = 0.0) -> None:
@@ -160,7 +168,7 @@ class RewardModel(nn.Module):
         return self.model.config
 
     def token_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Head output at every position: [B, T] (without the bias)."""
+        """Score at every position, bias included: [B, T] (the value model reads it)."""
         backbone = getattr(self.model, self.model.base_model_prefix)
         hidden = backbone(
             input_ids=input_ids,
@@ -168,11 +176,14 @@ class RewardModel(nn.Module):
             position_ids=position_ids_from_mask(attention_mask),
         ).last_hidden_state  # [B, T, H]
         head: Any = self.model.score
-        return head(hidden.to(head.weight.dtype)).squeeze(-1).float()  # [B, T]
+        return head(hidden.to(head.weight.dtype)).squeeze(-1).float() + self.bias  # [B, T]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Scalar score per sequence at its last real token, plus bias: [B]."""
-        return gather_last(self.token_values(input_ids, attention_mask), attention_mask) + self.bias
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, per_token: bool = False
+    ) -> torch.Tensor:
+        """Score per sequence at its last real token, plus bias: [B]; per_token=True: [B, T] (for DDP)."""
+        values = self.token_values(input_ids, attention_mask)
+        return values if per_token else gather_last(values, attention_mask)
 
     def save_files(self, out: Path, tokenizer: PreTrainedTokenizerBase) -> None:
         """Write HF files (safetensors) with reward_bias stored in config.json."""
@@ -206,6 +217,34 @@ def load_reward_model(path: str | Path, dropout: float = 0.0) -> RewardModel:
     set_dropout(cfg, dropout)
     model = AutoModelForSequenceClassification.from_pretrained(str(path), config=cfg)
     return RewardModel(model, bias=float(getattr(cfg, "reward_bias", 0.0)))
+
+
+def fresh_copy(model: Any, state: dict[str, torch.Tensor] | None) -> Any:
+    """A new CPU model of the same architecture holding state (the live model's own weights when None)."""
+    if isinstance(model, RewardModel):
+        inner = AutoModelForSequenceClassification.from_config(model.model.config)
+        copy: Any = RewardModel(inner, bias=model.bias)
+    else:
+        copy = AutoModelForCausalLM.from_config(model.config)
+    copy.load_state_dict(state if state is not None else model.state_dict())
+    return copy.eval()
+
+
+def frozen_dtype(acc: Any) -> torch.dtype:
+    """The dtype of models that are never trained (reference, reward): bf16 when the run is bf16 on a GPU."""
+    on_gpu = torch.device(acc.device).type == "cuda"
+    return torch.bfloat16 if on_gpu and str(acc.mixed_precision) == "bf16" else torch.float32
+
+
+def frozen(model: Any, acc: Any) -> Any:
+    """A model in eval mode, without gradients, on the accelerator's device in frozen_dtype(acc)."""
+    return model.eval().requires_grad_(False).to(acc.device, dtype=frozen_dtype(acc))
+
+
+def load_frozen_reward_model(path: str | Path, acc: Any) -> RewardModel:
+    """A reward model for scoring only: see frozen()."""
+    rm: RewardModel = frozen(load_reward_model(path), acc)
+    return rm
 
 
 def load_reward_model_and_tokenizer(path: str | Path) -> tuple[RewardModel, PreTrainedTokenizerBase]:

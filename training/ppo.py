@@ -10,7 +10,11 @@ value losses (plus gamma_ptx * pretraining NLL for PPO-ptx); the EMA of the poli
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import math
 import random
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -20,95 +24,43 @@ from training.adapters import frozen_reference, merged, trainable_parameters, wr
 from training.callbacks import Callbacks
 from training.chat import Prompt, prompt_text, row_prompt
 from training.checkpoints import write_model_dir
-from training.config import PPOConfig, SamplingParams
+from training.config import PPOConfig
 from training.data import read_batch
-from training.generate import decode_response, encode_prompts, left_pad, sample_tokens
+from training.loop import disable_gradient_checkpointing, enable_gradient_checkpointing, log_shard
 from training.losses import (
     ema_update,
     entropy_of,
-    gae_advantages,
-    kl_penalised_rewards,
     logprobs_of,
     masked_mean,
-    masked_whiten,
-    position_ids_from_mask,
     ppo_policy_loss,
     ppo_value_loss,
 )
-from training.models import load_policy, load_reward_model, make_accelerator, seed_everything
+from training.models import (
+    load_frozen_reward_model,
+    load_policy,
+    load_reward_model,
+    make_accelerator,
+    seed_everything,
+)
+from training.rollout import (
+    cat_right_padded,
+    make_rollout,
+    response_logits,
+    response_values,
+    sample_rollout,
+    score_rollout,
+)
 
-
-def response_logits(
-    model: Any, query: torch.Tensor, qmask: torch.Tensor, response: torch.Tensor, rmask: torch.Tensor
-) -> torch.Tensor:
-    """Logits that predict each response token: query [B, Tq] (left-padded), response [B, R] -> [B, R, V]."""
-    ids = torch.cat([query, response], 1)
-    mask = torch.cat([qmask, rmask], 1)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
-    return logits[:, query.shape[1] - 1 : -1]
-
-
-def response_values(
-    value_model: Any, query: torch.Tensor, qmask: torch.Tensor, response: torch.Tensor, rmask: torch.Tensor
-) -> torch.Tensor:
-    """Value estimates for each response token (read one position earlier, like the logits): [B, R]."""
-    ids = torch.cat([query, response], 1)
-    mask = torch.cat([qmask, rmask], 1)
-    return value_model.token_values(ids, mask)[:, query.shape[1] - 1 : -1]
-
-
-@torch.no_grad()
-def make_rollout(
-    policy: Any,
-    ref: Any,
-    rm: Any,
-    value: Any,
-    tok: Any,
-    prompts: list[Prompt],
-    cfg: PPOConfig,
-    gen: torch.Generator,
-    device: Any,
-) -> dict[str, Any]:
-    """Sample one response per prompt and compute everything the update needs (tensors [B, ...])."""
-    for m in (policy, ref, rm, value):
-        m.eval()
-    query, qmask = left_pad(encode_prompts(tok, prompts, cfg.max_prompt_length), tok.pad_token_id)
-    query, qmask = query.to(device), qmask.to(device)
-    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
-    response, rmask, finished = sample_tokens(
-        policy, query, qmask, 1, params, tok.eos_token_id, tok.pad_token_id, gen
-    )
-    # Recomputed by full forward passes, never taken from sampling: at step 0 the KL is exactly 0.
-    logprobs = logprobs_of(response_logits(policy, query, qmask, response, rmask), response, cfg.temperature)
-    ref_logprobs = logprobs_of(response_logits(ref, query, qmask, response, rmask), response, cfg.temperature)
-    values = response_values(value, query, qmask, response, rmask)
-    raw_scores = rm(torch.cat([query, response], 1), torch.cat([qmask, rmask], 1)).float()  # [B]
-    scores = raw_scores - cfg.missing_eos_penalty * (~finished).float()
-    rmask_f = rmask.float()
-    rewards, kl = kl_penalised_rewards(logprobs, ref_logprobs, scores, rmask_f, cfg.kl_coef)
-    advantages, returns = gae_advantages(rewards, values, rmask_f, cfg.gamma, cfg.lam)
-    if cfg.whiten_advantages:
-        advantages = masked_whiten(advantages, rmask_f)
-    texts = [
-        decode_response(tok, r[m.bool()].tolist(), tok.eos_token_id, tok.pad_token_id)
-        for r, m in zip(response.cpu(), rmask.cpu(), strict=True)
-    ]
-    return {
-        "query": query,
-        "qmask": qmask,
-        "response": response,
-        "rmask": rmask_f,
-        "finished": finished,
-        "logprobs": logprobs,
-        "values": values * rmask_f,
-        "advantages": advantages,
-        "returns": returns,
-        "scores": scores,
-        "raw_scores": raw_scores,
-        "kl": kl,
-        "texts": texts,
-        "prompts": prompts,
-    }
+__all__ = [
+    "cat_right_padded",
+    "make_rollout",
+    "ppo_update",
+    "response_logits",
+    "response_values",
+    "run_ppo",
+    "sample_rollout",
+    "score_rollout",
+]
 
 
 def ppo_minibatch_loss(
@@ -163,16 +115,67 @@ def _oracle_mean(prompts: list[Prompt], texts: list[str]) -> float | None:
 
 
 def _rollout_stats(ro: dict[str, Any]) -> dict[str, float]:
-    stats = {
+    oracle = _oracle_mean(ro["prompts"], ro["texts"])
+    return {
         "rm_score": ro["raw_scores"].mean().item(),
         "reward": ro["scores"].mean().item(),
         "kl": ro["kl"].sum(-1).mean().item(),
         "response_length": ro["rmask"].sum(-1).mean().item(),
         "finished": ro["finished"].float().mean().item(),
+        "oracle_score": math.nan if oracle is None else oracle,  # every rank reports the same keys
     }
-    oracle = _oracle_mean(ro["prompts"], ro["texts"])
-    if oracle is not None:
-        stats["oracle_score"] = oracle
+
+
+def reduce_stats(acc: Any, stats: dict[str, float]) -> dict[str, float]:
+    """Mean of each stat over processes, NaNs left out (a stat NaN everywhere is dropped)."""
+    keys = sorted(stats)
+    vals = torch.tensor([stats[k] for k in keys], dtype=torch.float64, device=acc.device)
+    have = ~vals.isnan()
+    sums = acc.reduce(torch.stack([torch.where(have, vals, 0.0), have.double()]), "sum")
+    return {k: (sums[0, i] / sums[1, i]).item() for i, k in enumerate(keys) if sums[1, i] > 0}
+
+
+def _no_sync_unless(acc: Any, stack: ExitStack, model: Any, sync: bool) -> None:
+    if not sync:
+        stack.enter_context(acc.no_sync(model))
+
+
+def ppo_minibatch_step(
+    policy: Any,
+    value: Any,
+    acc: Any,
+    mb: dict[str, torch.Tensor],
+    cfg: PPOConfig,
+    ptx_rows: torch.Tensor | None,
+    gen: torch.Generator,
+) -> dict[str, float]:
+    """Gradients of one minibatch, micro_batch_size rows per forward, each forward with its own backward.
+
+    Chunks are weighted by their share of the minibatch's response tokens (the token mean is exact);
+    gradients are all-reduced once per model, on its last backward. PPO-ptx runs its forward and
+    backward after the PPO chunks, never a second forward through DDP before a backward.
+    """
+    ptx = cfg.ptx_coef > 0 and ptx_rows is not None
+    n_tok = mb["rmask"].sum().clamp(min=1)
+    starts = list(range(0, mb["response"].shape[0], cfg.micro_batch_size))
+    stats: dict[str, float] = {}
+    for j, i in enumerate(starts):
+        last = j == len(starts) - 1
+        part = {k: v[i : i + cfg.micro_batch_size] for k, v in mb.items()}
+        w = (part["rmask"].sum() / n_tok).item()
+        with ExitStack() as stack:
+            _no_sync_unless(acc, stack, policy, last and not ptx)
+            _no_sync_unless(acc, stack, value, last)
+            loss, st = ppo_minibatch_loss(policy, value, part, cfg)
+            acc.backward(loss * w)
+        for k, v in st.items():
+            stats[k] = stats.get(k, 0.0) + v * w
+    if ptx and ptx_rows is not None:
+        rows = ptx_rows[torch.randint(0, ptx_rows.shape[0], (cfg.ptx_batch_size,), generator=gen)]
+        rows = rows.to(acc.device)
+        ptx_loss = policy(input_ids=rows, labels=rows).loss
+        acc.backward(cfg.ptx_coef * ptx_loss)
+        stats["ptx_loss"] = ptx_loss.item()
     return stats
 
 
@@ -186,25 +189,19 @@ def ppo_update(
     ptx_rows: torch.Tensor | None,
     rng: random.Random,
 ) -> dict[str, float]:
-    """ppo_epochs passes of minibatch updates over one rollout; returns mean stats."""
+    """ppo_epochs passes of minibatch updates over this process's rollout; returns mean stats."""
     policy.train()
     value.train()
     B = ro["response"].shape[0]
     keys = ("query", "qmask", "response", "rmask", "logprobs", "values", "advantages", "returns")
+    gen = torch.Generator().manual_seed(rng.randrange(2**31))
     sums: dict[str, float] = {}
     n = 0
     for _ in range(cfg.ppo_epochs):
-        order = torch.randperm(B, generator=torch.Generator().manual_seed(rng.randrange(2**31)))
+        order = torch.randperm(B, generator=gen)
         for i in range(0, B, cfg.minibatch_size):
             idx = order[i : i + cfg.minibatch_size].to(ro["response"].device)
-            mb = {k: ro[k][idx] for k in keys}
-            loss, stats = ppo_minibatch_loss(policy, value, mb, cfg)
-            if cfg.ptx_coef > 0 and ptx_rows is not None:
-                rows = ptx_rows[torch.randint(0, ptx_rows.shape[0], (cfg.ptx_batch_size,))].to(acc.device)
-                ptx = policy(input_ids=rows, labels=rows).loss
-                loss = loss + cfg.ptx_coef * ptx
-                stats["ptx_loss"] = ptx.item()
-            acc.backward(loss)
+            stats = ppo_minibatch_step(policy, value, acc, {k: ro[k][idx] for k in keys}, cfg, ptx_rows, gen)
             acc.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.max_grad_norm)
             opt.step()
             opt.zero_grad()
@@ -212,6 +209,34 @@ def ppo_update(
                 sums[k] = sums.get(k, 0.0) + v
             n += 1
     return {k: v / max(1, n) for k, v in sums.items()}
+
+
+def _ppo_models(config: PPOConfig, policy_dir: str | Path, reward_model_dir: str | Path, acc: Any) -> Any:
+    """(policy, reference, reward model, value model, tokenizer), the reference and RM frozen.
+
+    The reference keeps the policy's parameter dtype and runs in the same autocast context, so the
+    KL at step 0 is exactly 0; the reward model (a score only) is bf16 when the run is bf16 on a GPU.
+    The value model is trained: fp32 master weights under the run's autocast, like the policy.
+    """
+    policy, tok = load_policy(policy_dir, dropout=0.0)  # no dropout during RL
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(policy)
+    policy = wrap_policy(policy, config)  # LoRA when config.lora_r > 0
+    ref = frozen_reference(policy).to(acc.device)  # with LoRA: the policy with its adapter off, no copy
+    rm = load_frozen_reward_model(reward_model_dir, acc)
+    value = wrap_reward_model(load_reward_model(reward_model_dir), config)
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(value.model)
+    return policy, ref, rm, value, tok
+
+
+def _local_config(config: PPOConfig, world: int) -> PPOConfig:
+    """This process's share: rollout and minibatch sizes are global, divided over the processes."""
+    return dataclasses.replace(
+        config,
+        rollout_batch_size=max(1, config.rollout_batch_size // world),
+        minibatch_size=max(1, config.minibatch_size // world),
+    )
 
 
 def run_ppo(
@@ -228,6 +253,8 @@ def run_ppo(
     The KL reference is policy_dir itself; the value model starts as a copy of the reward model.
     Writes the policy (the EMA weights when ema_decay is set) to out_dir; the manifest's metrics hold
     a per-iteration history of RM score, KL, response length, losses and (for world prompts) oracle score.
+    Under several processes each samples its own share of every rollout batch (its own seed), stats
+    are averaged over processes and only the main process writes.
     """
     cbs = Callbacks(callbacks)
     seed_everything(config.runtime.seed)
@@ -236,11 +263,8 @@ def run_ppo(
     prompts = [row_prompt(r) for r in batch.split("prompts", "train")]
     if not prompts:
         raise ValueError(f"{batch_dir}: no train prompts in prompts.jsonl")
-    policy, tok = load_policy(policy_dir, dropout=0.0)  # no dropout during RL
-    policy = wrap_policy(policy, config)  # LoRA when config.lora_r > 0
-    ref = frozen_reference(policy)  # with LoRA: the policy with its adapter off, no second copy
-    rm = load_reward_model(reward_model_dir).eval().requires_grad_(False)
-    value = wrap_reward_model(load_reward_model(reward_model_dir), config)
+    local = _local_config(config, acc.num_processes)
+    policy, ref, rm, value, tok = _ppo_models(config, policy_dir, reward_model_dir, acc)
     opt = torch.optim.AdamW(
         [
             {"params": trainable_parameters(policy), "lr": config.lr},
@@ -250,31 +274,17 @@ def run_ppo(
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, config.warmup_steps)))
     policy, value, opt = acc.prepare(policy, value, opt)
-    ref, rm = ref.to(acc.device), rm.to(acc.device)
     # EMA of the weights that train (with LoRA: the adapters only).
     trained = trainable_parameters(acc.unwrap_model(policy))
     ema = [p.detach().clone() for p in trained] if config.ema_decay else None
     ptx_rows = load_ptx_rows(config, tok) if config.ptx_coef > 0 else None
-    rng = random.Random(config.runtime.seed)
-    gen = torch.Generator(device=acc.device).manual_seed(config.runtime.seed)
+    rng = random.Random(config.runtime.seed + 1000 * acc.process_index)
+    gen = torch.Generator(device=acc.device).manual_seed(config.runtime.seed + 1000 * acc.process_index)
     iters = max(1, config.total_episodes // config.rollout_batch_size)
     history: list[dict[str, float]] = []
     for it in range(iters):
         cbs.check_stop()
-        batch_prompts = [prompts[rng.randrange(len(prompts))] for _ in range(config.rollout_batch_size)]
-        ro = make_rollout(
-            acc.unwrap_model(policy),
-            ref,
-            rm,
-            acc.unwrap_model(value),
-            tok,
-            batch_prompts,
-            config,
-            gen,
-            acc.device,
-        )
-        stats = {"iteration": it, **_rollout_stats(ro)}
-        stats.update(ppo_update(policy, value, opt, acc, ro, config, ptx_rows, rng))
+        stats = _iteration(acc, (policy, ref, rm, value), opt, tok, prompts, local, (rng, gen), ptx_rows, it)
         sched.step()
         if ema is not None and config.ema_decay is not None:
             decay = min(
@@ -282,13 +292,63 @@ def run_ppo(
             )  # warm-up so short runs are not stuck near the start
             ema_update(ema, trainable_parameters(acc.unwrap_model(policy)), decay)
         history.append(stats)
-        cbs.progress("ppo", it + 1, iters, stats)
-    final = acc.unwrap_model(policy).cpu()
+        if acc.is_main_process:
+            cbs.progress("ppo", it + 1, iters, stats)
+    if acc.is_main_process:
+        final = _final_policy(acc.unwrap_model(policy), ema)
+        _write_ppo(final, tok, out_dir, policy_dir, reward_model_dir, batch, config, history, iters, run)
+    acc.wait_for_everyone()
+    return Path(out_dir)
+
+
+def _iteration(
+    acc: Any,
+    models: tuple[Any, Any, Any, Any],
+    opt: Any,
+    tok: Any,
+    prompts: list[Prompt],
+    cfg: PPOConfig,
+    rngs: tuple[random.Random, torch.Generator],
+    ptx_rows: torch.Tensor | None,
+    it: int,
+) -> dict[str, float]:
+    """One PPO iteration on this process's share: rollout, update; stats averaged over processes."""
+    policy, ref, rm, value = models
+    rng, gen = rngs
+    picked = [rng.randrange(len(prompts)) for _ in range(cfg.rollout_batch_size)]
+    log_shard("ppo", acc.process_index, it, picked)
+    scorers = (acc.unwrap_model(policy), ref, rm, acc.unwrap_model(value))
+    ro = make_rollout(*scorers, tok, [prompts[i] for i in picked], cfg, gen, acc.device, acc.autocast)
+    stats = _rollout_stats(ro)
+    stats.update(ppo_update(policy, value, opt, acc, ro, cfg, ptx_rows, rng))
+    return {"iteration": it, **reduce_stats(acc, stats)}
+
+
+def _final_policy(policy: Any, ema: list[torch.Tensor] | None) -> Any:
+    """A CPU copy of the policy with the EMA weights when kept, ready to sample (cache on)."""
+    final = copy.deepcopy(policy).cpu()
     if ema is not None:
         with torch.no_grad():
             for p, e in zip(trainable_parameters(final), ema, strict=True):
                 p.copy_(e)
     final = merged(final)  # a registered version is a plain model directory
+    disable_gradient_checkpointing(final)
+    return final
+
+
+def _write_ppo(
+    final: Any,
+    tok: Any,
+    out_dir: str | Path,
+    policy_dir: str | Path,
+    reward_model_dir: str | Path,
+    batch: Any,
+    config: PPOConfig,
+    history: list[dict[str, float]],
+    iters: int,
+    run: str | int | None,
+) -> Path:
+    """Write the PPO policy and its per-iteration history as an immutable model directory."""
     last = history[-1]
     metrics: dict[str, Any] = {
         "iterations": iters,

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import math
-import random
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from training.adapters import merge_reward_model, trainable_parameters, wrap_reward_model
+from training.adapters import plain_copy, wrap_reward_model
 from training.batching import encode_example, right_pad, rm_scores
 from training.callbacks import Callbacks
 from training.chat import row_completion, row_prompt
 from training.checkpoints import write_model_dir
 from training.config import RewardConfig
 from training.data import ComparisonGroup, group_comparisons, read_batch
+from training.loop import LoopConfig, train_loop
 from training.losses import rm_group_loss
-from training.models import make_accelerator, reward_model_from_lm, seed_everything
-from training.sft import cosine_lr_lambda
+from training.models import RewardModel, make_accelerator, reward_model_from_lm, seed_everything
 
 
 def group_batch(tokenizer: Any, groups: list[ComparisonGroup], max_length: int) -> dict[str, torch.Tensor]:
@@ -60,6 +58,18 @@ def pairwise_accuracy(
     return right / max(1, total)
 
 
+def rm_step_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loop's loss_fn: eq. 1 over the batch's comparison groups, and the pair accuracy."""
+    scores = model(batch["input_ids"], batch["attention_mask"])  # [N]
+    loss, correct = rm_group_loss(scores, batch["group"], batch["winners"], batch["losers"])
+    return loss, {"accuracy": correct.float().mean().item()}
+
+
+def rm_units(batch: dict[str, torch.Tensor]) -> float:
+    """Number of comparison groups the batch's loss averages over."""
+    return float(batch["group"].unique().numel())
+
+
 def run_reward(
     config: RewardConfig,
     batch_dir: str | Path,
@@ -73,6 +83,7 @@ def run_reward(
     Each prompt's completions are forwarded once and all its untied pairs form one batch element
     (rankings.jsonl groups; pairwise.jsonl rows grouped by prompt). After training, a bias makes the
     batch's train demonstrations score 0 on average. Held-out accuracy is in the manifest metrics.
+    Under several processes each reads its shard of every batch and only the main process writes.
     Load the result with training.models.load_reward_model(out_dir).
     """
     cbs = Callbacks(callbacks)
@@ -88,42 +99,52 @@ def run_reward(
         raise ValueError(f"{batch_dir}: no train comparisons in rankings.jsonl or pairwise.jsonl")
     rm, tok = reward_model_from_lm(base_model_dir, dropout=config.dropout)
     rm = wrap_reward_model(rm, config)  # LoRA (scalar head fully trained) when config.lora_r > 0
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
-    total = steps_per_epoch * config.epochs
-    opt = torch.optim.AdamW(
-        trainable_parameters(rm), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+    res = train_loop(
+        acc,
+        rm,
+        train,
+        lambda groups: group_batch(tok, groups, config.max_length),
+        rm_step_loss,
+        LoopConfig.from_stage(config),
+        stage="reward",
+        callbacks=cbs,
+        weight_fn=rm_units,
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lr_lambda(total, config.min_lr_ratio))
-    rm, opt = acc.prepare(rm, opt)
-    rm.train()
-    rng = random.Random(config.runtime.seed)
-    step = 0
-    for _epoch in range(config.epochs):
-        order = list(range(len(train)))
-        rng.shuffle(order)
-        for i in range(0, len(order), config.batch_size):
-            cbs.check_stop()
-            b = group_batch(tok, [train[j] for j in order[i : i + config.batch_size]], config.max_length)
-            b = {k: v.to(acc.device) for k, v in b.items()}
-            scores = rm(b["input_ids"], b["attention_mask"])  # [N]
-            loss, correct = rm_group_loss(scores, b["group"], b["winners"], b["losers"])
-            acc.backward(loss)
-            opt.step()
-            sched.step()
-            opt.zero_grad()
-            step += 1
-            cbs.progress(
-                "reward",
-                step,
-                total,
-                {"loss": loss.item(), "accuracy": correct.float().mean().item(), "pairs": len(b["winners"])},
-            )
-    model = acc.unwrap_model(rm)
-    metrics: dict[str, Any] = {"train_groups": len(train), "train_pairs": sum(len(g.pairs) for g in train)}
+    model: RewardModel
+    metrics: dict[str, Any] = {
+        "train_groups": len(train),
+        "train_pairs": sum(len(g.pairs) for g in train),
+        "train_loss": res.losses,
+        "processes": acc.num_processes,
+    }
+    if acc.is_main_process:
+        model = plain_copy(res.model, res.best_state).to(acc.device)  # live: maybe sharded or adapted
+        metrics.update(_centre_and_evaluate(model, tok, batch, held, config))
+        cbs.log("reward: " + ", ".join(f"{k}={v}" for k, v in metrics.items()))
+        model = model.cpu()
+        write_model_dir(
+            out_dir,
+            lambda tmp: model.save_files(tmp, tok),
+            kind="reward",
+            parent=str(base_model_dir),
+            run=run,
+            export_batch=batch.manifest.get("id"),
+            config={"reward": config.to_dict()},
+            metrics=metrics,
+        )
+    acc.wait_for_everyone()
+    return Path(out_dir)
+
+
+def _centre_and_evaluate(
+    model: RewardModel, tok: Any, batch: Any, held: dict[str, list[ComparisonGroup]], config: RewardConfig
+) -> dict[str, Any]:
+    """Shift the bias so train demonstrations score 0 on average; held-out pairwise accuracy."""
+    metrics: dict[str, Any] = {}
     demos = batch.split("sft", "train")
     if config.center_on_demonstrations and demos:
-        prompts, comps = [row_prompt(d) for d in demos], [row_completion(d) for d in demos]
-        mean = rm_scores(model, tok, prompts, comps, config.max_length).mean().item()
+        prompts, completions = [row_prompt(d) for d in demos], [row_completion(d) for d in demos]
+        mean = rm_scores(model, tok, prompts, completions, config.max_length).mean().item()
         model.bias -= mean
         metrics["demonstration_mean_before_bias"] = mean
     metrics["bias"] = model.bias
@@ -131,16 +152,4 @@ def run_reward(
         if groups:
             metrics[f"{split}_accuracy"] = pairwise_accuracy(model, tok, groups, config.max_length)
             metrics[f"{split}_pairs"] = sum(len(g.pairs) for g in groups)
-    cbs.log("reward: " + ", ".join(f"{k}={v}" for k, v in metrics.items()))
-    model = merge_reward_model(model).cpu()
-
-    return write_model_dir(
-        out_dir,
-        lambda tmp: model.save_files(tmp, tok),
-        kind="reward",
-        parent=str(base_model_dir),
-        run=run,
-        export_batch=batch.manifest.get("id"),
-        config={"reward": config.to_dict()},
-        metrics=metrics,
-    )
+    return metrics

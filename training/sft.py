@@ -2,67 +2,87 @@
 
 from __future__ import annotations
 
-import copy
 import math
-import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from training.adapters import merged, trainable_parameters, wrap_policy
+from training.adapters import plain_copy, wrap_policy
 from training.batching import rm_scores, sft_batch
 from training.callbacks import Callbacks
 from training.chat import Prompt, row_prompt
 from training.checkpoints import write_model_dir
 from training.config import SamplingParams, SFTConfig
 from training.data import read_batch
+from training.loop import LoopConfig, cosine_lr_lambda, train_loop
 from training.losses import sft_loss
-from training.models import load_policy, load_reward_model, make_accelerator, seed_everything, set_dropout
+from training.models import (
+    load_frozen_reward_model,
+    load_policy,
+    make_accelerator,
+    seed_everything,
+    set_dropout,
+)
+
+__all__ = ["cosine_lr_lambda", "eval_rm_score", "eval_sft_loss", "run_sft"]
 
 
-def cosine_lr_lambda(total_steps: int, min_ratio: float, warmup: int = 0) -> Any:
-    """LR multiplier: linear warm-up, then cosine decay from 1 to min_ratio at total_steps."""
+def sft_units(batch: dict[str, torch.Tensor]) -> float:
+    """Number of response tokens the batch's loss averages over (labels shifted by one, not -100)."""
+    return float((batch["labels"][:, 1:] != -100).sum())
 
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
-    return f
+def sft_step_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loop's loss_fn: mean response-token NLL of one batch."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return sft_loss(logits, batch["labels"]), {}
 
 
 @torch.no_grad()
-def eval_sft_loss(
-    model: Any, tokenizer: Any, rows: list[dict[str, Any]], cfg: SFTConfig, device: Any
-) -> float:
-    """Mean response-token NLL on rows (model in eval mode)."""
+def eval_sft_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], cfg: SFTConfig, acc: Any) -> float:
+    """Mean response-token NLL on rows, each process taking its shard (model in eval mode)."""
     model.eval()
-    total, n = 0.0, 0
-    for i in range(0, len(rows), cfg.batch_size):
+    device = next(model.parameters()).device
+    total, n = 0.0, 0.0
+    mine = rows[acc.process_index :: acc.num_processes]
+    for i in range(0, len(mine), cfg.batch_size):
         b = {
             k: v.to(device)
-            for k, v in sft_batch(tokenizer, rows[i : i + cfg.batch_size], cfg.max_length).items()
+            for k, v in sft_batch(tokenizer, mine[i : i + cfg.batch_size], cfg.max_length).items()
         }
-        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-        total += sft_loss(logits, b["labels"]).item() * len(b["labels"])
-        n += len(b["labels"])
-    model.train()
-    return total / max(1, n)
+        units = sft_units(b)
+        total += sft_step_loss(model, b)[0].item() * units
+        n += units
+    sums = acc.reduce(torch.tensor([total, n], device=acc.device), "sum")
+    return (sums[0] / sums[1].clamp(min=1)).item()
 
 
-def eval_rm_score(model: Any, tokenizer: Any, rm: Any, prompts: list[Prompt], cfg: SFTConfig) -> float:
-    """Mean reward-model score of one sampled completion per validation prompt."""
+def eval_rm_score(
+    model: Any, tokenizer: Any, rm: Any, prompts: list[Prompt], cfg: SFTConfig, acc: Any
+) -> float:
+    """Mean reward-model score of one sampled completion per validation prompt (prompts sharded by rank).
+
+    The live training model is sampled as it is: never cast or moved (its optimizer holds its weights).
+    """
     from training.generate import Sampler
 
     model.eval()
-    params = SamplingParams(temperature=1.0, max_new_tokens=cfg.rm_eval_max_new_tokens, seed=cfg.runtime.seed)
-    comps = Sampler(model=model, tokenizer=tokenizer, device=str(next(model.parameters()).device)).sample(
-        prompts, 1, params
-    )
+    mine = prompts[acc.process_index :: acc.num_processes]
+    total = 0.0
+    if mine:
+        params = SamplingParams(
+            temperature=1.0,
+            max_new_tokens=cfg.rm_eval_max_new_tokens,
+            seed=cfg.runtime.seed + acc.process_index,
+        )
+        with acc.autocast():
+            comps = Sampler(model=model, tokenizer=tokenizer).sample(mine, 1, params)
+            total = rm_scores(rm, tokenizer, mine, [c[0].text for c in comps], cfg.max_length).sum().item()
     model.train()
-    return rm_scores(rm, tokenizer, prompts, [c[0].text for c in comps], cfg.max_length).mean().item()
+    sums = acc.reduce(torch.tensor([total, float(len(mine))], device=acc.device), "sum")
+    return (sums[0] / sums[1].clamp(min=1)).item()
 
 
 def run_sft(
@@ -78,7 +98,8 @@ def run_sft(
 
     Loss on response tokens only; cosine decay to min_lr_ratio without warm-up; residual dropout.
     The epoch kept is the one with the best mean RM score on validation prompts when reward_model_dir
-    is given (select_by auto/rm), else the lowest validation loss, else the last.
+    is given (select_by auto/rm), else the lowest validation loss, else the last. Under several
+    processes each reads its shard of every batch and only the main process writes out_dir.
     """
     cbs = Callbacks(callbacks)
     seed_everything(config.runtime.seed)
@@ -89,72 +110,80 @@ def run_sft(
         raise ValueError(f"{batch_dir}: no train demonstrations in sft.jsonl")
     model, tok = load_policy(base_model_dir, dropout=config.dropout)
     model = wrap_policy(model, config)  # LoRA when config.lora_r > 0
-    rm = load_reward_model(reward_model_dir).to(acc.device) if reward_model_dir else None
+    rm = load_frozen_reward_model(reward_model_dir, acc) if reward_model_dir else None
     select = config.select_by if config.select_by != "auto" else ("rm" if rm is not None else "loss")
     if select == "loss" and not valid:
         select = "last"
     valid_prompts = [row_prompt(r) for r in (valid or train)][: config.rm_eval_prompts]
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
-    total = steps_per_epoch * config.epochs
-    opt = torch.optim.AdamW(
-        trainable_parameters(model), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+
+    on_epoch_end = _epoch_evaluator(acc, tok, config, valid, rm if select == "rm" else None, valid_prompts)
+    keys = {
+        "rm": lambda m: m.get("valid_rm_score", -math.inf),
+        "loss": lambda m: -m.get("valid_loss", math.inf),
+    }
+    res = train_loop(
+        acc,
+        model,
+        train,
+        lambda rows: sft_batch(tok, rows, config.max_length),
+        sft_step_loss,
+        LoopConfig.from_stage(config),
+        stage="sft",
+        callbacks=cbs,
+        weight_fn=sft_units,
+        on_epoch_end=on_epoch_end,
+        select_key=keys.get(select),
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lr_lambda(total, config.min_lr_ratio))
-    model, opt = acc.prepare(model, opt)
-    model.train()
-    rng = random.Random(config.runtime.seed)
-    best: tuple[float, int, dict[str, torch.Tensor] | None] = (-math.inf, -1, None)
-    history: list[dict[str, float]] = []
-    step = 0
-    for epoch in range(config.epochs):
-        order = list(range(len(train)))
-        rng.shuffle(order)
-        for i in range(0, len(order), config.batch_size):
-            cbs.check_stop()
-            b = {
-                k: v.to(acc.device)
-                for k, v in sft_batch(
-                    tok, [train[j] for j in order[i : i + config.batch_size]], config.max_length
-                ).items()
-            }
-            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-            loss = sft_loss(logits, b["labels"])
-            acc.backward(loss)
-            opt.step()
-            sched.step()
-            opt.zero_grad()
-            step += 1
-            cbs.progress(
-                "sft", step, total, {"loss": loss.item(), "lr": sched.get_last_lr()[0], "epoch": epoch}
-            )
-        ep: dict[str, float] = {"epoch": epoch}
-        if valid:
-            ep["valid_loss"] = eval_sft_loss(model, tok, valid, config, acc.device)
-        if rm is not None and select == "rm":
-            ep["valid_rm_score"] = eval_rm_score(acc.unwrap_model(model), tok, rm, valid_prompts, config)
-        history.append(ep)
-        cbs.log(f"sft epoch {epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in ep.items()))
-        key = {
-            "rm": ep.get("valid_rm_score", -math.inf),
-            "loss": -ep.get("valid_loss", math.inf),
-            "last": float(epoch),
-        }[select]
-        if key >= best[0]:
-            state = {k: v.detach().cpu().clone() for k, v in acc.unwrap_model(model).state_dict().items()}
-            best = (key, epoch, state)
-    final = copy.deepcopy(acc.unwrap_model(model)).cpu()
-    if best[2] is not None:
-        final.load_state_dict(best[2])
-    final = merged(final)  # a registered version is a plain model directory
-    final.config.use_cache = True
-    set_dropout(final.config, 0.0)  # the saved policy samples and is fine-tuned further without dropout
     metrics = {
-        "selected_epoch": best[1],
+        "selected_epoch": res.best_epoch,
         "selected_by": select,
-        "history": history,
+        "history": res.history,
+        "train_loss": res.losses,
         "train_examples": len(train),
         "valid_examples": len(valid),
+        "processes": acc.num_processes,
     }
+    if acc.is_main_process:
+        # a plain model holding the selected weights (the live one may be sharded or carry adapters)
+        final = plain_copy(res.model, res.best_state)
+        export_batch = batch.manifest.get("id")
+        _write_policy(
+            final, tok, out_dir, base_model_dir, export_batch, config, reward_model_dir, metrics, run
+        )
+    acc.wait_for_everyone()
+    return Path(out_dir)
+
+
+def _epoch_evaluator(
+    acc: Any, tok: Any, config: SFTConfig, valid: list[dict[str, Any]], rm: Any, prompts: list[Prompt]
+) -> Callable[[int, Any], dict[str, float]]:
+    """The loop's on_epoch_end: validation loss when there is a valid split, RM score when rm is given."""
+
+    def on_epoch_end(_epoch: int, live: Any) -> dict[str, float]:
+        ep: dict[str, float] = {}
+        if valid:
+            ep["valid_loss"] = eval_sft_loss(live, tok, valid, config, acc)
+        if rm is not None:
+            ep["valid_rm_score"] = eval_rm_score(live, tok, rm, prompts, config, acc)
+        return ep
+
+    return on_epoch_end
+
+
+def _write_policy(
+    final: Any,
+    tok: Any,
+    out_dir: str | Path,
+    parent: str | Path,
+    export_batch: Any,
+    config: SFTConfig,
+    reward_model_dir: str | Path | None,
+    metrics: dict[str, Any],
+    run: str | int | None,
+) -> Path:
+    """Write the selected SFT policy (dropout off, cache on) as an immutable model directory."""
+    final.config.use_cache = True
+    set_dropout(final.config, 0.0)  # the saved policy samples and is fine-tuned further without dropout
 
     def write(tmp: Path) -> None:
         final.save_pretrained(tmp, safe_serialization=True)
@@ -164,9 +193,9 @@ def run_sft(
         out_dir,
         write,
         kind="policy",
-        parent=str(base_model_dir),
+        parent=str(parent),
         run=run,
-        export_batch=batch.manifest.get("id"),
+        export_batch=export_batch,
         config={"sft": config.to_dict(), "reward_model": str(reward_model_dir or "")},
         metrics=metrics,
     )

@@ -125,6 +125,25 @@ def _runner_kwargs(plan: Plan, stage: stages.Stage, out: Path, recorder: RunReco
     return kwargs
 
 
+def _run(stage: stages.Stage, kwargs: dict[str, Any]) -> Path:
+    """Run a stage's runner here, or in TRAINING_PROCESSES processes through training.launch."""
+    settings = get_settings()
+    if settings.training_processes <= 1:
+        return Path(stage.run_fn()(**kwargs))
+    from training.launch import run_in_processes
+
+    args = dict(kwargs)
+    config, callbacks = args.pop("config"), args.pop("callbacks")
+    return run_in_processes(
+        stage.runner,
+        config,
+        args,
+        settings.training_processes,
+        callbacks,
+        accelerate_config=settings.training_accelerate_config or None,
+    )
+
+
 def _run_training_stage(plan: Plan, index: int, name: str) -> None:
     stage = stages.get(name)
     with session_scope() as db:
@@ -132,7 +151,7 @@ def _run_training_stage(plan: Plan, index: int, name: str) -> None:
     recorder = RunRecorder(plan.run_id, name, index, len(plan.stages))
     out = get_settings().models_dir / f"run{plan.run_id}-{name}-{uuid.uuid4().hex[:8]}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    path = Path(stage.run_fn()(**_runner_kwargs(plan, stage, out, recorder)))
+    path = _run(stage, _runner_kwargs(plan, stage, out, recorder))
     recorder.flush()
     with session_scope() as db:
         version = service.finish_stage(
