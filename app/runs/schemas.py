@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from app.enums import Split, StageName
+from app.runs.paths import check_stage_paths
 
 TRAINING_STAGES = [StageName.sft, StageName.reward, StageName.ppo]
 
@@ -66,6 +67,11 @@ class RoundRequest(BaseModel):
         if idx != list(range(idx[0], idx[0] + len(idx))):
             raise ValueError("stages must be a contiguous part of SFT -> RM -> PPO")
         return names
+
+    @field_validator("settings")
+    @classmethod
+    def _readable_paths(cls, settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return check_stage_paths(settings)
 
     @field_validator("preset")
     @classmethod
