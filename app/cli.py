@@ -300,10 +300,9 @@ def rounds_start(
 def rounds_list(limit: int = 20) -> None:
     """Recent rounds, newest first."""
     from app.db import session_scope
-    from app.runs.service import list_runs, reap_stale_runs
+    from app.runs.service import list_runs
 
     with session_scope() as db:
-        reap_stale_runs(db)
         for run in list_runs(db, limit=limit):
             stages = ",".join(s.name for s in run.stages)
             created = run.created_at.strftime("%Y-%m-%d %H:%M")
