@@ -34,8 +34,15 @@ class Settings(BaseSettings):
 
     session_max_age_s: int = 12 * 3600
     lease_seconds: int = 15 * 60
+    # Sign-in throttling: login_max_failures per (username, client) and 4x that per client refuse
+    # further attempts for login_window_s; past login_user_max_failures on one username from all
+    # clients, every attempt on it waits login_slow_delay_s, and a correct password still signs in.
     login_max_failures: int = 5
     login_window_s: int = 15 * 60
+    login_user_max_failures: int = 20
+    login_slow_delay_s: float = 3.0
+    # Proxies whose X-Forwarded-For is believed (comma-separated addresses or networks).
+    trusted_proxies: str = Field(default="", description="e.g. 10.0.0.0/8,127.0.0.1")
     max_text_chars: int = 20_000
     max_upload_bytes: int = 64 * 1024 * 1024
     # Prompt data rules (instructgpt.md, prompt data) and quality control (issue 4).
@@ -75,6 +82,18 @@ class Settings(BaseSettings):
     def _redis_url_parses(cls, value: str) -> str:
         if value and not value.startswith(("redis://", "rediss://")):
             raise ValueError(f"REDIS_URL must start with redis:// or rediss://, not {value!r}")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        import ipaddress
+
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"TRUSTED_PROXIES: {part!r} is not an address or network") from None
         return value
 
     @model_validator(mode="after")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -10,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth import access, service
 from app.auth.access import MaybeUser
+from app.auth.clients import client_address
 from app.deps import DB, SettingsDep
 from app.web import render
 
@@ -34,9 +37,19 @@ def login_page(request: Request, user: MaybeUser, next: str | None = None) -> Re
     return render(request, "auth/login.html", {"next": _safe_next(next)})
 
 
+async def _answer_delay(request: Request) -> AsyncIterator[None]:
+    """Wait request.state.answer_delay_s before the response leaves, after the commit, on the
+    event loop: a slowed sign-in holds neither a thread nor the database."""
+    yield
+    delay = getattr(request.state, "answer_delay_s", 0.0)
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
 @router.post("/login", response_class=HTMLResponse)
 def login(
     request: Request,
+    _delay: Annotated[None, Depends(_answer_delay, scope="function")],
     db: DB,
     settings: SettingsDep,
     _: MaybeUser,
@@ -45,8 +58,9 @@ def login(
     next: Annotated[str, Form(max_length=2048)] = "/",
 ) -> Response:
     """Check credentials; on success start a fresh session and go on."""
-    ip = request.client.host if request.client else "unknown"
-    user = service.authenticate(db, settings, username, password, ip)
+    attempt = service.authenticate(db, settings, username, password, client_address(request, settings))
+    request.state.answer_delay_s = attempt.delay_s
+    user = attempt.user
     if user is None:
         return render(
             request,

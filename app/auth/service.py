@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -82,27 +83,44 @@ def _recent_failures(
     return db.scalar(q) or 0
 
 
-def authenticate(db: Session, settings: Settings, username: str, password: str, ip: str) -> User | None:
-    """Check credentials under throttling; records the attempt. None means wrong credentials."""
+@dataclass(frozen=True)
+class SignIn:
+    """The outcome of a sign-in attempt: the user (None: wrong credentials) and a delay to apply
+    before answering (non-zero while the username is under attack from many clients)."""
+
+    user: User | None
+    delay_s: float = 0.0
+
+
+def authenticate(db: Session, settings: Settings, username: str, password: str, ip: str) -> SignIn:
+    """Check credentials under throttling and record the attempt.
+
+    Refused outright (Throttled): too many failures of this username from this client, or of any
+    username from this client. Failures of the username from everywhere only slow it down: the
+    password is still checked, so an attacker cannot lock its owner out.
+    """
     key = username.strip().lower()[:64]
+    ip = ip[:64]
     if (
-        _recent_failures(db, settings, username=key) >= settings.login_max_failures
+        _recent_failures(db, settings, username=key, ip=ip) >= settings.login_max_failures
         or _recent_failures(db, settings, ip=ip) >= settings.login_max_failures * 4
     ):
         minutes = max(1, settings.login_window_s // 60)
         raise Throttled(f"Too many failed sign-in attempts. Try again in {minutes} minutes.")
+    slow = _recent_failures(db, settings, username=key) >= settings.login_user_max_failures
+    delay = settings.login_slow_delay_s if slow else 0.0
     user = get_user_by_username(db, key)
     ok = verify_password(user.password_hash if user else None, password)
     ok = ok and user is not None and user.is_active
-    db.add(LoginAttempt(username=key, ip=ip[:64], success=ok))
+    db.add(LoginAttempt(username=key, ip=ip, success=ok))
     if not ok or user is None:
         db.flush()
-        return None
+        return SignIn(None, delay)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     user.last_login_at = utcnow()
     db.flush()
-    return user
+    return SignIn(user, delay)
 
 
 def end_sessions(db: Session, user: User) -> None:
