@@ -367,8 +367,10 @@ def serve(host: str = "0.0.0.0", port: int = 8000, workers: int = 2) -> None:  #
     """Serve the web app with uvicorn (production: behind a TLS proxy)."""
     import uvicorn
 
-    get_settings()  # fail fast, in one line, on bad settings
-    uvicorn.run("app.main:asgi", factory=True, host=host, port=port, workers=workers, proxy_headers=True)
+    proxies = get_settings().trusted_proxies  # fail fast, in one line, on bad settings
+    # Forwarded addresses are believed only from TRUSTED_PROXIES (none by default).
+    uvicorn.run("app.main:asgi", factory=True, host=host, port=port, workers=workers,
+                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
 
 
 @cli.command("dev")

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     run_stale_after_s: int = 60
     reap_every_s: float = 30.0
     restock_every_s: float = 60.0
+    # Beat relays outbox messages the broker has not accepted yet (workers also do at start).
+    outbox_relay_every_s: float = 15.0
 
     @field_validator("database_url")
     @classmethod
