@@ -372,12 +372,14 @@ def lock_assignment(db: Session, user: User, assignment_id: int) -> Assignment:
     """The user's assignment, re-read under its task's row lock (serializes submits of one task).
 
     One statement locks the task row and re-reads both rows (was three: read, lock, refresh).
+    The assignment row is locked too: after waiting, PostgreSQL re-reads only the rows it locks,
+    so a status that a concurrent submit or skip committed meanwhile is seen, not the old one.
     """
     stmt = (
         select(Assignment, Task)
         .join(Task, Task.id == Assignment.task_id)
         .where(Assignment.id == assignment_id)
-        .with_for_update(of=Task)
+        .with_for_update(of=(Task, Assignment))
         .execution_options(populate_existing=True)
     )
     row = db.execute(stmt).first()
@@ -460,7 +462,9 @@ def skip(db: Session, user: User, assignment_id: int, reason: str, *, discard_dr
     reason = reason.strip()
     if not reason:
         raise AppError("Say why you skip this task (pick a reason).", status_code=422)
-    a = assignment_for(db, user, assignment_id)
+    # Lock first, then read the status: a submit in another tab that committed while this
+    # request waited for the lock is seen, never overwritten with "skipped".
+    a = lock_assignment(db, user, assignment_id)
     if a.status == AssignmentStatus.skipped.value:
         return a
     if a.status == AssignmentStatus.submitted.value:
@@ -471,7 +475,6 @@ def skip(db: Session, user: User, assignment_id: int, reason: str, *, discard_dr
             "Tick 'Discard my draft' to skip anyway.",
             status_code=422,
         )
-    _lock_task(db, a.task_id)
     a.status = AssignmentStatus.skipped.value
     a.skip_reason = reason[:1000]
     a.finished_at = utcnow()
