@@ -52,7 +52,8 @@ def test_a_skip_waiting_behind_a_submit_does_not_overwrite_it(committed_db) -> N
     committed_db.commit()
 
     with session_factory()() as submitter:
-        submit_demonstration(submitter, submitter.get(type(user), uid), aid, "the stored label")  # holds the lock
+        # The submit holds the task and assignment locks until its commit.
+        submit_demonstration(submitter, submitter.get(type(user), uid), aid, "the stored label")
         thread, out = _in_thread(
             lambda s: labeling.skip(s, s.get(type(user), uid), aid, "too hard", discard_draft=True))
         time.sleep(1.0)  # the skip reads and then waits for the task lock
