@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     redis_url: str = Field(default="", description="empty: a Celery broker that needs no server")
     secret_key: str = DEFAULT_SECRET
     base_url: str = "http://127.0.0.1:8000"
+    # Session cookies are Secure in production unless COOKIE_SECURE=false (plain-http trials);
+    # in development and test they follow BASE_URL's scheme.
+    cookie_secure: bool | None = None
+    api_token_days: int = Field(default=90, ge=1, description="API tokens expire after this many days")
 
     session_max_age_s: int = 12 * 3600
     lease_seconds: int = 15 * 60
@@ -133,9 +137,16 @@ class Settings(BaseSettings):
         return self.data_dir / "exports"
 
     @property
-    def secure_cookies(self) -> bool:
-        """Mark cookies Secure when the app is served over HTTPS."""
+    def https(self) -> bool:
+        """True when BASE_URL says the app is served over HTTPS (HSTS is sent then)."""
         return self.base_url.startswith("https://")
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Mark cookies Secure: always in production unless COOKIE_SECURE=false, else per BASE_URL."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.rlhf_env == "production" or self.https
 
 
 def load_settings() -> Settings:

@@ -33,11 +33,15 @@ SECURITY_HEADERS = {
 }
 
 
-class SecurityHeaders:
-    """Pure ASGI middleware adding the security headers to every response."""
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class SecurityHeaders:
+    """Pure ASGI middleware adding the security headers to every response (HSTS too over HTTPS)."""
+
+    def __init__(self, app: ASGIApp, https: bool = False) -> None:
         self.app = app
+        self.headers = {**SECURITY_HEADERS, **(dict([HSTS]) if https else {})}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,7 +52,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                headers.extend((k, v) for k, v in SECURITY_HEADERS.items() if k not in present)
+                headers.extend((k, v) for k, v in self.headers.items() if k not in present)
                 message["headers"] = headers
             await send(message)
 
@@ -260,7 +264,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Text responses are compressed (a ranking page is ~25 KB of HTML before gzip).
     app.add_middleware(UploadLimit, limit=settings.max_upload_bytes)
     app.add_middleware(GZipMiddleware, minimum_size=500, compresslevel=6)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, https=settings.https)
     return app
 
 

@@ -14,6 +14,7 @@ from app.auth import access, service
 from app.auth.access import MaybeUser
 from app.auth.clients import client_address
 from app.deps import DB, SettingsDep
+from app.errors import AppError
 from app.web import render
 
 router = APIRouter()
@@ -84,3 +85,27 @@ def logout(request: Request, db: DB, user: access.CurrentUser) -> Response:
 def home(request: Request, user: Annotated[object, Depends(access.signed_in)]) -> Response:
     """The start page: each area the user's roles open, with what waits there."""
     return render(request, "home.html")
+
+
+@router.get("/account/password", response_class=HTMLResponse)
+def password_page(request: Request, user: access.CurrentUser) -> Response:
+    """The form to change one's own password (a temporary one from an admin, too)."""
+    return render(request, "auth/password.html")
+
+
+@router.post("/account/password", response_class=HTMLResponse)
+def change_password(
+    request: Request,
+    db: DB,
+    user: access.CurrentUser,
+    current: Annotated[str, Form(max_length=1024)] = "",
+    new: Annotated[str, Form(max_length=1024)] = "",
+    repeat: Annotated[str, Form(max_length=1024)] = "",
+) -> Response:
+    """Set a new password; every other session of the user ends, this one continues."""
+    try:
+        service.change_password(db, user, current, new, repeat)
+    except AppError as exc:
+        return render(request, "auth/password.html", {"error": exc.message}, status_code=exc.status_code)
+    access.login_session(request, user)
+    return render(request, "auth/password.html", {"changed": True})

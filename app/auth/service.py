@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
@@ -134,9 +134,12 @@ def _hash_token(token: str) -> str:
 
 
 def create_api_token(
-    db: Session, name: str, scopes: Iterable[str], created_by: User | None
+    db: Session, name: str, scopes: Iterable[str], created_by: User | None, days: int | None = None
 ) -> tuple[ApiToken, str]:
-    """Create an API token; the plain token is returned once and only its hash is stored."""
+    """Create an API token valid for `days` (API_TOKEN_DAYS); the plain token is returned once and
+    only its hash is stored."""
+    from app.config import get_settings
+
     if not name.strip():
         raise AppError("A token needs a name.")
     plain = "rlhf_" + secrets.token_urlsafe(32)
@@ -146,6 +149,7 @@ def create_api_token(
         token_hash=_hash_token(plain),
         scopes=sorted(set(scopes)),
         created_by_id=created_by.id if created_by else None,
+        expires_at=utcnow() + timedelta(days=days or get_settings().api_token_days),
     )
     db.add(token)
     db.flush()
@@ -153,12 +157,40 @@ def create_api_token(
 
 
 def token_for(db: Session, plain: str) -> ApiToken | None:
-    """The live (not revoked) token matching a presented secret."""
+    """The live token matching a presented secret: not revoked, not expired, and its creator
+    (when a user made it) still active."""
     token = db.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(plain)))
     if token is None or token.revoked_at is not None:
         return None
+    if token.expires_at is not None and _aware(token.expires_at) <= utcnow():
+        return None
+    if token.created_by_id is not None:
+        creator = db.get(User, token.created_by_id)
+        if creator is None or not creator.is_active:
+            return None
     token.last_used_at = utcnow()
     return token
+
+
+def _aware(at: datetime) -> datetime:
+    # SQLite returns naive datetimes; every stored time is UTC.
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def change_password(db: Session, user: User, current: str, new: str, repeat: str) -> User:
+    """Set the user's own password after checking the current one; other sessions end."""
+    if not verify_password(user.password_hash, current):
+        raise AppError("The current password is wrong.", status_code=422)
+    if len(new) < MIN_PASSWORD_LEN:
+        raise AppError(f"The new password must be at least {MIN_PASSWORD_LEN} characters.", status_code=422)
+    if new != repeat:
+        raise AppError("The two new passwords differ.", status_code=422)
+    if new == current:
+        raise AppError("Choose a password different from the current one.", status_code=422)
+    user.password_hash = hash_password(new)
+    user.session_epoch += 1
+    db.flush()
+    return user
 
 
 def revoke_api_token(db: Session, token_id: int) -> ApiToken:
