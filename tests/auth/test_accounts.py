@@ -22,9 +22,11 @@ def test_a_user_changes_their_own_password_and_other_sessions_end(login, app, fa
     other = WebClient(app)
     other.sign_in(web.user.username, factory.password)
     assert "Change your password" in web.get("/account/password").text
-    bad = web.post("/account/password", data={"current": "wrong", "new": "n3w-password", "repeat": "n3w-password"})
+    new = {"new": "n3w-password", "repeat": "n3w-password"}
+    bad = web.post("/account/password", data={"current": "wrong", **new})
     assert bad.status_code == 422 and "current password is wrong" in bad.text
-    short = web.post("/account/password", data={"current": factory.password, "new": "short", "repeat": "short"})
+    short = web.post("/account/password",
+                     data={"current": factory.password, "new": "short", "repeat": "short"})
     assert short.status_code == 422 and "at least 8" in short.text
     ok = web.post("/account/password",
                   data={"current": factory.password, "new": "n3w-password", "repeat": "n3w-password"})
