@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = Field(default="", description="e.g. 10.0.0.0/8,127.0.0.1")
     max_text_chars: int = 20_000
     max_upload_bytes: int = 64 * 1024 * 1024
+    # Every other request body (forms, /login) is refused past this, before it is parsed.
+    max_form_bytes: int = 1024 * 1024
     # Prompt data rules (instructgpt.md, prompt data) and quality control (issue 4).
     prompt_dedup_prefix_chars: int = Field(default=200, ge=8, description="shared prefix marking duplicates")
     prompt_max_per_user: int = Field(default=200, ge=1, description="prompts kept per external user id")
