@@ -339,10 +339,9 @@ def rounds_start(
 def rounds_list(limit: int = 20) -> None:
     """Recent rounds, newest first."""
     from app.db import session_scope
-    from app.runs.service import list_runs, reap_stale_runs
+    from app.runs.service import list_runs
 
     with session_scope() as db:
-        reap_stale_runs(db)
         for run in list_runs(db, limit=limit):
             stages = ",".join(s.name for s in run.stages)
             created = run.created_at.strftime("%Y-%m-%d %H:%M")
@@ -409,8 +408,10 @@ def serve(host: str = "0.0.0.0", port: int = 8000, workers: int = 2) -> None:  #
     """Serve the web app with uvicorn (production: behind a TLS proxy)."""
     import uvicorn
 
-    get_settings()  # fail fast, in one line, on bad settings
-    uvicorn.run("app.main:asgi", factory=True, host=host, port=port, workers=workers, proxy_headers=True)
+    proxies = get_settings().trusted_proxies  # fail fast, in one line, on bad settings
+    # Forwarded addresses are believed only from TRUSTED_PROXIES (none by default).
+    uvicorn.run("app.main:asgi", factory=True, host=host, port=port, workers=workers,
+                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
 
 
 @cli.command("dev")

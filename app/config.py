@@ -31,13 +31,26 @@ class Settings(BaseSettings):
     redis_url: str = Field(default="", description="empty: a Celery broker that needs no server")
     secret_key: str = DEFAULT_SECRET
     base_url: str = "http://127.0.0.1:8000"
+    # Session cookies are Secure in production unless COOKIE_SECURE=false (plain-http trials);
+    # in development and test they follow BASE_URL's scheme.
+    cookie_secure: bool | None = None
+    api_token_days: int = Field(default=90, ge=1, description="API tokens expire after this many days")
 
     session_max_age_s: int = 12 * 3600
     lease_seconds: int = 15 * 60
+    # Sign-in throttling: login_max_failures per (username, client) and 4x that per client refuse
+    # further attempts for login_window_s; past login_user_max_failures on one username from all
+    # clients, every attempt on it waits login_slow_delay_s, and a correct password still signs in.
     login_max_failures: int = 5
     login_window_s: int = 15 * 60
+    login_user_max_failures: int = 20
+    login_slow_delay_s: float = 3.0
+    # Proxies whose X-Forwarded-For is believed (comma-separated addresses or networks).
+    trusted_proxies: str = Field(default="", description="e.g. 10.0.0.0/8,127.0.0.1")
     max_text_chars: int = 20_000
     max_upload_bytes: int = 64 * 1024 * 1024
+    # Every other request body (forms, /login) is refused past this, before it is parsed.
+    max_form_bytes: int = 1024 * 1024
     # Prompt data rules (instructgpt.md, prompt data) and quality control (issue 4).
     prompt_dedup_prefix_chars: int = Field(default=200, ge=8, description="shared prefix marking duplicates")
     prompt_max_per_user: int = Field(default=200, ge=1, description="prompts kept per external user id")
@@ -60,6 +73,8 @@ class Settings(BaseSettings):
     training_accelerate_config: str = Field(
         default="", description="accelerate config file for several processes"
     )
+    # Beat relays outbox messages the broker has not accepted yet (workers also do at start).
+    outbox_relay_every_s: float = 15.0
 
     @field_validator("database_url")
     @classmethod
@@ -81,6 +96,18 @@ class Settings(BaseSettings):
     def _redis_url_parses(cls, value: str) -> str:
         if value and not value.startswith(("redis://", "rediss://")):
             raise ValueError(f"REDIS_URL must start with redis:// or rediss://, not {value!r}")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        import ipaddress
+
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"TRUSTED_PROXIES: {part!r} is not an address or network") from None
         return value
 
     @model_validator(mode="after")
@@ -118,9 +145,16 @@ class Settings(BaseSettings):
         return self.data_dir / "exports"
 
     @property
-    def secure_cookies(self) -> bool:
-        """Mark cookies Secure when the app is served over HTTPS."""
+    def https(self) -> bool:
+        """True when BASE_URL says the app is served over HTTPS (HSTS is sent then)."""
         return self.base_url.startswith("https://")
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Mark cookies Secure: always in production unless COOKIE_SECURE=false, else per BASE_URL."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.rlhf_env == "production" or self.https
 
 
 def load_settings() -> Settings:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -26,6 +26,9 @@ class Base(DeclarativeBase):
     """Declarative base with a naming convention so migrations are stable on both databases."""
 
     metadata = MetaData(naming_convention=NAMING)
+
+
+READ_ONLY = "rlhf_read_only"
 
 
 def utcnow() -> datetime:
@@ -52,14 +55,18 @@ def make_engine(settings: Settings) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a commit is on disk before it is acknowledged, even across a power loss
+            # (NORMAL in WAL mode may lose the last commits).
+            cur.execute("PRAGMA synchronous=FULL")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
             # Take the write lock up front: a deferred transaction that later upgrades to a
             # writer gets SQLITE_BUSY without waiting, which is "database is locked".
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Read-only work (read_scope) reads a WAL snapshot and takes no lock at all.
+            deferred = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(
@@ -102,12 +109,31 @@ def session_factory() -> sessionmaker[Session]:
 @contextmanager
 def session_scope() -> Iterator[Session]:
     """A unit of work: commit on success, roll back on error. Used by CLI commands and tasks."""
+    from app.queueing import relay_committed
+
     session = session_factory()()
     try:
         yield session
         session.commit()
+        relay_committed(session)  # tasks recorded in the outbox go to the broker now
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def read_scope() -> Iterator[Session]:
+    """A read-only unit of work on one consistent snapshot; on SQLite it holds no write lock, so
+    a long read (an export) never makes writers wait. Anything written is rolled back."""
+    connection = get_engine().connect().execution_options(**{READ_ONLY: True})
+    session = Session(bind=connection, expire_on_commit=False)
+    try:
+        if not get_settings().is_sqlite:
+            session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+        yield session
+    finally:
+        session.close()
+        connection.rollback()
+        connection.close()

@@ -95,7 +95,12 @@ def seed_demo(db: Session, n_prompts: int = 24, seed: int = 7) -> list[tuple[str
     world-written candidates; the rest wait for the sampling worker and the deployed policy.
     """
     from app.config import get_settings
+    from app.errors import AppError
     from app.labeling import service as labeling
+
+    if get_settings().rlhf_env == "production":
+        raise AppError("refusing to create the demo users (known passwords) with RLHF_ENV=production; "
+                       "set RLHF_ENV=development for a demo")
     from app.prompts.importer import Importer, RawRow
 
     logins = []

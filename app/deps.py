@@ -11,6 +11,7 @@ from starlette.datastructures import FormData
 
 from app.config import Settings, get_settings
 from app.db import session_factory
+from app.queueing import relay_committed
 
 
 def _db_session() -> Iterator[Session]:
@@ -19,6 +20,7 @@ def _db_session() -> Iterator[Session]:
     try:
         yield session
         session.commit()
+        relay_committed(session)  # tasks recorded in the outbox go to the broker now
     except BaseException:
         # close() (in finally) rolls the transaction back through the pool without expiring the
         # loaded rows: the error page rendered after this still shows who is signed in, where

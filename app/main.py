@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -33,11 +34,15 @@ SECURITY_HEADERS = {
 }
 
 
-class SecurityHeaders:
-    """Pure ASGI middleware adding the security headers to every response."""
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class SecurityHeaders:
+    """Pure ASGI middleware adding the security headers to every response (HSTS too over HTTPS)."""
+
+    def __init__(self, app: ASGIApp, https: bool = False) -> None:
         self.app = app
+        self.headers = {**SECURITY_HEADERS, **(dict([HSTS]) if https else {})}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,7 +53,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                headers.extend((k, v) for k, v in SECURITY_HEADERS.items() if k not in present)
+                headers.extend((k, v) for k, v in self.headers.items() if k not in present)
                 message["headers"] = headers
             await send(message)
 
@@ -95,6 +100,75 @@ class UploadLimit:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+# Routes that take large bodies: the import upload (signed-in session) and the ingestion API
+# (bearer token); every other body, /login's included, stays under max_form_bytes.
+LARGE_BODY_ROUTES = re.compile(r"^/admin/queues/\d+/imports$")
+LARGE_BODY_API = "/api/prompts"
+
+
+class BodyLimit:
+    """Refuse bodies past `small` bytes before anything parses them, unless the route takes uploads
+    and the request carries a session with a user (or a bearer token, on the API).
+
+    Runs inside SessionMiddleware (it reads the signed session) and before routing, so an anonymous
+    post is never spooled to disk. Declared lengths are refused unread; a body without one is read
+    up to the limit, then passed on.
+    """
+
+    def __init__(self, app: ASGIApp, small: int) -> None:
+        self.app = app
+        self.small = small
+
+    def _large_ok(self, scope: Scope) -> bool:
+        path = scope.get("path", "")
+        if LARGE_BODY_ROUTES.match(path):
+            return "uid" in scope.get("session", {})
+        if path == LARGE_BODY_API:
+            return dict(scope.get("headers", [])).get(b"authorization", b"").lower().startswith(b"bearer ")
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        bodyless = scope.get("method") in ("GET", "HEAD", "OPTIONS")
+        if scope["type"] != "http" or bodyless or self._large_ok(scope):
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.small:
+            await self._refuse(scope, receive, send)
+            return
+        if length is not None:
+            await self.app(scope, receive, send)
+            return
+        # No declared length (chunked): read up to the limit here (at most `small` bytes in
+        # memory), then hand the app the body as one message.
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > self.small:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kib = max(1, self.small // 1024)
+        message = f"The request body is larger than {kib} KiB; only the import form takes large files."
+        await _bare_error(Request(scope), 413, message)(scope, receive, send)
 
 
 UNAVAILABLE = (
@@ -249,6 +323,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     include_routers(app)
     app.mount("/static", StaticCache(StaticFiles(directory=str(STATIC_DIR))), name="static")
+    app.add_middleware(BodyLimit, small=settings.max_form_bytes)  # inside the session middleware
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key,
@@ -260,7 +335,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Text responses are compressed (a ranking page is ~25 KB of HTML before gzip).
     app.add_middleware(UploadLimit, limit=settings.max_upload_bytes)
     app.add_middleware(GZipMiddleware, minimum_size=500, compresslevel=6)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, https=settings.https)
     return app
 
 

@@ -69,3 +69,10 @@ def render(
     if context:
         ctx.update(context)
     return templates.TemplateResponse(request, name, ctx, status_code=status_code)
+
+
+def shows_secret(response: HTMLResponse) -> HTMLResponse:
+    """Mark a page that shows a secret once (a password, a token) as never to be stored or cached."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response

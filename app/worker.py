@@ -40,6 +40,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": settings.reap_every_s,
                 "options": {"queue": "default"},
             },
+            "relay-outbox": {
+                "task": "system.relay_outbox",
+                "schedule": settings.outbox_relay_every_s,
+                "options": {"queue": "default"},
+            },
             "expire-leases": {
                 "task": "labeling.expire_leases", "schedule": 300.0, "options": {"queue": "default"},
             },

@@ -120,9 +120,12 @@ def app(db: Session):  # type: ignore[no-untyped-def]
     application = create_app()
 
     def _test_session() -> Iterator[Session]:
+        from app.queueing import relay_committed
+
         try:
             yield db
             db.commit()
+            relay_committed(db)
         except BaseException:
             db.rollback()
             raise

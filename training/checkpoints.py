@@ -54,11 +54,24 @@ def write_model_dir(
             "files": files,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+        # Files and directory entries reach the disk before the rename, the rename before the
+        # caller registers the version: a power loss never leaves a row pointing at torn files.
+        for path in [*sorted(tmp.rglob("*"), reverse=True), tmp]:
+            _fsync(path)
         os.rename(tmp, out_dir)
+        _fsync(out_dir.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def verify_model_dir(model_dir: str | Path) -> None:

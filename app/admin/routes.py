@@ -11,7 +11,7 @@ from app.deps import DB, PostedForm
 from app.enums import Role
 from app.navigation import NavItem
 from app.prompts.service import queues_with_progress
-from app.web import render
+from app.web import render, shows_secret
 
 router = APIRouter()
 
@@ -54,12 +54,12 @@ def invite(request: Request, db: DB, _: AdminUser, form: PostedForm) -> Response
         str(form.get("email", "")),
         str(form.get("password", "")),
     )
-    return render(
+    return shows_secret(render(
         request,
         "admin/users.html",
         {"users": service.list_users(db), "roles": list(Role), "created": user, "temp_password": temp},
         status_code=201,
-    )
+    ))
 
 
 @router.post("/admin/users/{user_id}/roles")
@@ -87,11 +87,11 @@ def reactivate(db: DB, _: AdminUser, user_id: int) -> Response:
 def reset_password(request: Request, db: DB, _: AdminUser, user_id: int) -> Response:
     """Set a new temporary password, shown once."""
     user, temp = service.reset_password(db, user_id)
-    return render(
+    return shows_secret(render(
         request,
         "admin/users.html",
         {"users": service.list_users(db), "roles": list(Role), "created": user, "temp_password": temp},
-    )
+    ))
 
 
 @router.get("/admin/tokens", response_class=HTMLResponse)
@@ -108,7 +108,7 @@ def create_token(request: Request, db: DB, admin: AdminUser, form: PostedForm) -
     token, plain = service.create_token(
         db, admin, str(form.get("name", "")), [str(s) for s in form.getlist("scope")]
     )
-    return render(
+    return shows_secret(render(
         request,
         "admin/tokens.html",
         {
@@ -118,7 +118,7 @@ def create_token(request: Request, db: DB, admin: AdminUser, form: PostedForm) -
             "plain": plain,
         },
         status_code=201,
-    )
+    ))
 
 
 @router.post("/admin/tokens/{token_id}/revoke")

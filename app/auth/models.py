@@ -85,3 +85,5 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set at creation (API_TOKEN_DAYS); a token also dies with its creator's deactivation.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -10,7 +12,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth import access, service
 from app.auth.access import MaybeUser
+from app.auth.clients import client_address
 from app.deps import DB, SettingsDep
+from app.errors import AppError
 from app.web import render
 
 router = APIRouter()
@@ -34,9 +38,19 @@ def login_page(request: Request, user: MaybeUser, next: str | None = None) -> Re
     return render(request, "auth/login.html", {"next": _safe_next(next)})
 
 
+async def _answer_delay(request: Request) -> AsyncIterator[None]:
+    """Wait request.state.answer_delay_s before the response leaves, after the commit, on the
+    event loop: a slowed sign-in holds neither a thread nor the database."""
+    yield
+    delay = getattr(request.state, "answer_delay_s", 0.0)
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
 @router.post("/login", response_class=HTMLResponse)
 def login(
     request: Request,
+    _delay: Annotated[None, Depends(_answer_delay, scope="function")],
     db: DB,
     settings: SettingsDep,
     _: MaybeUser,
@@ -45,8 +59,9 @@ def login(
     next: Annotated[str, Form(max_length=2048)] = "/",
 ) -> Response:
     """Check credentials; on success start a fresh session and go on."""
-    ip = request.client.host if request.client else "unknown"
-    user = service.authenticate(db, settings, username, password, ip)
+    attempt = service.authenticate(db, settings, username, password, client_address(request, settings))
+    request.state.answer_delay_s = attempt.delay_s
+    user = attempt.user
     if user is None:
         return render(
             request,
@@ -70,3 +85,27 @@ def logout(request: Request, db: DB, user: access.CurrentUser) -> Response:
 def home(request: Request, user: Annotated[object, Depends(access.signed_in)]) -> Response:
     """The start page: each area the user's roles open, with what waits there."""
     return render(request, "home.html")
+
+
+@router.get("/account/password", response_class=HTMLResponse)
+def password_page(request: Request, user: access.CurrentUser) -> Response:
+    """The form to change one's own password (a temporary one from an admin, too)."""
+    return render(request, "auth/password.html")
+
+
+@router.post("/account/password", response_class=HTMLResponse)
+def change_password(
+    request: Request,
+    db: DB,
+    user: access.CurrentUser,
+    current: Annotated[str, Form(max_length=1024)] = "",
+    new: Annotated[str, Form(max_length=1024)] = "",
+    repeat: Annotated[str, Form(max_length=1024)] = "",
+) -> Response:
+    """Set a new password; every other session of the user ends, this one continues."""
+    try:
+        service.change_password(db, user, current, new, repeat)
+    except AppError as exc:
+        return render(request, "auth/password.html", {"error": exc.message}, status_code=exc.status_code)
+    access.login_session(request, user)
+    return render(request, "auth/password.html", {"changed": True})

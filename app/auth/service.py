@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
@@ -82,27 +83,44 @@ def _recent_failures(
     return db.scalar(q) or 0
 
 
-def authenticate(db: Session, settings: Settings, username: str, password: str, ip: str) -> User | None:
-    """Check credentials under throttling; records the attempt. None means wrong credentials."""
+@dataclass(frozen=True)
+class SignIn:
+    """The outcome of a sign-in attempt: the user (None: wrong credentials) and a delay to apply
+    before answering (non-zero while the username is under attack from many clients)."""
+
+    user: User | None
+    delay_s: float = 0.0
+
+
+def authenticate(db: Session, settings: Settings, username: str, password: str, ip: str) -> SignIn:
+    """Check credentials under throttling and record the attempt.
+
+    Refused outright (Throttled): too many failures of this username from this client, or of any
+    username from this client. Failures of the username from everywhere only slow it down: the
+    password is still checked, so an attacker cannot lock its owner out.
+    """
     key = username.strip().lower()[:64]
+    ip = ip[:64]
     if (
-        _recent_failures(db, settings, username=key) >= settings.login_max_failures
+        _recent_failures(db, settings, username=key, ip=ip) >= settings.login_max_failures
         or _recent_failures(db, settings, ip=ip) >= settings.login_max_failures * 4
     ):
         minutes = max(1, settings.login_window_s // 60)
         raise Throttled(f"Too many failed sign-in attempts. Try again in {minutes} minutes.")
+    slow = _recent_failures(db, settings, username=key) >= settings.login_user_max_failures
+    delay = settings.login_slow_delay_s if slow else 0.0
     user = get_user_by_username(db, key)
     ok = verify_password(user.password_hash if user else None, password)
     ok = ok and user is not None and user.is_active
-    db.add(LoginAttempt(username=key, ip=ip[:64], success=ok))
+    db.add(LoginAttempt(username=key, ip=ip, success=ok))
     if not ok or user is None:
         db.flush()
-        return None
+        return SignIn(None, delay)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     user.last_login_at = utcnow()
     db.flush()
-    return user
+    return SignIn(user, delay)
 
 
 def end_sessions(db: Session, user: User) -> None:
@@ -116,9 +134,12 @@ def _hash_token(token: str) -> str:
 
 
 def create_api_token(
-    db: Session, name: str, scopes: Iterable[str], created_by: User | None
+    db: Session, name: str, scopes: Iterable[str], created_by: User | None, days: int | None = None
 ) -> tuple[ApiToken, str]:
-    """Create an API token; the plain token is returned once and only its hash is stored."""
+    """Create an API token valid for `days` (API_TOKEN_DAYS); the plain token is returned once and
+    only its hash is stored."""
+    from app.config import get_settings
+
     if not name.strip():
         raise AppError("A token needs a name.")
     plain = "rlhf_" + secrets.token_urlsafe(32)
@@ -128,6 +149,7 @@ def create_api_token(
         token_hash=_hash_token(plain),
         scopes=sorted(set(scopes)),
         created_by_id=created_by.id if created_by else None,
+        expires_at=utcnow() + timedelta(days=days or get_settings().api_token_days),
     )
     db.add(token)
     db.flush()
@@ -135,12 +157,40 @@ def create_api_token(
 
 
 def token_for(db: Session, plain: str) -> ApiToken | None:
-    """The live (not revoked) token matching a presented secret."""
+    """The live token matching a presented secret: not revoked, not expired, and its creator
+    (when a user made it) still active."""
     token = db.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(plain)))
     if token is None or token.revoked_at is not None:
         return None
+    if token.expires_at is not None and _aware(token.expires_at) <= utcnow():
+        return None
+    if token.created_by_id is not None:
+        creator = db.get(User, token.created_by_id)
+        if creator is None or not creator.is_active:
+            return None
     token.last_used_at = utcnow()
     return token
+
+
+def _aware(at: datetime) -> datetime:
+    # SQLite returns naive datetimes; every stored time is UTC.
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def change_password(db: Session, user: User, current: str, new: str, repeat: str) -> User:
+    """Set the user's own password after checking the current one; other sessions end."""
+    if not verify_password(user.password_hash, current):
+        raise AppError("The current password is wrong.", status_code=422)
+    if len(new) < MIN_PASSWORD_LEN:
+        raise AppError(f"The new password must be at least {MIN_PASSWORD_LEN} characters.", status_code=422)
+    if new != repeat:
+        raise AppError("The two new passwords differ.", status_code=422)
+    if new == current:
+        raise AppError("Choose a password different from the current one.", status_code=422)
+    user.password_hash = hash_password(new)
+    user.session_epoch += 1
+    db.flush()
+    return user
 
 
 def revoke_api_token(db: Session, token_id: int) -> ApiToken:

@@ -8,6 +8,8 @@ before an admin routes it on; its author is never served it (app.labeling.servic
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,7 +21,7 @@ from app.errors import AppError, Conflict
 from app.labeling import service as labeling
 from app.labeling.models import Assignment, Task
 from app.prompts.models import Prompt
-from app.prompts.review import screen_prompt
+from app.prompts.review import screen_prompt, screen_text
 
 
 class TextInvalid(AppError):
@@ -71,8 +73,16 @@ def submit_demonstration(db: Session, user: User, assignment_id: int, text: str)
     return demo
 
 
-def submit_written_prompt(db: Session, user: User, assignment_id: int, text: str) -> Prompt:
-    """Store a labeler-written prompt (source "labeler", author set) once; see the module doc."""
+def submit_written_prompt(
+    db: Session, user: User, assignment_id: int, text: str, findings: list[dict[str, Any]] | None = None
+) -> Prompt:
+    """Store a labeler-written prompt (source "labeler", author set) once; see the module doc.
+
+    `findings` are the personal-data findings of the stripped text when the caller screened it
+    before the request touched the database; otherwise screening still runs before the row lock.
+    """
+    if findings is None and 0 < len(text.strip()) <= get_settings().max_text_chars:
+        findings = screen_text(text.strip())
     a = labeling.lock_assignment(db, user, assignment_id)
     task = _task_of_kind(db, a, TaskKind.write_prompt)
     if a.status == AssignmentStatus.submitted.value:
@@ -93,7 +103,7 @@ def submit_written_prompt(db: Session, user: User, assignment_id: int, text: str
         meta={"hint": task.hint, "task_id": task.id, "assignment_id": a.id,
               "guideline_version_id": a.guideline_version_id, "time_spent_ms": spent},
     )
-    screen_prompt(prompt)  # personal data is held for admin review like any imported prompt
+    screen_prompt(prompt, findings)  # personal data is held for admin review like any imported prompt
     a.draft_text = text
     db.add(prompt)
     db.flush()

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from app.auth.access import StaffUser
-from app.deps import DB
+from app.deps import DB, PostedForm
 from app.enums import FLAGS, Role, Split
-from app.exports import service
+from app.exports import jobs, service
 from app.navigation import NavItem
 from app.prompts.service import list_queues
 from app.quality.service import labelers
@@ -39,6 +39,7 @@ def exports(request: Request, db: DB, _: StaffUser) -> Response:
         "admin/exports.html",
         {
             "batches": service.list_batches(db),
+            "jobs": jobs.live_jobs(db),
             "queues": list_queues(db),
             "labelers": labelers(db),
             "flags": FLAGS,
@@ -48,11 +49,21 @@ def exports(request: Request, db: DB, _: StaffUser) -> Response:
 
 
 @router.post("/exports")
-async def create(request: Request, db: DB, user: StaffUser) -> Response:
-    """Write a new batch from the submitted filters, then show it."""
-    form = await request.form()
-    batch = service.create_from_form(db, {k: [str(v) for v in form.getlist(k)] for k in form}, user)
-    return RedirectResponse(f"/exports/{batch.id}", status_code=303)
+def create(db: DB, user: StaffUser, form: PostedForm) -> Response:
+    """Queue a new batch from the submitted filters (a worker writes it); show the job's progress."""
+    filters = service.filters_from_form({k: [str(v) for v in form.getlist(k)] for k in form})
+    job = jobs.start_export(db, filters, user)
+    return RedirectResponse(f"/exports/jobs/{job.id}", status_code=303)
+
+
+@router.get("/exports/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, db: DB, _: StaffUser, job_id: int, part: str = "") -> Response:
+    """An export job's progress (part=live: the fragment that polls itself until the job ends)."""
+    job = jobs.get_job(db, job_id)
+    response = render(request, "admin/export_job.html", {"job": job, "part": part})
+    if part == "live" and job.batch_id and request.headers.get("hx-request") == "true":
+        response.headers["HX-Redirect"] = f"/exports/{job.batch_id}"
+    return response
 
 
 @router.get("/exports/{batch_id}", response_class=HTMLResponse)

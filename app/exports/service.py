@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from itertools import combinations
 from pathlib import Path
@@ -26,6 +26,7 @@ from app.auth.models import User
 from app.config import Settings, get_settings
 from app.db import utcnow
 from app.demonstrations.models import Demonstration
+from app.durable import durable_replace
 from app.enums import PIIStatus
 from app.errors import AppError, NotFound
 from app.exports.formats import DATASETS, DatasetWriter
@@ -38,6 +39,7 @@ from app.rankings.models import Completion, Ranking, RankingEntry
 EXPORTABLE = (PIIStatus.clear.value, PIIStatus.redacted.value)
 FORMATS = ["jsonl", "parquet"]
 BATCH = 500
+Progress = Callable[[float], None]
 
 
 def _window(filters: ExportFilters) -> tuple[datetime | None, datetime | None]:
@@ -234,15 +236,24 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_files(db: Session, filters: ExportFilters, directory: Path) -> dict[str, int]:
-    """Write every dataset into `directory`; returns row counts by dataset."""
+def write_files(
+    db: Session, filters: ExportFilters, directory: Path, progress: Progress | None = None
+) -> dict[str, int]:
+    """Write every dataset into `directory`; returns row counts by dataset.
+
+    `progress(fraction)` is told how far the export is after each dataset.
+    """
+    report = progress or (lambda _fraction: None)
     writers = {name: DatasetWriter(directory, name) for name in DATASETS}
     try:
         for row in sft_rows(db, filters):
             writers["sft"].write(row)
+        report(0.3)
         write_rankings(db, filters, writers["rankings"], writers["pairwise"])
+        report(0.8)
         for row in prompt_rows(db, filters):
             writers["prompts"].write(row)
+        report(0.95)
     finally:
         for w in writers.values():
             w.close()
@@ -255,43 +266,56 @@ def content_hash(filters: dict[str, Any], file_hashes: dict[str, str]) -> str:
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
-def create_export_batch(
-    db: Session, filters: ExportFilters, created_by: User | None, settings: Settings | None = None
-) -> ExportBatch:
-    """Write a new immutable batch directory and record it; the caller commits.
+@dataclass
+class StagedBatch:
+    """Data files written to a temporary directory, not yet recorded."""
 
-    Files go to a temporary directory that is renamed into place once complete, so a reader
-    never sees a half-written batch.
-    """
-    settings = settings or get_settings()
-    root = settings.exports_dir
+    tmp: Path
+    filters: ExportFilters
+    counts: dict[str, int]
+    files: dict[str, str]
+
+    def discard(self) -> None:
+        """Remove the temporary directory."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def stage_batch(
+    db: Session, filters: ExportFilters, settings: Settings | None = None, progress: Progress | None = None
+) -> StagedBatch:
+    """Write the data files into a new temporary directory under the exports directory (reads only)."""
+    root = (settings or get_settings()).exports_dir
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
-        counts = write_files(db, filters, tmp)
+        counts = write_files(db, filters, tmp, progress)
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
-        canonical = filters.canonical()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return StagedBatch(tmp, filters, counts, files)
+
+
+def record_batch(db: Session, staged: StagedBatch, created_by: User | None) -> ExportBatch:
+    """Insert the batch row, add the manifest and move the directory into place, synced to disk.
+
+    The caller commits; the directory is complete and durable before the row can be committed.
+    """
+    canonical = staged.filters.canonical()
+    tmp, root = staged.tmp, staged.tmp.parent
+    try:
         batch = ExportBatch(
-            content_hash=content_hash(canonical, files),
-            path="",
-            filters=canonical,
-            counts=counts,
-            formats=FORMATS,
-            created_by_id=created_by.id if created_by else None,
+            content_hash=content_hash(canonical, staged.files), path="", filters=canonical,
+            counts=staged.counts, formats=FORMATS, created_by_id=created_by.id if created_by else None,
             created_at=utcnow(),
         )
         db.add(batch)
         db.flush()
         manifest = {
-            "id": batch.id,
-            "content_hash": batch.content_hash,
-            "filters": canonical,
-            "counts": counts,
-            "files": files,
-            "formats": FORMATS,
-            "created_at": _iso(batch.created_at),
-            "created_by": created_by.username if created_by else None,
+            "id": batch.id, "content_hash": batch.content_hash, "filters": canonical,
+            "counts": staged.counts, "files": staged.files, "formats": FORMATS,
+            "created_at": _iso(batch.created_at), "created_by": created_by.username if created_by else None,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         for p in tmp.iterdir():
@@ -300,13 +324,24 @@ def create_export_batch(
         if final.exists():
             # Left by a transaction that rolled back after writing (an id the database reused).
             final.rename(root / f".orphan-{batch.id}-{uuid.uuid4().hex[:8]}")
-        os.replace(tmp, final)
+        durable_replace(tmp, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        staged.discard()
         raise
     batch.path = str(final)
     db.flush()
     return batch
+
+
+def create_export_batch(
+    db: Session, filters: ExportFilters, created_by: User | None, settings: Settings | None = None
+) -> ExportBatch:
+    """Write a new immutable batch directory and record it in one go; the caller commits.
+
+    Files go to a temporary directory that is renamed into place once complete and synced, so a
+    reader never sees a half-written batch. The console runs this as a job (app/exports/jobs.py).
+    """
+    return record_batch(db, stage_batch(db, filters, settings), created_by)
 
 
 def list_batches(db: Session, limit: int = 100) -> list[ExportBatch]:
@@ -341,8 +376,8 @@ def read_manifest(batch: ExportBatch) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def create_from_form(db: Session, form: dict[str, list[str]], user: User) -> ExportBatch:
-    """Create a batch from console form fields (multi-valued lists of strings)."""
+def filters_from_form(form: dict[str, list[str]]) -> ExportFilters:
+    """Export filters from console form fields (multi-valued lists of strings), or AppError."""
 
     def ints(key: str) -> list[int]:
         values = [v for v in form.get(key, []) if v]
@@ -354,7 +389,7 @@ def create_from_form(db: Session, form: dict[str, list[str]], user: User) -> Exp
         values = [v for v in form.get(key, []) if v]
         return values[0] if values else None
 
-    filters = parse_filters(
+    return parse_filters(
         {
             "queues": ints("queues"),
             "labelers": ints("labelers"),
@@ -364,4 +399,3 @@ def create_from_form(db: Session, form: dict[str, list[str]], user: User) -> Exp
             "splits": [v for v in form.get("splits", []) if v],
         }
     )
-    return create_export_batch(db, filters, user)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.enums import AssignmentStatus, TaskKind
-from app.errors import Conflict, NotFound
+from app.errors import NotFound
 from app.labeling import service
 from app.labeling.models import Assignment, Task
 from app.prompts.models import GuidelineVersion, Prompt, PromptQueue
@@ -58,13 +58,21 @@ class TaskPage:
         """True once submitted or skipped."""
         return self.assignment.status in (AssignmentStatus.submitted.value, AssignmentStatus.skipped.value)
 
+    @property
+    def renew_now(self) -> bool:
+        """True when the page should renew its lease as soon as it loads (a GET never writes)."""
+        return not self.finished and service.needs_hold(self.assignment)
+
     def tier_of(self, completion_id: int) -> int | None:
         """The tier to show for a completion (from a re-rendered submission), or None."""
         return self.state.get(completion_id, {}).get("tier")
 
 
 def task_page(db: Session, user: User, assignment_id: int, *, renew: bool = True) -> TaskPage:
-    """Load the user's assignment for display, reviving an expired lease when its slot is free."""
+    """Load the user's assignment for display; reads only (the page renews its lease by POST).
+
+    `renew=False` (a page re-shown after a failed submit) leaves out the lease check.
+    """
     row = db.execute(
         select(Assignment, Task, PromptQueue, Prompt, GuidelineVersion)
         .join(Task, Task.id == Assignment.task_id)
@@ -76,13 +84,7 @@ def task_page(db: Session, user: User, assignment_id: int, *, renew: bool = True
     if row is None or row[0].user_id != user.id:
         raise NotFound("This task is not yours or does not exist.")
     a, task, queue, prompt, guideline = row
-    lost = ""
-    if (renew and a.status not in (AssignmentStatus.submitted.value, AssignmentStatus.skipped.value)
-            and service.needs_hold(a)):
-        try:
-            service.hold(db, user, a.id)
-        except Conflict as exc:
-            lost = exc.message
+    lost = (service.lease_problem(db, user, a, task) or "") if renew else ""
     shown = shown_completions(db, a)
     page = TaskPage(a, task, queue, prompt, guideline, [(letter(i), c) for i, c in enumerate(shown)], lost)
     draft = from_draft(a.draft_text) if task.kind == TaskKind.ranking.value else None

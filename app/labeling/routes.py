@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.auth.access import LabelerUser
 from app.auth.models import User
@@ -17,6 +18,7 @@ from app.enums import Role, TaskKind
 from app.errors import AppError, Conflict, NotFound
 from app.labeling import pages, service, stats
 from app.navigation import NavItem
+from app.prompts.review import screen_text
 from app.sampling import service as restock
 from app.web import render
 
@@ -156,13 +158,32 @@ def skip(
     return advance(request, db, user, a.task.queue_id, "Skipped.")
 
 
+async def _screened(request: Request) -> list[dict[str, Any]] | None:
+    """Personal-data findings of the posted prompt, computed before the request's first query.
+
+    Declared ahead of the access rule: on SQLite the first query takes the write lock, which
+    screening must never hold. Only sessions that claim a user get the work done.
+    """
+    if "uid" not in request.session:
+        return None
+    text = (await request.form()).get("text")
+    if not isinstance(text, str) or not 0 < len(text.strip()) <= get_settings().max_text_chars:
+        return None
+    return await run_in_threadpool(screen_text, text.strip())
+
+
 @router.post("/label/a/{assignment_id}/prompt", response_class=HTMLResponse)
 def submit_prompt(
-    request: Request, db: DB, user: LabelerUser, assignment_id: int, text: Annotated[str, Form()] = ""
+    request: Request,
+    findings: Annotated[list[dict[str, Any]] | None, Depends(_screened)],
+    db: DB,
+    user: LabelerUser,
+    assignment_id: int,
+    text: Annotated[str, Form()] = "",
 ) -> Response:
     """Submit a labeler-written prompt; on a problem the page comes back with the text kept."""
     try:
-        prompt = writing.submit_written_prompt(db, user, assignment_id, text)
+        prompt = writing.submit_written_prompt(db, user, assignment_id, text, findings)
     except writing.TextInvalid as exc:
         page = pages.task_page(db, user, assignment_id, renew=False)
         return render_task(request, page, errors=[exc.message], text=text, status_code=422)

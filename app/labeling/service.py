@@ -340,16 +340,46 @@ LOST_LEASE = (
 )
 
 
+PAUSED_LABELER = (
+    "Your account is paused, so nothing more is stored for you. Copy anything you want to keep "
+    "and ask an admin."
+)
+PAUSED_QUEUE = (
+    "This queue is paused, so nothing more is stored in it for now. Copy anything you want to keep."
+)
+
+
+def pause_problem(db: Session, user: User, task: Task) -> str | None:
+    """Why `user` may not use a lease on `task` now (labeler or queue paused), or None."""
+    if user.is_paused:
+        return PAUSED_LABELER
+    queue = db.get(PromptQueue, task.queue_id)
+    return PAUSED_QUEUE if queue is not None and queue.is_paused else None
+
+
+def lease_problem(db: Session, user: User, a: Assignment, task: Task) -> str | None:
+    """Read-only: why writing to `a` now would fail (paused, or the expired slot is taken), or None."""
+    if a.status in (AssignmentStatus.submitted.value, AssignmentStatus.skipped.value):
+        return None
+    problem = pause_problem(db, user, task)
+    if problem is None and not lease_is_live(a):
+        free = task.status == TaskStatus.open.value and _free_slots(db, task, utcnow(), user.id) > 0
+        problem = None if free else LOST_LEASE
+    return problem
+
+
 def lock_assignment(db: Session, user: User, assignment_id: int) -> Assignment:
     """The user's assignment, re-read under its task's row lock (serializes submits of one task).
 
     One statement locks the task row and re-reads both rows (was three: read, lock, refresh).
+    The assignment row is locked too: after waiting, PostgreSQL re-reads only the rows it locks,
+    so a status that a concurrent submit or skip committed meanwhile is seen, not the old one.
     """
     stmt = (
         select(Assignment, Task)
         .join(Task, Task.id == Assignment.task_id)
         .where(Assignment.id == assignment_id)
-        .with_for_update(of=Task)
+        .with_for_update(of=(Task, Assignment))
         .execution_options(populate_existing=True)
     )
     row = db.execute(stmt).first()
@@ -382,7 +412,8 @@ def keep_lease(db: Session, user: User, a: Assignment) -> Assignment:
     """On an assignment locked by lock_assignment: make sure `user` may still write to it.
 
     A lease that expired is revived when its slot is still free; otherwise Conflict.
-    Submitted or skipped assignments raise Conflict too (callers handle double submits first).
+    Submitted or skipped assignments raise Conflict too (callers handle double submits first),
+    and so does a paused labeler or queue: pausing stops leases already handed out.
     """
     task = db.get(Task, a.task_id)
     assert task is not None
@@ -391,6 +422,9 @@ def keep_lease(db: Session, user: User, a: Assignment) -> Assignment:
         raise Conflict("This task was already submitted.")
     if a.status == AssignmentStatus.skipped.value:
         raise Conflict("You skipped this task; it will not be served to you again.")
+    paused = pause_problem(db, user, task)
+    if paused is not None:
+        raise Conflict(paused)
     if lease_is_live(a, now):
         a.lease_expires_at = now + timedelta(seconds=get_settings().lease_seconds)
         return a
@@ -428,7 +462,9 @@ def skip(db: Session, user: User, assignment_id: int, reason: str, *, discard_dr
     reason = reason.strip()
     if not reason:
         raise AppError("Say why you skip this task (pick a reason).", status_code=422)
-    a = assignment_for(db, user, assignment_id)
+    # Lock first, then read the status: a submit in another tab that committed while this
+    # request waited for the lock is seen, never overwritten with "skipped".
+    a = lock_assignment(db, user, assignment_id)
     if a.status == AssignmentStatus.skipped.value:
         return a
     if a.status == AssignmentStatus.submitted.value:
@@ -439,7 +475,6 @@ def skip(db: Session, user: User, assignment_id: int, reason: str, *, discard_dr
             "Tick 'Discard my draft' to skip anyway.",
             status_code=422,
         )
-    _lock_task(db, a.task_id)
     a.status = AssignmentStatus.skipped.value
     a.skip_reason = reason[:1000]
     a.finished_at = utcnow()

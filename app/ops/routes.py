@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.access import OpsUser, StaffUser
@@ -101,7 +101,8 @@ def deploy_version(db: DB, user: OpsUser, version_id: int) -> Response:
 
 
 @router.post("/ops/rollback")
-def rollback(db: DB, user: OpsUser) -> Response:
-    """Redeploy the policy the current one replaced (one transaction)."""
-    registry.rollback(db, by=user)
+def rollback(db: DB, user: OpsUser, current: Annotated[int | None, Form()] = None) -> Response:
+    """Redeploy the policy the current one replaced (one transaction); `current` is the policy
+    the page showed, so a double click rolls back once."""
+    registry.rollback(db, by=user, expected_current_id=current)
     return _back("/ops/versions")

@@ -82,8 +82,7 @@ class RunRow:
 
 
 def run_rows(db: Session, limit: int = 50) -> list[RunRow]:
-    """Recent runs (dead workers marked failed first)."""
-    runs.reap_stale_runs(db)
+    """Recent runs, read only (the scheduler's reaper marks dead workers' runs failed)."""
     items = runs.list_runs(db, limit=limit)
     names = _names(db, (r.parent_policy_id for r in items))
     return [RunRow(r, names.get(r.parent_policy_id or 0, ""), run_duration(r)) for r in items]
@@ -279,8 +278,7 @@ def metric_charts(series: list[runs.Series], order: list[str]) -> list[StageChar
 
 
 def run_page(db: Session, run_id: int) -> RunPage:
-    """A run with its stages, curves, log tail, lineage and evaluation."""
-    runs.reap_stale_runs(db)
+    """A run with its stages, curves, log tail, lineage and evaluation (read only)."""
     run = runs.get_run(db, run_id)
     outputs = _names(db, (s.output_version_id for s in run.stages))
     evaluation = next((dict(s.metrics or {}) for s in run.stages if s.name == stage_defs.EVALUATE), {})

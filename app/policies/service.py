@@ -120,7 +120,7 @@ def deploy(
     if version.kind != ModelKind.policy.value:
         raise AppError("Only policy versions can be deployed.")
     read_manifest(version.path)  # never deploy a directory that is not complete
-    current = db.scalar(select(ModelVersion).where(ModelVersion.is_deployed.is_(True)).with_for_update())
+    current = lock_deployed(db)
     if current is not None and current.id == version.id:
         raise Conflict(f"{version.name} is already deployed.")
     db.execute(update(ModelVersion).where(ModelVersion.is_deployed.is_(True)).values(is_deployed=False))
@@ -139,11 +139,28 @@ def deploy(
     return record
 
 
-def rollback(db: Session, *, by: User | None = None) -> Deployment:
-    """Redeploy the policy that the current one replaced."""
-    current = deployed_policy(db)
+def lock_deployed(db: Session) -> ModelVersion | None:
+    """The deployed policy, its row locked until the transaction ends (deploys serialise on it).
+
+    When a concurrent deploy commits while this waits, PostgreSQL re-checks the locked row, finds
+    it no longer deployed and returns nothing; a second statement then sees the new one.
+    """
+    stmt = (select(ModelVersion).where(ModelVersion.is_deployed.is_(True)).with_for_update()
+            .execution_options(populate_existing=True))
+    return db.scalar(stmt) or db.scalar(stmt)
+
+
+def rollback(db: Session, *, by: User | None = None, expected_current_id: int | None = None) -> Deployment:
+    """Redeploy the policy that the current one replaced.
+
+    The target is chosen under the deployed row's lock; with `expected_current_id` (the console's
+    button carries it) a second click after the first one's commit changes nothing.
+    """
+    current = lock_deployed(db)
     if current is None:
         raise Conflict("No policy is deployed, so there is nothing to roll back.")
+    if expected_current_id is not None and current.id != expected_current_id:
+        raise Conflict(f"{current.name} is deployed now (rolled back already?); nothing was changed.")
     last = db.scalar(
         select(Deployment).where(Deployment.version_id == current.id).order_by(Deployment.id.desc()).limit(1)
     )

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.auth.models import ApiToken, User
@@ -122,6 +123,11 @@ def rows_for(filename: str, stream: IO[bytes]) -> Iterator[RawRow]:
     raise AppError("Import files must be JSON Lines (.jsonl) or CSV (.csv).")
 
 
+def _insert_for(db: Session) -> Any:
+    """The dialect's INSERT (both have ON CONFLICT ... DO NOTHING)."""
+    return postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
 @dataclass
 class _Pending:
     line: int
@@ -168,6 +174,7 @@ class Importer:
         self._report: list[dict[str, Any]] = []
         self._seen: set[bytes] = set()
         self._user_counts: dict[str, int] = {}
+        self._locked: set[str] = set()
         self._batch: list[_Pending] = []
 
     def _note(self, line: int, kind: str, reason: str) -> None:
@@ -227,15 +234,45 @@ class Importer:
             return
         keys = {p.key for p in batch}
         existing = set(self.db.scalars(select(Prompt.dedup_key).where(Prompt.dedup_key.in_(keys))))
-        self._load_user_counts({p.row.external_user_id for p in batch if p.row.external_user_id})
-        values = [v for p in batch if (v := self._accept(p, existing)) is not None]
-        if not values or (self.mode == "all_or_nothing" and self.imp.rejected):
+        users = {p.row.external_user_id for p in batch if p.row.external_user_id}
+        self._lock_users(users)
+        self._load_user_counts(users)
+        pending = [(p, v) for p in batch if (v := self._accept(p, existing)) is not None]
+        if not pending or (self.mode == "all_or_nothing" and self.imp.rejected):
             return
-        result = self.db.execute(insert(Prompt).returning(Prompt.id, Prompt.pii_status), values)
-        clear = [pid for pid, status in result if status == PIIStatus.clear.value]
+        # The unique key decides between concurrent imports: a row another transaction stored
+        # after `existing` was read is skipped here, not stored twice.
+        stmt = _insert_for(self.db)(Prompt).on_conflict_do_nothing(
+            index_elements=["dedup_key"], index_where=text("dedup_key <> ''")
+        ).returning(Prompt.id, Prompt.pii_status, Prompt.dedup_key)
+        result = list(self.db.execute(stmt, [v for _, v in pending]))
+        stored = {key for _, _, key in result}
+        for p, v in pending:
+            if v["dedup_key"] not in stored:
+                self._lost_to_another_import(p, v)
+        clear = [pid for pid, status, _ in result if status == PIIStatus.clear.value]
         from app.labeling.service import create_tasks
 
         create_tasks(self.db, self.queue, clear)
+
+    def _lock_users(self, user_ids: set[str]) -> None:
+        """Serialise imports per external user until commit, so the per-user cap is counted on
+        committed rows (PostgreSQL; SQLite serialises every writer already)."""
+        if self.db.get_bind().dialect.name != "postgresql":
+            return
+        for user in sorted(user_ids - self._locked):  # one order everywhere: no deadlocks
+            self.db.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                            {"k": f"prompt-user:{user}"})
+            self._locked.add(user)
+
+    def _lost_to_another_import(self, p: _Pending, values: dict[str, Any]) -> None:
+        self.imp.accepted -= 1
+        self.imp.duplicates += 1
+        self.imp.held_for_pii -= values["pii_status"] == PIIStatus.held.value
+        user = p.row.external_user_id
+        if user is not None:
+            self._user_counts[user] -= 1
+        self._note(p.line, "duplicate", "another import stored the same prompt first")
 
     def _load_user_counts(self, user_ids: set[str]) -> None:
         missing = [u for u in user_ids if u not in self._user_counts]

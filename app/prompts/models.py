@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, utcnow
@@ -80,7 +81,10 @@ class Prompt(Base):
         CheckConstraint(f"pii_status IN ({sql_in(PIIStatus)})", name="pii_status_known"),
         Index("ix_prompts_queue_pii", "queue_id", "pii_status"),
         Index("ix_prompts_external_user", "external_user_id"),
-        Index("ix_prompts_dedup_key", "dedup_key"),
+        # One stored prompt per dedup key: concurrent imports cannot store a duplicate (ON CONFLICT).
+        # Prompts that are not imported (labeler-written) carry an empty key.
+        Index("uq_prompts_dedup_key", "dedup_key", unique=True,
+              postgresql_where=sql_text("dedup_key <> ''"), sqlite_where=sql_text("dedup_key <> ''")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

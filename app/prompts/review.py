@@ -124,9 +124,14 @@ def _decide(
     return prompt
 
 
-def screen_prompt(prompt: Prompt) -> Prompt:
-    """Run detection on a new prompt (labeler-written or otherwise): held when anything is found."""
-    findings = [f.as_dict() for f in pii.detect(prompt.text)]
+def screen_text(text: str) -> list[dict[str, Any]]:
+    """The personal-data findings of `text`; needs no database, so callers run it before any lock."""
+    return [f.as_dict() for f in pii.detect(text)]
+
+
+def screen_prompt(prompt: Prompt, findings: list[dict[str, Any]] | None = None) -> Prompt:
+    """Mark a new prompt held when its findings (computed here unless given) are not empty."""
+    findings = screen_text(prompt.text) if findings is None else findings
     prompt.pii_findings = findings
     prompt.pii_status = (PIIStatus.held if findings else PIIStatus.clear).value
     return prompt

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.enums import Split
 from app.runs import stages as registry
+from app.runs.paths import check_stage_paths
 
 
 class DeployGate(BaseModel):
@@ -48,6 +49,11 @@ class RoundRequest(BaseModel):
         if method not in registry.METHODS:
             raise ValueError(f"method must be one of {', '.join(registry.METHODS)}")
         return method
+
+    @field_validator("settings")
+    @classmethod
+    def _readable_paths(cls, settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return check_stage_paths(settings)
 
     @field_validator("preset")
     @classmethod

@@ -16,7 +16,7 @@ from app.enums import ModelKind, RunStatus, StageStatus
 from app.errors import AppError, Conflict, NotFound
 from app.policies import service as registry
 from app.policies.models import ModelVersion
-from app.queueing import enqueue_after_commit
+from app.queueing import enqueue
 from app.runs import stages
 from app.runs.gate import gate_decision
 from app.runs.models import RunLog, RunMetric, RunStage, TrainingRun
@@ -101,7 +101,7 @@ def start_round(db: Session, req: RoundRequest, by: User | None) -> TrainingRun:
     run.stages = [RunStage(name=n, ordinal=i) for i, n in enumerate(names)]
     db.add(run)
     db.flush()
-    enqueue_after_commit(db, RUN_TASK, run.id, queue="training")
+    enqueue(db, RUN_TASK, run.id, queue="training")
     return run
 
 
@@ -132,7 +132,7 @@ def resume_run(db: Session, run_id: int) -> TrainingRun:
     run.cancel_requested, run.finished_at = False, None
     add_log(db, run.id, None, "resumed by ops; completed stages are kept")
     db.flush()
-    enqueue_after_commit(db, RUN_TASK, run.id, queue="training")
+    enqueue(db, RUN_TASK, run.id, queue="training")
     return run
 
 

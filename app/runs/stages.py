@@ -41,6 +41,7 @@ class Stage:
     policy_arg: str  # the runner's keyword for its input policy (the round's latest policy)
     reward_arg: str | None = None  # the runner's keyword for a reward model, if it takes one
     reward_required: bool = False  # it cannot run without that reward model
+    path_settings: tuple[str, ...] = ()  # settings naming a file the worker reads (app/runs/paths.py)
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def config_class(self) -> type:
@@ -214,6 +215,7 @@ register(
         policy_arg="policy_dir",
         reward_arg="reward_model_dir",
         reward_required=True,
+        path_settings=("ptx_data",),  # PPO-ptx pre-training text: only files under DATA_DIR
         presets={
             "quick": {
                 "total_episodes": 256,

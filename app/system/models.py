@@ -24,3 +24,23 @@ class WorkerHeartbeat(Base):
     doing: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OutboxMessage(Base):
+    """A task to send, written in the same transaction as the row it is about (transactional outbox).
+
+    The relay sends it after that commit, again from a scheduled task and at worker start, until
+    the broker accepts it; `sent_at` marks it done. Tasks are idempotent on their row's status, so
+    a message sent twice (a relay that died between send and mark) runs once.
+    """
+
+    __tablename__ = "outbox_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_name: Mapped[str] = mapped_column(String(128))
+    args: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    queue: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(String(500), default="")

@@ -12,6 +12,7 @@ from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutd
 from sqlalchemy import delete, select
 
 from app.db import session_scope, utcnow
+from app.queueing import relay
 from app.system.models import WorkerHeartbeat
 from app.worker import celery_app
 
@@ -43,6 +44,12 @@ def _beat(node: str, queues: list[str] | None = None, doing: dict[str, Any] | No
             row.doing = doing
 
 
+@celery_app.task(name="system.relay_outbox")
+def relay_outbox() -> int:
+    """Send outbox messages the broker has not accepted yet (beat, every OUTBOX_RELAY_EVERY_S)."""
+    return relay()
+
+
 @worker_ready.connect
 def _on_ready(sender: Any = None, **_: Any) -> None:
     node = _node(sender)
@@ -51,6 +58,10 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
         _beat(node, queues=queues, doing={})
     except Exception:
         log.exception("could not record worker %s", node)
+    try:
+        relay()  # what was committed while no broker or worker was up goes out now
+    except Exception:
+        log.exception("could not relay the outbox at worker start")
 
     def loop() -> None:
         while not _stop.wait(BEAT_EVERY_S):

@@ -62,6 +62,6 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]
     """Tasks the runs service would send after commit (recorded instead of sent)."""
     sent: list[tuple[str, tuple[Any, ...]]] = []
     monkeypatch.setattr(
-        "app.runs.service.enqueue_after_commit", lambda db, name, *a, queue: sent.append((name, a))
+        "app.runs.service.enqueue", lambda db, name, *a, queue: sent.append((name, a))
     )
     return sent

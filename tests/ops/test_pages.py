@@ -104,10 +104,32 @@ def test_failed_run_shows_its_error_with_the_stage_and_offers_resume(db, login) 
     assert 'id="resume-run"' in html and 'id="cancel-run"' not in html and POLL not in html
 
 
-def test_dead_worker_shows_as_failed_on_the_run_page(db, login) -> None:  # type: ignore[no-untyped-def]
+def test_dead_worker_shows_as_failed_once_the_scheduler_reaps_it(db, login) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import event
+
+    from app.runs.tasks import reap_stale
+
     run = make_run(db, current_stage="sft", heartbeat_at=utcnow() - timedelta(minutes=10))
     run.stages[0].status = "running"
-    html = login("ops").get(f"/ops/runs/{run.id}").text
+    web = login("ops")
+    writes: list[str] = []
+
+    def statement(_conn, _cursor, sql: str, *_) -> None:  # type: ignore[no-untyped-def]
+        if sql.lstrip().split(" ", 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}:
+            writes.append(sql)
+
+    connection = db.connection()
+    event.listen(connection, "before_cursor_execute", statement)
+    try:
+        for path in (f"/ops/runs/{run.id}", "/ops", f"/ops/runs/{run.id}?part=live"):
+            assert web.get(path).status_code == 200
+    finally:
+        event.remove(connection, "before_cursor_execute", statement)
+    assert writes == []  # pages only read: reaping is the scheduler's job
+    from app.runs import service as runs
+
+    assert runs.reap_stale_runs(db) == [run.id] and reap_stale.name == "runs.reap_stale"
+    html = web.get(f"/ops/runs/{run.id}").text
     assert "Failed in sft" in html and "stopped responding" in html and POLL not in html
 
 

@@ -79,7 +79,7 @@ def test_cancel_queued_is_immediate_running_is_requested(db) -> None:
 def test_resume_keeps_succeeded_stages(db, monkeypatch) -> None:
     sent = []
     monkeypatch.setattr(
-        "app.runs.service.enqueue_after_commit", lambda db, name, *a, queue: sent.append((name, a))
+        "app.runs.service.enqueue", lambda db, name, *a, queue: sent.append((name, a))
     )
     run = _run(db, status="failed", error="boom", error_stage="reward")
     run.stages[0].status = StageStatus.succeeded.value
