@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,13 @@ STATIC_DIR = ROOT / "static"
 
 # html=False: raw HTML in guidelines is shown as text, never rendered (user text stays inert).
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+
+
+def epoch_ms(at: datetime | None) -> str:
+    """Milliseconds since the epoch for a stored time (naive = UTC), "" for none: for scripts."""
+    if at is None:
+        return ""
+    return str(int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000))
 
 
 def render_markdown(text: str | None) -> Markup:
@@ -54,6 +62,7 @@ def static_url(path: str) -> str:
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.globals.update(static_url=static_url, FLAGS=FLAGS, CSRF_FIELD=CSRF_FIELD, nav_items=nav_items)
 templates.env.filters["markdown"] = render_markdown
+templates.env.filters["epoch_ms"] = epoch_ms
 
 
 def render(

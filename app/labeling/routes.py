@@ -147,7 +147,7 @@ def skip(
     user: LabelerUser,
     assignment_id: int,
     reason: Annotated[str, Form(max_length=200)] = "",
-    detail: Annotated[str, Form(max_length=800)] = "",
+    detail: Annotated[str, Form()] = "",
     discard_draft: Annotated[str, Form()] = "",
 ) -> Response:
     """Skip with a reason (confirmed when a draft exists), then go to the next task."""

@@ -40,6 +40,8 @@ WRITE_PROMPT_HINTS = ("plain", "few_shot", "use_case")
 # Rows locked per attempt while looking for a slot; each is rechecked after its lock.
 _MAX_ATTEMPTS = 50
 
+MAX_SKIP_REASON = 1000
+
 
 # ---------------------------------------------------------------- stocking queues
 
@@ -428,6 +430,9 @@ def skip(db: Session, user: User, assignment_id: int, reason: str, *, discard_dr
     reason = reason.strip()
     if not reason:
         raise AppError("Say why you skip this task (pick a reason).", status_code=422)
+    if len(reason) > MAX_SKIP_REASON:
+        raise AppError(f"The reason with its details is {len(reason)} characters; the limit is "
+                       f"{MAX_SKIP_REASON}. Nothing was skipped.", status_code=422)
     a = assignment_for(db, user, assignment_id)
     if a.status == AssignmentStatus.skipped.value:
         return a
@@ -441,7 +446,7 @@ def skip(db: Session, user: User, assignment_id: int, reason: str, *, discard_dr
         )
     _lock_task(db, a.task_id)
     a.status = AssignmentStatus.skipped.value
-    a.skip_reason = reason[:1000]
+    a.skip_reason = reason
     a.finished_at = utcnow()
     db.flush()
     return a

@@ -144,6 +144,17 @@
     var b = card.closest("[data-rank-board]");
     moveTo(b, card, parseInt(ev.target.value || "0", 10));
   });
+  // A copy restored from this browser set the selects: put each card where its select says.
+  document.addEventListener("draft-restored", function (ev) {
+    var b = ev.target.querySelector && ev.target.querySelector("[data-rank-board]");
+    if (!b) { return; }
+    b.querySelectorAll(".rank-card").forEach(function (card) {
+      var sel = card.querySelector("[data-tier-select]");
+      var target = container(b, sel && sel.value ? parseInt(sel.value, 10) : 0);
+      if (target) { target.appendChild(card); }
+    });
+    sync(b);
+  });
   document.addEventListener("DOMContentLoaded", function () { init(document); });
   document.addEventListener("htmx:afterSettle", function () { init(document); });
 })();

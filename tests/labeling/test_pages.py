@@ -102,6 +102,9 @@ def test_skip_needs_reason_and_draft_confirmation_over_http(login, factory, db) 
     web.post(f"/label/a/{aid}/draft", data={"text": "keep me"})
     resp = web.post(f"/label/a/{aid}/skip", data={"reason": "Other"})
     assert resp.status_code == 422 and "Discard my draft" in resp.text
+    too_long = {"reason": "Other", "detail": "x" * 1200, "discard_draft": "1"}
+    long = web.post(f"/label/a/{aid}/skip", data=too_long)
+    assert long.status_code == 422 and "1207 characters; the limit is 1000" in long.text  # refused, not cut
     resp = web.post(f"/label/a/{aid}/skip", data={"reason": "Other", "detail": "tired", "discard_draft": "1"})
     assert resp.status_code == 303
     a = db.get(Assignment, aid)
