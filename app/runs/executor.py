@@ -192,7 +192,7 @@ def _held_out_prompts(batch_dir: str) -> list[str]:
 
 def _evaluate(plan: Plan, index: int) -> dict[str, Any]:
     """RM score and KL of the new policy against its parent, and the oracle where it applies."""
-    from training.evaluate import evaluate_policy, win_rate
+    from training.evaluate import evaluate_policy, mean_difference, win_rate
 
     name = StageName.evaluate.value
     _set_stage(plan.run_id, name, StageStatus.running)
@@ -211,7 +211,9 @@ def _evaluate(plan: Plan, index: int) -> dict[str, Any]:
         metrics.update({f"parent_{k}": v for k, v in old["metrics"].items() if isinstance(v, int | float)})
         metrics["kl"] = new["metrics"].get("kl_vs_reference", 0.0)
         if "rm_score" in new["metrics"]:
+            gain = mean_difference(new["rm_scores"], old["rm_scores"])  # paired by prompt
             metrics["rm_gain"] = new["metrics"]["rm_score"] - old["metrics"]["rm_score"]
+            metrics["rm_gain_lo"], metrics["rm_gain_hi"] = gain["lo"], gain["hi"]
         if any(k.startswith("new_oracle") for k in metrics):
             oracle = win_rate(prompts, new["completions"], old["completions"])
             metrics.update({f"oracle_{k}": v for k, v in oracle.items()})
