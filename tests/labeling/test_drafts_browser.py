@@ -156,3 +156,32 @@ def test_an_overlong_paste_is_kept_whole_and_refused_with_a_reason(committed_db,
         assert s.query(Demonstration).count() == 0
     finally:
         s.close()
+
+
+def test_an_unsent_ranking_move_is_restored_from_the_browser(committed_db, live_server, page) -> None:
+    _setup(committed_db, TaskKind.ranking, k=4)
+    _login_and_open(page, live_server)
+    url = page.url
+    page.add_init_script("navigator.sendBeacon = () => false;")  # as if the browser crashed
+    page.reload()
+    cards = _cards(page)
+    page.context.set_offline(True)
+    page.focus(f'.rank-card[data-letter="{cards[1]["letter"]}"]')
+    page.keyboard.press("2")
+    page.check(f'input[name="likert_{cards[1]["letter"]}"][value="6"]', force=True)
+    page.close()
+    assert _assignment().draft_text == ""
+    page2 = page.context.new_page()
+    page.context.set_offline(False)
+    page2.goto(url)
+    card = page2.locator(f'.rank-card[data-letter="{cards[1]["letter"]}"]')
+    expect(card).to_have_attribute("data-tier-now", "2")
+    assert page2.is_checked(f'input[name="likert_{cards[1]["letter"]}"][value="6"]')
+    expect(page2.locator("#draft-restored")).to_contain_text("Restored your unsaved changes")
+    assert page2.inner_text("#placed-count") == "1 of 4 ranked"
+
+    def stored() -> bool:
+        draft = _assignment().draft_text
+        return bool(draft) and json.loads(draft)["entries"].get(cards[1]["letter"], {}).get("tier") == 2
+
+    assert _wait_for(stored)
