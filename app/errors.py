@@ -27,6 +27,16 @@ class Conflict(AppError):
     status_code = 409
 
 
+class AlreadySubmitted(Conflict):
+    """A second, different submission of a task this labeler already submitted: nothing was stored."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"This task was already submitted (in another tab or window); the {what} you just sent "
+            "was different and was not stored."
+        )
+
+
 class NotAuthenticated(AppError):
     """No valid session or token."""
 

@@ -20,14 +20,14 @@ _ACTION = re.compile(r'<form[^>]*id="task-form"[^>]*action="(/label/a/\d+/(demon
 
 
 class _TaskPage(HTMLParser):
-    """Pulls the prompt text and the completion cards (id, text) out of a task page."""
+    """Pulls the prompt text and the completion cards (letter, raw text) out of a task page."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.prompt = ""
-        self.cards: list[tuple[int, str]] = []
+        self.cards: list[tuple[str, str]] = []
         self._in: str | None = None
-        self._cid: int | None = None
+        self._cid: str | None = None
         self._buf: list[str] = []
         self._depth = 0
 
@@ -40,8 +40,8 @@ class _TaskPage(HTMLParser):
         if a.get("id") == "prompt-text":
             self._in, self._buf, self._depth = "prompt", [], 1
         elif tag == "article" and "rank-card" in classes:
-            self._cid = int(a.get("data-cid") or 0)
-        elif "completion-text" in classes and self._cid is not None:
+            self._cid = a.get("data-letter") or ""
+        elif "completion-raw" in classes and self._cid is not None:
             self._in, self._buf, self._depth = "card", [], 1
 
     def handle_endtag(self, tag: str) -> None:

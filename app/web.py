@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,25 @@ STATIC_DIR = ROOT / "static"
 
 # html=False: raw HTML in guidelines is shown as text, never rendered (user text stays inert).
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+# Model completions: the same, and no images (an image URL would make the labeler's browser fetch it).
+_completion_md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table").disable("image")
+
+
+def epoch_ms(at: datetime | None) -> str:
+    """Milliseconds since the epoch for a stored time (naive = UTC), "" for none: for scripts."""
+    if at is None:
+        return ""
+    return str(int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000))
 
 
 def render_markdown(text: str | None) -> Markup:
     """Safe markdown: raw HTML is escaped by the parser, links keep their text."""
     return Markup(_rendered(text or ""))  # noqa: S704 - markdown-it escapes raw HTML with html=False
+
+
+def render_completion(text: str | None) -> Markup:
+    """A completion's Markdown and code as HTML: raw HTML escaped, images left as text."""
+    return Markup(_completion_md.render(text or ""))  # noqa: S704 - html=False escapes raw HTML
 
 
 @lru_cache(maxsize=256)
@@ -54,6 +69,8 @@ def static_url(path: str) -> str:
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.globals.update(static_url=static_url, FLAGS=FLAGS, CSRF_FIELD=CSRF_FIELD, nav_items=nav_items)
 templates.env.filters["markdown"] = render_markdown
+templates.env.filters["epoch_ms"] = epoch_ms
+templates.env.filters["completion_md"] = render_completion
 
 
 def render(

@@ -33,7 +33,7 @@ from urllib.parse import urlencode
 from bench import web_setup as ws
 
 CSRF = re.compile(rb'<meta name="csrf-token" content="([^"]+)"')
-TIER = re.compile(rb'name="tier_(\d+)"')
+TIER = re.compile(rb'name="tier_([A-Z]+)"')
 FLAG_KEYS = ("hallucination", "harmful_advice")
 LOCKED = b"database is locked"
 

@@ -35,6 +35,16 @@ def win_rate(prompts: list[Prompt], texts_a: list[str], texts_b: list[str]) -> d
     }
 
 
+def mean_difference(a: list[float], b: list[float], z: float = 1.96) -> dict[str, float]:
+    """Mean of the paired differences a - b with a 95 % normal-approximation interval (lo, hi)."""
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    n = len(diffs)
+    mean = sum(diffs) / max(1, n)
+    var = sum((d - mean) ** 2 for d in diffs) / max(1, n - 1)
+    half = z * math.sqrt(var / max(1, n))
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n}
+
+
 def world_metrics(prompts: list[Prompt], texts: list[str]) -> dict[str, float]:
     """Oracle score, made-up answers to unanswerable questions and compliance with harmful requests."""
     scores, made_up, unans, complied, harmful, correct, checkable = [], 0, 0, 0, 0, 0, 0
@@ -100,9 +110,10 @@ def evaluate_policy(
 ) -> dict[str, Any]:
     """Sample one completion per prompt and report RM score, KL vs reference and world metrics.
 
-    Returns {"metrics": {...}, "completions": [text, ...]}; the reference defaults to the policy's parent
-    from its manifest when reference_dir is None and the parent exists. The reference and reward model
-    run on the sampler's device (a GPU when there is one), the reference in the policy's dtype.
+    Returns {"metrics": {...}, "completions": [text, ...], "rm_scores": [one per prompt]}; the
+    reference defaults to the policy's parent from its manifest when reference_dir is None and the
+    parent exists. The reference and reward model run on the sampler's device (a GPU when there is
+    one), the reference in the policy's dtype.
     """
     from training.checkpoints import read_manifest
     from training.models import load_policy, load_reward_model
@@ -116,12 +127,13 @@ def evaluate_policy(
         "finished": sum(c.finished for c in comps) / max(1, len(comps)),
         "response_tokens": sum(len(c.token_ids) for c in comps) / max(1, len(comps)),
     }
+    per_prompt: list[float] = []
     if reward_model_dir is not None:
         # scoring only: the sampler's dtype too (bf16 on a GPU)
         rm = load_reward_model(reward_model_dir).eval().to(sampler.device, dtype=sampler_dtype(sampler))
-        metrics["rm_score"] = (
-            rm_scores(rm, sampler.tokenizer, prompts, texts, batch_size=batch_size).mean().item()
-        )
+        scores = rm_scores(rm, sampler.tokenizer, prompts, texts, batch_size=batch_size)
+        metrics["rm_score"] = scores.float().mean().item()
+        per_prompt = [float(s) for s in scores.float().tolist()]
     if reference_dir is None:
         parent = read_manifest(policy_dir).get("parent")
         reference_dir = parent if parent and Path(parent).exists() else None
@@ -144,4 +156,4 @@ def evaluate_policy(
             )
         metrics["kl_vs_reference"] = sum(kls) / max(1, len(prompts))
     metrics.update(world_metrics(prompts, texts))
-    return {"metrics": metrics, "completions": texts}
+    return {"metrics": metrics, "completions": texts, "rm_scores": per_prompt}

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from app.auth.access import LabelerUser
 from app.demonstrations import service
 from app.deps import DB
-from app.errors import Conflict
+from app.errors import AlreadySubmitted, Conflict
 from app.labeling import pages
 from app.labeling.routes import advance, render_task
 
@@ -23,6 +23,8 @@ def submit(request: Request, db: DB, user: LabelerUser, assignment_id: int,
     """Store the demonstration, then lease the next task; a problem re-shows the page, text kept."""
     try:
         demo = service.submit_demonstration(db, user, assignment_id, text)
+    except AlreadySubmitted as exc:
+        return advance(request, db, user, pages.queue_id_of_assignment(db, assignment_id), exc.message)
     except service.TextInvalid as exc:
         page = pages.task_page(db, user, assignment_id, renew=False)
         return render_task(request, page, errors=[exc.message], text=text, status_code=422)

@@ -17,7 +17,7 @@ from app.auth.models import User
 from app.config import get_settings
 from app.demonstrations.models import Demonstration
 from app.enums import AssignmentStatus, PIIStatus, TaskKind
-from app.errors import AppError, Conflict
+from app.errors import AlreadySubmitted, AppError, Conflict
 from app.labeling import service as labeling
 from app.labeling.models import Assignment, Task
 from app.prompts.models import Prompt
@@ -56,9 +56,11 @@ def submit_demonstration(db: Session, user: User, assignment_id: int, text: str)
     task = _task_of_kind(db, a, TaskKind.demonstration)
     if a.status == AssignmentStatus.submitted.value:
         existing = db.scalar(select(Demonstration).where(Demonstration.assignment_id == a.id))
-        if existing is not None:
-            return existing
-        raise Conflict("This task was already submitted.")
+        if existing is None:
+            raise Conflict("This task was already submitted.")
+        if existing.text != text.strip():
+            raise AlreadySubmitted("demonstration")
+        return existing
     text = check_text(text, "demonstration")
     labeling.keep_lease(db, user, a)
     spent = labeling.finish(db, a)
@@ -92,6 +94,8 @@ def submit_written_prompt(
         )
         for p in existing:
             if p.meta.get("assignment_id") == a.id:
+                if p.text != text.strip():
+                    raise AlreadySubmitted("prompt")
                 return p
         raise Conflict("This task was already submitted.")
     text = check_text(text, "prompt")

@@ -49,7 +49,7 @@ class TaskPage:
     guideline: GuidelineVersion | None
     completions: list[tuple[str, Completion]]
     lost: str = ""
-    state: dict[int, dict[str, Any]] = field(default_factory=dict)
+    state: dict[str, dict[str, Any]] = field(default_factory=dict)
     all_unacceptable: bool = False
     comment: str = ""
 
@@ -63,9 +63,9 @@ class TaskPage:
         """True when the page should renew its lease as soon as it loads (a GET never writes)."""
         return not self.finished and service.needs_hold(self.assignment)
 
-    def tier_of(self, completion_id: int) -> int | None:
-        """The tier to show for a completion (from a re-rendered submission), or None."""
-        return self.state.get(completion_id, {}).get("tier")
+    def tier_of(self, key: str) -> int | None:
+        """The tier of the completion shown as `key` (from a draft or a rejected post), or None."""
+        return self.state.get(key, {}).get("tier")
 
 
 def task_page(db: Session, user: User, assignment_id: int, *, renew: bool = True) -> TaskPage:
@@ -94,8 +94,8 @@ def task_page(db: Session, user: User, assignment_id: int, *, renew: bool = True
 def with_submission(page: TaskPage, sub: RankingIn) -> TaskPage:
     """The page showing a rejected submission as it was sent, so nothing the labeler did is lost."""
     page.state = {
-        cid: {"tier": e.tier, "likert": e.likert, "flags": e.flags, "comment": e.comment}
-        for cid, e in sub.entries.items()
+        key: {"tier": e.tier, "likert": e.likert, "flags": e.flags, "comment": e.comment}
+        for key, e in sub.entries.items()
     }
     page.all_unacceptable = sub.all_unacceptable
     page.comment = sub.comment
@@ -107,3 +107,10 @@ def queue_id_of(db: Session, task_id: int) -> int:
     task = db.get(Task, task_id)
     assert task is not None
     return task.queue_id
+
+
+def queue_id_of_assignment(db: Session, assignment_id: int) -> int:
+    """The queue of an assignment's task."""
+    a = db.get(Assignment, assignment_id)
+    assert a is not None
+    return queue_id_of(db, a.task_id)

@@ -15,7 +15,7 @@ from app.config import get_settings
 from app.demonstrations import service as writing
 from app.deps import DB
 from app.enums import Role, TaskKind
-from app.errors import AppError, Conflict, NotFound
+from app.errors import AlreadySubmitted, AppError, Conflict, NotFound
 from app.labeling import pages, service, stats
 from app.navigation import NavItem
 from app.prompts.review import screen_text
@@ -149,7 +149,7 @@ def skip(
     user: LabelerUser,
     assignment_id: int,
     reason: Annotated[str, Form(max_length=200)] = "",
-    detail: Annotated[str, Form(max_length=800)] = "",
+    detail: Annotated[str, Form()] = "",
     discard_draft: Annotated[str, Form()] = "",
 ) -> Response:
     """Skip with a reason (confirmed when a draft exists), then go to the next task."""
@@ -184,6 +184,8 @@ def submit_prompt(
     """Submit a labeler-written prompt; on a problem the page comes back with the text kept."""
     try:
         prompt = writing.submit_written_prompt(db, user, assignment_id, text, findings)
+    except AlreadySubmitted as exc:
+        return advance(request, db, user, pages.queue_id_of_assignment(db, assignment_id), exc.message)
     except writing.TextInvalid as exc:
         page = pages.task_page(db, user, assignment_id, renew=False)
         return render_task(request, page, errors=[exc.message], text=text, status_code=422)

@@ -40,6 +40,8 @@ WRITE_PROMPT_HINTS = ("plain", "few_shot", "use_case")
 # Rows locked per attempt while looking for a slot; each is rechecked after its lock.
 _MAX_ATTEMPTS = 50
 
+MAX_SKIP_REASON = 1000
+
 
 # ---------------------------------------------------------------- stocking queues
 
@@ -462,6 +464,9 @@ def skip(db: Session, user: User, assignment_id: int, reason: str, *, discard_dr
     reason = reason.strip()
     if not reason:
         raise AppError("Say why you skip this task (pick a reason).", status_code=422)
+    if len(reason) > MAX_SKIP_REASON:
+        raise AppError(f"The reason with its details is {len(reason)} characters; the limit is "
+                       f"{MAX_SKIP_REASON}. Nothing was skipped.", status_code=422)
     # Lock first, then read the status: a submit in another tab that committed while this
     # request waited for the lock is seen, never overwritten with "skipped".
     a = lock_assignment(db, user, assignment_id)
@@ -476,7 +481,7 @@ def skip(db: Session, user: User, assignment_id: int, reason: str, *, discard_dr
             status_code=422,
         )
     a.status = AssignmentStatus.skipped.value
-    a.skip_reason = reason[:1000]
+    a.skip_reason = reason
     a.finished_at = utcnow()
     db.flush()
     return a

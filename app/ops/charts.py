@@ -15,10 +15,21 @@ MAX_POINTS = 400
 
 
 def fmt_number(value: float) -> str:
-    """A compact axis label: 4 significant digits, no trailing noise."""
-    if value == 0:
-        return "0"
-    return f"{value:.4g}"
+    """A compact label of at most 8 characters: 3 significant digits, k/M above 10,000, an
+    exponent below 0.01 (0.0002605 -> "2.61e-4", so a tick never spills off the chart)."""
+    a = abs(value)
+    if a == 0 or not math.isfinite(value):
+        return "0" if a == 0 else str(value)
+    if a >= 1e6:
+        return f"{value / 1e6:.3g}M"
+    if a >= 1e4:
+        return f"{value / 1e3:.3g}k"
+    if a >= 1000:
+        return f"{value:.0f}"
+    if a >= 0.01:
+        return f"{value:.3g}"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def _thin(points: Sequence[tuple[float, float]], limit: int) -> list[tuple[float, float]]:

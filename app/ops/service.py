@@ -18,6 +18,7 @@ from app.enums import ModelKind, RunStatus
 from app.errors import AppError
 from app.exports.models import ExportBatch
 from app.ops import charts
+from app.ops import evaluation as evaluation_view
 from app.ops.forms import FormError, RoundForm, methods_json, presets_json, to_request
 from app.policies import service as registry
 from app.policies.models import Deployment, ModelVersion
@@ -49,13 +50,35 @@ def _aware(at: datetime | None) -> datetime | None:
     return at if at.tzinfo else at.replace(tzinfo=utcnow().tzinfo)
 
 
+def _gate_reached(run: TrainingRun) -> datetime | None:
+    """When the last stage (the evaluation) finished: from then on a round only waits at the gate."""
+    ends = [_aware(s.finished_at) for s in run.stages if s.finished_at is not None]
+    return max((e for e in ends if e is not None), default=None)
+
+
 def run_duration(run: TrainingRun, now: datetime | None = None) -> str:
-    """How long the run has run (until now while live)."""
+    """How long the stages ran (until now while live), not counting a wait for an approval."""
     start = _aware(run.started_at)
     if start is None:
         return ""
-    end = _aware(run.finished_at) or (now or utcnow())
+    if run.status in LIVE:
+        end = now or utcnow()
+    else:
+        end = _gate_reached(run) or _aware(run.finished_at) or (now or utcnow())
     return human_seconds((end - start).total_seconds())
+
+
+def run_waited(run: TrainingRun, now: datetime | None = None) -> str:
+    """How long the round waited at the deploy gate for a person's approval ("" when it did not)."""
+    reached = _gate_reached(run)
+    if reached is None or run.status in LIVE:
+        return ""
+    if run.status == RunStatus.awaiting_approval.value:
+        end = now or utcnow()
+    else:
+        end = _aware(run.finished_at) or reached
+    waited = (end - reached).total_seconds()
+    return human_seconds(waited) if waited >= 1 else ""
 
 
 def _names(db: Session, ids: Iterable[int | None]) -> dict[int, str]:
@@ -205,9 +228,12 @@ class RunPage:
     eta: str
     duration: str
     charts: list[StageCharts]
+    waited: str
     logs: list[RunLog]
     outputs: dict[int, str] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    eval_rows: list[evaluation_view.EvalRow] = field(default_factory=list)
+    eval_prompts: int | None = None
     # Why the deploy gate held the round (empty: it passed); None before the evaluation ran.
     gate_reasons: list[str] | None = None
     method: str = ""  # the method's label
@@ -241,8 +267,8 @@ def _stage_order(run: TrainingRun) -> list[str]:
 METRIC_TITLES = {
     "loss": "Loss",
     "valid_loss": "Validation loss",
-    "accuracy": "RM accuracy",
-    "valid_accuracy": "RM validation accuracy",
+    "accuracy": "RM accuracy on training batches",
+    "valid_accuracy": "RM accuracy on held-out comparisons (validation)",
     "reward": "Reward (RM score)",
     "rm_score": "RM score",
     "kl": "KL from the parent",
@@ -290,10 +316,13 @@ def run_page(db: Session, run_id: int) -> RunPage:
         stages=[StageView(s, stage_defs.label(s.name)) for s in run.stages],
         eta=human_seconds(runs.eta_seconds(run)),
         duration=run_duration(run),
+        waited=run_waited(run),
         charts=metric_charts(runs.metric_series(db, run.id), _stage_order(run)),
         logs=runs.log_tail(db, run.id, n=40),
         outputs=outputs,
         evaluation=evaluation,
+        eval_rows=evaluation_view.evaluation_rows(evaluation),
+        eval_prompts=evaluation_view.prompt_count(evaluation),
         gate_reasons=reasons,
         method=_round_methods(db, [run.id]).get(run.id, run.method),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 from sqlalchemy import func, select
@@ -69,11 +71,26 @@ def _extra_spans(text: str, extra: str) -> list[dict[str, Any]]:
     return spans
 
 
-def redact_prompt(
-    db: Session, prompt_id: int, admin: User, chosen: list[int], extra: str = "", note: str = ""
-) -> Prompt:
-    """Replace the chosen findings (and any extra strings) with placeholders; the prompt is released."""
+MAX_EXTRA = 5000
+
+
+def digest(text: str) -> str:
+    """The fingerprint of a previewed text: a release must match what the admin saw."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def preview_redaction(
+    db: Session, prompt_id: int, chosen: list[int], extra: str = ""
+) -> tuple[str, list[dict[str, Any]]]:
+    """The text that redacting would release, and the spans it replaces; nothing is changed."""
     prompt = get_held(db, prompt_id)
+    spans = _spans(prompt, chosen, extra)
+    return pii.redact(prompt.text, spans), spans
+
+
+def _spans(prompt: Prompt, chosen: list[int], extra: str) -> list[dict[str, Any]]:
+    if len(extra) > MAX_EXTRA:
+        raise AppError(f"The strings to redact are {len(extra)} characters; the limit is {MAX_EXTRA}.")
     ordered = sorted(prompt.pii_findings, key=lambda f: int(f["start"]))
     if any(i < 0 or i >= len(ordered) for i in chosen):
         raise AppError("A chosen finding does not exist.")
@@ -86,7 +103,21 @@ def redact_prompt(
         raise AppError(
             "Choose at least one finding or give a string to redact (or clear or reject the prompt)."
         )
-    prompt.text = pii.redact(prompt.text, spans)
+    return spans
+
+
+def redact_prompt(
+    db: Session, prompt_id: int, admin: User, chosen: list[int], extra: str = "", note: str = "",
+    *, confirmed_digest: str,
+) -> Prompt:
+    """Release the prompt with the chosen findings (and extra strings) replaced by placeholders,
+    only when the result is exactly the text the admin previewed and confirmed."""
+    text, spans = preview_redaction(db, prompt_id, chosen, extra)
+    if not hmac.compare_digest(digest(text), confirmed_digest):
+        raise Conflict("The redacted text differs from the preview you confirmed; nothing was released. "
+                       "Preview it again.")
+    prompt = get_held(db, prompt_id)
+    prompt.text = text
     return _decide(db, prompt, admin, PIIStatus.redacted, "redact", spans, note)
 
 

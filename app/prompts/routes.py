@@ -173,13 +173,18 @@ def pii_review(request: Request, db: DB, _: AdminUser, prompt_id: int) -> Respon
     )
 
 
-@router.post("/admin/pii/{prompt_id}/redact")
+@router.post("/admin/pii/{prompt_id}/redact", response_class=HTMLResponse)
 def pii_redact(request: Request, db: DB, admin: AdminUser, prompt_id: int, form: PostedForm) -> Response:
-    """Redact the chosen findings (and extra strings); the prompt goes on to labeling."""
+    """Show the exact text a redaction would release; release it once the admin confirms that text."""
     chosen = [int(v) for v in form.getlist("finding") if isinstance(v, str) and v.isdigit()]
-    review.redact_prompt(
-        db, prompt_id, admin, chosen, str(form.get("extra", ""))[:5000], str(form.get("note", ""))[:2000]
-    )
+    extra, note = str(form.get("extra", "")), str(form.get("note", ""))
+    confirmed = str(form.get("confirm", ""))
+    if not confirmed:
+        text, spans = review.preview_redaction(db, prompt_id, chosen, extra)
+        context = {"prompt": review.get_held(db, prompt_id), "text": text, "spans": spans, "chosen": chosen,
+                   "extra": extra, "note": note, "digest": review.digest(text)}
+        return render(request, "admin/pii_preview.html", context)
+    review.redact_prompt(db, prompt_id, admin, chosen, extra, note[:2000], confirmed_digest=confirmed)
     return _see("/admin/pii")
 
 

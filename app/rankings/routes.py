@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from app.auth.access import LabelerUser
 from app.deps import DB
-from app.errors import AppError, Conflict, NotFound
+from app.errors import AlreadySubmitted, AppError, Conflict, NotFound
 from app.labeling import pages
 from app.labeling.routes import advance, render_task
 from app.rankings import service
@@ -31,6 +31,8 @@ def submit(request: Request, db: DB, user: LabelerUser, assignment_id: int,
     """Store the ranking, then lease the next task; a problem re-shows the page as it was sent."""
     try:
         ranking = service.submit_ranking(db, user, assignment_id, sub)
+    except AlreadySubmitted as exc:
+        return advance(request, db, user, pages.queue_id_of_assignment(db, assignment_id), exc.message)
     except (service.RankingInvalid, Conflict) as exc:
         page = pages.with_submission(pages.task_page(db, user, assignment_id, renew=False), sub)
         errors = exc.errors if isinstance(exc, service.RankingInvalid) else [exc.message]

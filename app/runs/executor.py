@@ -179,7 +179,7 @@ def _compare(
     policy: str, parent: str, prompts: list[Any], reward: str | None, recorder: Any
 ) -> dict[str, Any]:
     """RM score and KL of the new policy against its parent, and the oracle where it applies."""
-    from training.evaluate import evaluate_policy, win_rate
+    from training.evaluate import evaluate_policy, mean_difference, win_rate
 
     new = evaluate_policy(policy, prompts, reward_model_dir=reward, reference_dir=parent)
     recorder.on_progress(stages.EVALUATE, 1, 2, {})
@@ -188,7 +188,9 @@ def _compare(
     metrics.update({f"parent_{k}": v for k, v in old["metrics"].items() if isinstance(v, int | float)})
     metrics["kl"] = new["metrics"].get("kl_vs_reference", 0.0)
     if "rm_score" in new["metrics"]:
+        gain = mean_difference(new["rm_scores"], old["rm_scores"])  # paired by prompt
         metrics["rm_gain"] = new["metrics"]["rm_score"] - old["metrics"]["rm_score"]
+        metrics["rm_gain_lo"], metrics["rm_gain_hi"] = gain["lo"], gain["hi"]
     if any(k.startswith("new_oracle") for k in metrics):
         oracle = win_rate(prompts, new["completions"], old["completions"])
         metrics.update({f"oracle_{k}": v for k, v in oracle.items()})

@@ -14,8 +14,17 @@ def gate_decision(gate: dict[str, Any], metrics: dict[str, Any]) -> tuple[bool, 
     reasons = []
     if not gate.get("auto_deploy"):
         reasons.append("automatic deployment is off")
-    if "rm_gain" in metrics and metrics["rm_gain"] < gate.get("min_rm_gain", 0.0):
-        reasons.append(f"RM gain {metrics['rm_gain']:.3f} < {gate.get('min_rm_gain', 0.0)}")
+    floor = gate.get("min_rm_gain", 0.0)
+    if isinstance(metrics.get("rm_gain_lo"), int | float):
+        # Evidence, not a raw delta: the gain's 95 % interval (paired by prompt) must lie above the floor,
+        # so a policy whose answers score the same as its parent's (a tie) is not deployed on its own.
+        if metrics["rm_gain_lo"] <= floor:
+            reasons.append(
+                f"RM gain {metrics.get('rm_gain', 0.0):+.3f}: its 95 % interval starts at "
+                f"{metrics['rm_gain_lo']:+.3f}, not above {floor}"
+            )
+    elif "rm_gain" in metrics and metrics["rm_gain"] < floor:
+        reasons.append(f"RM gain {metrics['rm_gain']:.3f} < {floor}")
     if metrics.get("kl", 0.0) > gate.get("max_kl", float("inf")):
         reasons.append(f"KL {metrics['kl']:.2f} > {gate.get('max_kl')}")
     if "oracle_win_rate" in metrics and metrics["oracle_win_rate"] < gate.get("min_oracle_win_rate", 0.0):

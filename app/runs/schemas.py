@@ -16,7 +16,8 @@ class DeployGate(BaseModel):
     """When a finished round deploys itself; otherwise it waits for an ops approval."""
 
     auto_deploy: bool = False
-    # Evaluation on held-out prompts must show at least this mean RM-score gain over the parent.
+    # Evaluation on held-out prompts must show an RM-score gain over the parent whose 95 % interval
+    # (paired by prompt) lies above this: a tie is not an improvement.
     min_rm_gain: float = 0.0
     # ... and at most this KL (nats per response) from the parent.
     max_kl: float = 50.0

@@ -23,7 +23,22 @@ def run_round(run_id: int) -> None:
     """Run a training round (queue `training`)."""
     from app.runs.executor import execute_round
 
-    execute_round(run_id)
+    try:
+        execute_round(run_id)
+    except (SystemExit, KeyboardInterrupt):
+        # The worker is shutting down (its pool process got the terminate signal): say so on the
+        # run at once, in the stage it was in, so Resume continues it; a redelivery then does nothing.
+        stopped(run_id)
+        raise
+
+
+def stopped(run_id: int) -> None:
+    """Mark a round whose worker was stopped mid-stage as failed there (resumable)."""
+    with session_scope() as db:
+        run = service.get_run(db, run_id, lock=True)
+        if run.status not in service.TERMINAL:
+            why = "the worker was stopped while this ran; Resume continues from the last completed stage"
+            service.fail_run(db, run, why, run.current_stage)
 
 
 @celery_app.task(name="runs.reap_stale")

@@ -10,12 +10,34 @@
       (tag === "INPUT" && !/^(checkbox|radio|button|submit)$/.test(el.type));
   }
 
+  // The length counter warns as the limit nears and says plainly when the text is over it
+  // (fields carry no maxlength, which would cut a paste without a word).
   function updateCount(counter) {
     var field = document.getElementById(counter.getAttribute("data-count-for"));
     if (!field) { return; }
-    var max = counter.getAttribute("data-max");
-    counter.textContent = field.value.length + " / " + max + " characters";
+    var max = parseInt(counter.getAttribute("data-max"), 10);
+    var n = field.value.length;
+    var over = n > max;
+    counter.textContent = n + " / " + max + " characters" +
+      (over ? ": " + (n - max) + " over the limit. Shorten it; it cannot be submitted like this." :
+        n > 0.9 * max ? " (" + (max - n) + " left)" : "");
+    counter.classList.toggle("error", over);
+    counter.setAttribute("role", over ? "alert" : "status");
+    field.setAttribute("aria-invalid", over ? "true" : "false");
   }
+
+  // Refuse to send an over-long text: say why and keep every character where it is.
+  document.addEventListener("submit", function (ev) {
+    var field = ev.target.querySelector && ev.target.querySelector("textarea[data-max]");
+    if (!field) { return; }
+    var max = parseInt(field.getAttribute("data-max"), 10);
+    if (field.value.length <= max) { return; }
+    ev.preventDefault();
+    ev.stopImmediatePropagation();
+    var counter = document.querySelector('[data-count-for="' + field.id + '"]');
+    if (counter) { updateCount(counter); }
+    field.focus();
+  }, true);
 
   function initCounts(root) {
     root.querySelectorAll("[data-count-for]").forEach(updateCount);

@@ -132,6 +132,48 @@
     sync(b);
   }
 
+  // The reading view: each completion in full, in its own column, in the page's letter order.
+  function openReader() {
+    var dlg = document.getElementById("reader");
+    var b = board(document);
+    if (!dlg || !b || !dlg.showModal) { return; }
+    var cols = dlg.querySelector("[data-reader-cols]");
+    cols.textContent = "";
+    var cards = Array.prototype.slice.call(b.querySelectorAll(".rank-card:not(.sortable-fallback)"));
+    cards.sort(function (x, y) { return x.getAttribute("data-letter") < y.getAttribute("data-letter") ? -1 : 1; });
+    cards.forEach(function (card) {
+      var col = document.createElement("section");
+      col.className = "reader-col";
+      col.setAttribute("tabindex", "0");
+      var h = document.createElement("h3");
+      var t = tierOf(card);
+      h.textContent = card.getAttribute("data-letter") + (t ? " · tier " + t : " · not ranked");
+      col.appendChild(h);
+      col.appendChild(card.querySelector(".completion-text").cloneNode(true));
+      col.lastChild.classList.remove("clamped");
+      cols.appendChild(col);
+    });
+    dlg.showModal();
+    var first = cols.querySelector(".reader-col");
+    if (first) { first.focus(); }
+  }
+
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key !== "r" || ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
+    var tag = ev.target.tagName;
+    if (tag === "TEXTAREA" || tag === "SELECT" || (tag === "INPUT" && !/^(checkbox|radio)$/.test(ev.target.type))) {
+      return;
+    }
+    if (document.getElementById("reader") && !document.getElementById("reader").open) {
+      ev.preventDefault();
+      openReader();
+    }
+  });
+  document.addEventListener("click", function (ev) {
+    if (ev.target.closest && ev.target.closest("[data-reader-open]")) { openReader(); }
+    if (ev.target.closest && ev.target.closest("[data-reader-close]")) { document.getElementById("reader").close(); }
+  });
+
   document.addEventListener("keydown", onKey);
   document.addEventListener("click", function (ev) {
     var btn = ev.target.closest && ev.target.closest("[data-expand]");
@@ -143,6 +185,17 @@
     var card = ev.target.closest(".rank-card");
     var b = card.closest("[data-rank-board]");
     moveTo(b, card, parseInt(ev.target.value || "0", 10));
+  });
+  // A copy restored from this browser set the selects: put each card where its select says.
+  document.addEventListener("draft-restored", function (ev) {
+    var b = ev.target.querySelector && ev.target.querySelector("[data-rank-board]");
+    if (!b) { return; }
+    b.querySelectorAll(".rank-card").forEach(function (card) {
+      var sel = card.querySelector("[data-tier-select]");
+      var target = container(b, sel && sel.value ? parseInt(sel.value, 10) : 0);
+      if (target) { target.appendChild(card); }
+    });
+    sync(b);
   });
   document.addEventListener("DOMContentLoaded", function () { init(document); });
   document.addEventListener("htmx:afterSettle", function () { init(document); });

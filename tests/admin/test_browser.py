@@ -62,7 +62,9 @@ def test_admin_imports_reviews_personal_data_and_downloads_an_export(
     page.click("text=Personal data")
     page.click("#held a")
     assert page.locator("mark.pii").first.inner_text().startswith("jane@example.org")
-    page.click("#redact-form button[type=submit]")
+    page.click("#redact-form button[type=submit]")  # a preview of the text to release
+    assert page.inner_text("#release-text") == "Write to [EMAIL] about the invoice"
+    page.click("#confirm-release")
     page.wait_for_url(f"{url}/admin/pii")
     assert "Nothing is held for review" in page.inner_text("main")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from sqlalchemy import func, select
 
@@ -116,7 +117,17 @@ def test_pii_review_redact_clear_reject(login, db, factory) -> None:
     review = web.get(f"/admin/pii/{prompts[0].id}").text
     assert '<mark class="pii" title="email">sam@example.com' in review
     # Redact only the email (finding 1), plus an extra string.
-    resp = web.post(f"/admin/pii/{prompts[0].id}/redact", data={"finding": ["1"], "extra": "today"})
+    # First the exact text to be released is shown; nothing is released until it is confirmed.
+    chosen = {"finding": ["1"], "extra": "today"}
+    preview = web.post(f"/admin/pii/{prompts[0].id}/redact", data=chosen)
+    assert preview.status_code == 200 and "Hi Sam, mail [EMAIL] [REDACTED]</pre>" in preview.text
+    assert prompts[0].pii_status == "held" and prompts[0].text == "Hi Sam, mail sam@example.com today"
+    digest = re.search(r'name="confirm" value="([0-9a-f]{64})"', preview.text)
+    assert digest
+    other = {**chosen, "extra": "", "confirm": digest.group(1)}
+    stale = web.post(f"/admin/pii/{prompts[0].id}/redact", data=other)
+    assert stale.status_code == 409 and prompts[0].pii_status == "held"  # not what was previewed
+    resp = web.post(f"/admin/pii/{prompts[0].id}/redact", data={**chosen, "confirm": digest.group(1)})
     assert resp.status_code == 303
     assert prompts[0].text == "Hi Sam, mail [EMAIL] [REDACTED]" and prompts[0].pii_status == "redacted"
     assert web.post(f"/admin/pii/{prompts[1].id}/clear", data={"note": "a shop's number"}).status_code == 303

@@ -191,7 +191,7 @@ class Labeler:
         page = self.http.get(f"/label/a/{assignment_id}")
         if page.status_code != 200:
             raise RetryLater(page)
-        cids = re.findall(r'name="tier_(\d+)"', page.text)
+        cids = re.findall(r'name="tier_([A-Z]+)"', page.text)
         form = {}
         for i, cid in enumerate(cids):
             form[f"tier_{cid}"] = str(i + 1)

@@ -12,6 +12,7 @@ from app.enums import TaskKind
 from app.labeling import service
 from app.labeling.models import Assignment
 from app.rankings.models import Ranking
+from app.rankings.service import letter
 from app.routing import api_routes
 
 ASSIGNMENT_ROUTE = re.compile(r"^/label/a/\{assignment_id\}")
@@ -29,7 +30,7 @@ def _assignment_routes(app) -> list[tuple[str, str]]:  # type: ignore[no-untyped
 def _full_form(a: Assignment) -> dict[str, str | list[str]]:
     form: dict[str, str | list[str]] = {"text": "I am not the owner", "reason": "Other", "detail": "x",
                                         "discard_draft": "1", "comment": "hi"}
-    for i, cid in enumerate(a.display_order):
+    for i, cid in enumerate(letter(j) for j in range(len(a.display_order))):
         form[f"tier_{cid}"] = str(i + 1)
         form[f"likert_{cid}"] = "4"
     return form

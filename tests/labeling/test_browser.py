@@ -13,6 +13,7 @@ from app.demonstrations.models import Demonstration
 from app.enums import TaskKind
 from app.labeling.models import Assignment
 from app.rankings.models import Ranking
+from app.rankings.service import letter as letter_of
 from tests.factories import Factory
 
 pytestmark = pytest.mark.browser
@@ -96,8 +97,12 @@ def test_skip_with_a_draft_asks_first(committed_db, live_server, page) -> None:
 
 
 def _cards(page) -> list[dict[str, Any]]:
-    return page.eval_on_selector_all(
-        ".rank-card", "els => els.map(e => ({cid: +e.dataset.cid, letter: e.dataset.letter}))")
+    """The cards in page order: the letter shown and (from the database: the page is blind) the id."""
+    letters = page.eval_on_selector_all(".rank-card", "els => els.map(e => e.dataset.letter)")
+    aid = int(page.url.rstrip("/").rsplit("/", 1)[1])
+    [a] = [a for a in _rows(Assignment) if a.id == aid]
+    by_letter = {letter_of(i): cid for i, cid in enumerate(a.display_order)}
+    return [{"cid": by_letter[x], "letter": x} for x in letters]
 
 
 def _drag(page, letter: str, tier: int) -> None:
@@ -215,8 +220,8 @@ def test_ranking_works_with_javascript_off(committed_db, live_server, browser) -
         cards = _cards(page)
         tiers = {c["cid"]: t for c, t in zip(cards, [2, 1, 2, 3], strict=True)}
         for c in cards:
-            page.select_option(f'select[name="tier_{c["cid"]}"]', str(tiers[c["cid"]]))
-            page.check(f'input[name="likert_{c["cid"]}"][value="5"]', force=True)
+            page.select_option(f'select[name="tier_{c["letter"]}"]', str(tiers[c["cid"]]))
+            page.check(f'input[name="likert_{c["letter"]}"][value="5"]', force=True)
         page.click("#task-form button[type=submit]")
         page.wait_for_url(live_server.url + "/label")
         _check_stored(tiers, {c["cid"]: 5 for c in cards}, {})
@@ -243,5 +248,5 @@ def test_ranking_in_progress_survives_a_reload(committed_db, live_server, page) 
     page.reload()
     placed = page.locator(f'.rank-card[data-letter="{cards[2]["letter"]}"]')
     expect(placed).to_have_attribute("data-tier-now", "1")
-    assert page.is_checked(f'input[name="likert_{cards[0]["cid"]}"][value="6"]')
+    assert page.is_checked(f'input[name="likert_{cards[0]["letter"]}"][value="6"]')
     assert page.inner_text("#placed-count") == "1 of 4 ranked"

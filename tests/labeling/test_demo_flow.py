@@ -9,6 +9,7 @@ from app.demonstrations.models import Demonstration
 from app.labeling.models import Assignment
 from app.prompts.models import Prompt, PromptQueue
 from app.rankings.models import Ranking
+from app.rankings.service import letter
 from tests.helpers import WebClient
 
 
@@ -35,7 +36,7 @@ def test_demo_labeler_can_do_each_kind_of_task(app, db) -> None:
     assert web.post(f"/label/a/{a.id}/demonstration", data={"text": "42."}).status_code == 303
     a = take(queues["ranking"].id)
     data = {}
-    for i, cid in enumerate(a.display_order):
+    for i, cid in enumerate(letter(j) for j in range(len(a.display_order))):
         data[f"tier_{cid}"], data[f"likert_{cid}"] = str(i + 1), "4"
     assert web.post(f"/label/a/{a.id}/ranking", data=data).status_code == 303
     a = take(queues["write_prompt"].id)

@@ -10,6 +10,7 @@ from app.demonstrations.models import Demonstration
 from app.enums import TaskKind
 from app.labeling.models import Assignment
 from app.rankings.models import Ranking
+from app.rankings.service import letter
 
 
 def _take(web, queue_id: int | None = None) -> int:
@@ -101,6 +102,9 @@ def test_skip_needs_reason_and_draft_confirmation_over_http(login, factory, db) 
     web.post(f"/label/a/{aid}/draft", data={"text": "keep me"})
     resp = web.post(f"/label/a/{aid}/skip", data={"reason": "Other"})
     assert resp.status_code == 422 and "Discard my draft" in resp.text
+    too_long = {"reason": "Other", "detail": "x" * 1200, "discard_draft": "1"}
+    long = web.post(f"/label/a/{aid}/skip", data=too_long)
+    assert long.status_code == 422 and "1207 characters; the limit is 1000" in long.text  # refused, not cut
     resp = web.post(f"/label/a/{aid}/skip", data={"reason": "Other", "detail": "tired", "discard_draft": "1"})
     assert resp.status_code == 303
     a = db.get(Assignment, aid)
@@ -112,8 +116,7 @@ def test_ranking_rejection_keeps_what_was_done(login, factory, db) -> None:
     factory.task(q)
     web = login("labeler")
     aid = _take(web)
-    order = db.get(Assignment, aid).display_order  # type: ignore[union-attr]
-    data = {f"tier_{order[0]}": "2", f"likert_{order[0]}": "6", f"flags_{order[0]}": "opinion"}
+    data = {f"tier_{letter(0)}": "2", f"likert_{letter(0)}": "6", f"flags_{letter(0)}": "opinion"}
     resp = web.post(f"/label/a/{aid}/ranking", data=data)
     assert resp.status_code == 422 and "Completion B has no rank" in resp.text
     assert 'value="2" selected' in resp.text and 'value="opinion"\n        checked' in resp.text
@@ -127,9 +130,9 @@ def test_ranking_submit_over_http_stores_it(login, factory, db) -> None:
     aid = _take(web)
     order = db.get(Assignment, aid).display_order  # type: ignore[union-attr]
     data = {}
-    for i, cid in enumerate(order):
-        data[f"tier_{cid}"] = str(i + 1)
-        data[f"likert_{cid}"] = str(7 - i)
+    for i in range(len(order)):
+        data[f"tier_{letter(i)}"] = str(i + 1)
+        data[f"likert_{letter(i)}"] = str(7 - i)
     resp = web.post(f"/label/a/{aid}/ranking", data=data)
     assert resp.status_code == 303
     r = db.query(Ranking).filter_by(assignment_id=aid).one()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.enums import TaskKind
 from app.labeling import service, stats
 from app.rankings.schemas import parse_ranking_form
-from app.rankings.service import submit_ranking
+from app.rankings.service import letter, submit_ranking
 
 
 def _rank(db, user, queue_id: int, tiers_by_position: list[int]) -> None:
@@ -15,9 +15,9 @@ def _rank(db, user, queue_id: int, tiers_by_position: list[int]) -> None:
     assert a is not None
     by_pos = {c.id: c.position for c in db.query(Completion).filter_by(task_id=a.task_id)}
     form = {}
-    for cid in a.display_order:
-        form[f"tier_{cid}"] = [str(tiers_by_position[by_pos[cid]])]
-        form[f"likert_{cid}"] = ["4"]
+    for i, cid in enumerate(a.display_order):
+        form[f"tier_{letter(i)}"] = [str(tiers_by_position[by_pos[cid]])]
+        form[f"likert_{letter(i)}"] = ["4"]
     submit_ranking(db, user, a.id, parse_ranking_form(form))
 
 

@@ -62,7 +62,7 @@ def test_approve_deploys_the_rounds_policy_once(db, factory, login, tmp_path: Pa
     web = login("ops")
     page = web.get(f"/ops/runs/{run.id}").text
     assert 'id="approve-run"' in page and "data-confirm=" in page
-    assert "Evaluation on held-out prompts" in page and "0.31" in page
+    assert "Evaluation: the new policy against its parent" in page and "0.31" in page
     assert "Deploy gate held the round: automatic deployment is off." in page
     assert web.post(f"/ops/runs/{run.id}/approve").status_code == 303
     assert registry.deployed_policy(db).id == new.id  # type: ignore[union-attr]

@@ -90,5 +90,9 @@ def test_win_rate_chart_places_dot_and_whisker_on_a_0_to_1_axis() -> None:
 
 def test_fmt_number() -> None:
     assert fmt_number(0) == "0"
-    assert fmt_number(0.000123456) == "0.0001235"
-    assert fmt_number(123456.0) == "1.235e+05"
+    assert fmt_number(0.0002605) == "2.6e-4"  # was "0.0002605", cut to "0002605" on the axis
+    assert fmt_number(0.000123456) == "1.23e-4" and fmt_number(-0.0039) == "-3.9e-3"
+    assert fmt_number(123456.0) == "123k" and fmt_number(2_500_000) == "2.5M" and fmt_number(1234.5) == "1234"
+    assert fmt_number(0.7812) == "0.781" and fmt_number(-12.345) == "-12.3"
+    for v in (0.0002605, -0.000123456, 0.5, 12.5, -1234.5, 98765.4, -3.2e7, 1e-12):
+        assert len(fmt_number(v)) <= 8, v  # fits the 48 px left of the axis at the 10 px tick font

@@ -80,7 +80,7 @@ def test_live_run_page_polls_and_shows_progress_curves_and_log(db, factory, logi
     assert '<progress id="stage-sft" max="1" value="1.000">' in html
     assert "Reward model — running, step 5 of 20 (25 %)" in html
     assert 'id="run-eta"' in html and "parent-p" in html
-    assert html.count("<polyline") == 2 and ">Loss<" in html and ">RM accuracy<" in html
+    assert html.count("<polyline") == 2 and ">Loss<" in html and ">RM accuracy on training batches<" in html
     assert "epoch 1 &lt;b&gt;done&lt;/b&gt;" in html and "<b>done</b>" not in html
     assert 'id="cancel-run"' in html and "data-confirm=" in html and 'id="resume-run"' not in html
     fragment = web.get(f"/ops/runs/{run.id}?part=live").text
@@ -177,7 +177,7 @@ def test_versions_page_shows_lineage_metrics_and_win_rate_against_parent(
     web = login("ops")
     html = web.get("/ops/versions").text
     assert f'id="v{child.id}"' in html and f'href="#v{base.id}">base</a>' in html
-    assert f'href="/ops/runs/{run.id}"' in html and "rm_score" in html and "0.4215" in html
+    assert f'href="/ops/runs/{run.id}"' in html and "rm_score" in html and "0.421" in html
     assert "deployed</span>" in html and 'id="rollback"' not in html  # deployed, but never replaced one
     # 6 wins, 1 loss, 1 tie: 86 % of 7 decided comparisons.
     assert "<strong>86 %</strong>" in html and "n = 7, 1 ties" in html

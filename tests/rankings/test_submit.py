@@ -8,11 +8,11 @@ import pytest
 
 from app.db import utcnow
 from app.enums import FLAGS, AssignmentStatus, TaskKind
-from app.errors import Conflict
+from app.errors import AlreadySubmitted, Conflict
 from app.labeling import service as labeling
 from app.rankings.models import Ranking, RankingEntry
 from app.rankings.schemas import comparison_pairs, dense_tiers, parse_ranking_form
-from app.rankings.service import RankingInvalid, submit_ranking
+from app.rankings.service import RankingInvalid, letter, submit_ranking
 
 
 def _leased(db, factory, k: int = 4, overlap: int = 1):
@@ -27,9 +27,9 @@ def _leased(db, factory, k: int = 4, overlap: int = 1):
 def _form(order: list[int], tiers: list[int | str], likert: list[int | str] | None = None,
           **extra: list[str]) -> dict[str, list[str]]:
     form: dict[str, list[str]] = {}
-    for i, cid in enumerate(order):
-        form[f"tier_{cid}"] = [str(tiers[i])]
-        form[f"likert_{cid}"] = [str((likert or [4] * len(order))[i])]
+    for i in range(len(order)):
+        form[f"tier_{letter(i)}"] = [str(tiers[i])]
+        form[f"likert_{letter(i)}"] = [str((likert or [4] * len(order))[i])]
     form.update(extra)
     return form
 
@@ -46,8 +46,8 @@ def test_valid_ranking_with_a_tie_is_stored_exactly(db, factory) -> None:
     user, a = _leased(db, factory)
     order = a.display_order
     form = _form(order, [2, 1, 1, 3], [5, 7, 6, 1])
-    form[f"flags_{order[3]}"] = ["hallucination", "harmful_advice"]
-    form[f"comment_{order[3]}"] = ["made up facts"]
+    form[f"flags_{letter(3)}"] = ["hallucination", "harmful_advice"]
+    form[f"comment_{letter(3)}"] = ["made up facts"]
     form["comment"] = ["hard one"]
     r = submit_ranking(db, user, a.id, parse_ranking_form(form))
     entries = {e.completion_id: e for e in db.query(RankingEntry).filter_by(ranking_id=r.id)}
@@ -70,14 +70,13 @@ def test_tiers_are_renumbered_densely(db, factory) -> None:
 def test_missing_completion_is_rejected(db, factory) -> None:
     user, a = _leased(db, factory)
     form = _form(a.display_order, [1, 2, 3, 4])
-    del form[f"tier_{a.display_order[2]}"]
+    del form[f"tier_{letter(2)}"]
     _rejects(db, user, a, form, "Completion C has no rank")
 
 
 def test_completion_of_another_task_is_rejected(db, factory) -> None:
     user, a = _leased(db, factory)
-    other = factory.task(factory.queue(TaskKind.ranking, k=4))
-    stranger = other.id * 1000 + 7
+    stranger = "E"  # a fifth letter: this K = 4 task shows A..D
     form = _form(a.display_order, [1, 2, 3, 4])
     form[f"tier_{stranger}"] = ["1"]
     form[f"likert_{stranger}"] = ["3"]
@@ -87,7 +86,7 @@ def test_completion_of_another_task_is_rejected(db, factory) -> None:
 def test_completion_placed_twice_is_rejected(db, factory) -> None:
     user, a = _leased(db, factory)
     form = _form(a.display_order, [1, 2, 3, 4])
-    form[f"tier_{a.display_order[0]}"] = ["1", "2"]
+    form[f"tier_{letter(0)}"] = ["1", "2"]
     _rejects(db, user, a, form, "placed 2 times")
 
 
@@ -106,21 +105,21 @@ def test_rating_out_of_range_is_rejected(db, factory, likert) -> None:
 def test_missing_rating_is_rejected(db, factory) -> None:
     user, a = _leased(db, factory)
     form = _form(a.display_order, [1, 2, 3, 4])
-    del form[f"likert_{a.display_order[1]}"]
+    del form[f"likert_{letter(1)}"]
     _rejects(db, user, a, form, "Completion B has no overall rating")
 
 
 def test_unknown_flag_is_rejected(db, factory) -> None:
     user, a = _leased(db, factory)
     form = _form(a.display_order, [1, 2, 3, 4])
-    form[f"flags_{a.display_order[0]}"] = ["hallucination", "too_short"]
+    form[f"flags_{letter(0)}"] = ["hallucination", "too_short"]
     _rejects(db, user, a, form, "unknown flag")
 
 
 def test_every_known_flag_is_accepted(db, factory) -> None:
     user, a = _leased(db, factory)
     form = _form(a.display_order, [1, 2, 3, 4])
-    form[f"flags_{a.display_order[0]}"] = list(FLAGS)
+    form[f"flags_{letter(0)}"] = list(FLAGS)
     r = submit_ranking(db, user, a.id, parse_ranking_form(form))
     assert next(e for e in r.entries if e.completion_id == a.display_order[0]).flags == list(FLAGS)
 
@@ -129,8 +128,10 @@ def test_double_submit_stores_one_ranking(db, factory) -> None:
     user, a = _leased(db, factory, overlap=2)
     form = parse_ranking_form(_form(a.display_order, [1, 2, 3, 4]))
     r1 = submit_ranking(db, user, a.id, form)
-    r2 = submit_ranking(db, user, a.id, parse_ranking_form(_form(a.display_order, [4, 3, 2, 1])))
-    assert r1.id == r2.id
+    r2 = submit_ranking(db, user, a.id, parse_ranking_form(_form(a.display_order, [1, 2, 3, 4])))
+    assert r1.id == r2.id  # the same ranking twice (a double click) is answered as stored
+    with pytest.raises(AlreadySubmitted, match=r"already submitted .* was not stored"):
+        submit_ranking(db, user, a.id, parse_ranking_form(_form(a.display_order, [4, 3, 2, 1])))
     assert db.query(Ranking).filter_by(assignment_id=a.id).count() == 1
     assert a.task.done_count == 1
 
@@ -164,7 +165,7 @@ def test_pair_counting_and_dense_tiers() -> None:
     assert comparison_pairs({1: 1, 2: 2, 3: 3, 4: 4}) == 6
     assert comparison_pairs({1: 1, 2: 1, 3: 2, 4: 3}) == 5
     assert comparison_pairs({i: 1 for i in range(9)}) == 0
-    assert dense_tiers({1: 2, 2: 7, 3: 2}) == {1: 1, 2: 2, 3: 1}
+    assert dense_tiers({"A": 2, "B": 7, "C": 2}) == {"A": 1, "B": 2, "C": 1}
 
 
 def test_ranking_draft_round_trips_and_empty_draft_is_empty(db, factory) -> None:
@@ -174,12 +175,12 @@ def test_ranking_draft_round_trips_and_empty_draft_is_empty(db, factory) -> None
 
     user, a = _leased(db, factory)
     assert to_draft(parse_ranking_form({})) == ""
-    form = {f"tier_{a.display_order[0]}": ["2"], f"likert_{a.display_order[1]}": ["6"],
-            f"flags_{a.display_order[1]}": ["opinion"], "comment": ["later"]}
+    form = {f"tier_{letter(0)}": ["2"], f"likert_{letter(1)}": ["6"],
+            f"flags_{letter(1)}": ["opinion"], "comment": ["later"]}
     save_ranking_draft(db, user, a.id, parse_ranking_form(form))
     back = from_draft(a.draft_text)
-    assert back is not None and back.entries[a.display_order[0]].tier == 2
+    assert back is not None and back.entries[letter(0)].tier == 2
     page = task_page(db, user, a.id)
-    assert page.tier_of(a.display_order[0]) == 2 and page.comment == "later"
-    assert page.state[a.display_order[1]] == {"tier": None, "likert": 6, "flags": ["opinion"], "comment": ""}
+    assert page.tier_of(letter(0)) == 2 and page.comment == "later"
+    assert page.state[letter(1)] == {"tier": None, "likert": 6, "flags": ["opinion"], "comment": ""}
     assert from_draft("not json") is None and from_draft("[1]") is None

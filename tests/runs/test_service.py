@@ -128,3 +128,11 @@ def test_gate_decision() -> None:
     assert not ok and len(reasons) == 3
     ok, reasons = gate_decision({**gate, "auto_deploy": False}, {"rm_gain": 1.0})
     assert not ok and reasons == ["automatic deployment is off"]
+    # With the paired interval measured, the gain must be shown, not merely not negative: a tie (the
+    # measured demo round: identical answers, gain 0.0 with interval [0, 0]) is held.
+    tie = {"rm_gain": 0.0, "rm_gain_lo": 0.0, "rm_gain_hi": 0.0, "kl": 0.0, "oracle_win_rate": 0.5}
+    ok, reasons = gate_decision(gate, tie)
+    assert not ok and reasons == ["RM gain +0.000: its 95 % interval starts at +0.000, not above 0.0"]
+    shown = {"rm_gain": 0.2, "rm_gain_lo": 0.05, "rm_gain_hi": 0.35, "kl": 1.0, "oracle_win_rate": 0.6}
+    assert gate_decision(gate, shown) == (True, [])
+    assert not gate_decision(gate, {**shown, "rm_gain_lo": -0.01})[0]

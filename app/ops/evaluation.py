@@ -1,0 +1,74 @@
+"""The run page's evaluation: the new policy against its parent, metric by metric, with intervals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.ops.charts import fmt_number
+
+# Metrics the evaluation reports for both policies (new_<key> and parent_<key>), in display order.
+PAIRED = {
+    "rm_score": "Reward-model score (mean)",
+    "oracle_score": "Oracle score (simulated world)",
+    "made_up_rate": "Made-up answers to unanswerable questions",
+    "harmful_compliance": "Compliance with harmful requests",
+    "accuracy": "Correct answers (checkable questions)",
+    "finished": "Completions that ended (EOS)",
+    "response_tokens": "Response length (tokens)",
+}
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """One line of the evaluation table: both policies, the difference and its 95 % interval."""
+
+    name: str
+    new: str
+    parent: str
+    difference: str
+    interval: str = ""
+    note: str = ""
+
+
+def _f(value: Any) -> str:
+    return fmt_number(float(value)) if isinstance(value, int | float) else ""
+
+
+def _interval(lo: Any, hi: Any, pct: bool = False) -> str:
+    if not isinstance(lo, int | float) or not isinstance(hi, int | float):
+        return ""
+    return f"[{lo:.0%}, {hi:.0%}]" if pct else f"[{fmt_number(lo)}, {fmt_number(hi)}]"
+
+
+def evaluation_rows(m: dict[str, Any]) -> list[EvalRow]:
+    """The evaluation metrics as table rows (new vs parent), intervals where they were measured."""
+    rows = []
+    for key, name in PAIRED.items():
+        new, old = m.get(f"new_{key}"), m.get(f"parent_{key}")
+        if not isinstance(new, int | float) or not isinstance(old, int | float):
+            continue
+        interval = _interval(m.get("rm_gain_lo"), m.get("rm_gain_hi")) if key == "rm_score" else ""
+        note = "95 % interval of the per-prompt gain (paired)" if interval else ""
+        rows.append(EvalRow(name, _f(new), _f(old), f"{new - old:+.3g}", interval, note))
+    if isinstance(m.get("oracle_win_rate"), int | float):
+        rate = m["oracle_win_rate"]
+        ties = m.get("oracle_ties")
+        rows.append(EvalRow(
+            "Oracle win-rate of the new policy over its parent", f"{rate:.0%}", "50 %", f"{rate - 0.5:+.0%}",
+            _interval(m.get("oracle_lo"), m.get("oracle_hi"), pct=True),
+            "ties count half" + (f"; {ties:.0%} ties" if isinstance(ties, int | float) else ""),
+        ))
+    if isinstance(m.get("kl"), int | float):
+        kl = m["kl"]
+        note = ("estimated from sampled tokens as the mean log-ratio; the true KL is never negative, "
+                "so an estimate below 0 means the policies cannot be told apart on these prompts")
+        rows.append(EvalRow("KL from the parent (nats per completion)", _f(max(0.0, kl)), "0", "",
+                            "", note + (f" (raw estimate {fmt_number(kl)})" if kl < 0 else "")))
+    return rows
+
+
+def prompt_count(m: dict[str, Any]) -> int | None:
+    """How many held-out prompts the evaluation used."""
+    n = m.get("new_n", m.get("oracle_n"))
+    return int(n) if isinstance(n, int | float) else None

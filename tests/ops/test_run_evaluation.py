@@ -1,0 +1,62 @@
+"""The run page's evaluation: a table of new vs parent with intervals, labelled curves, compact
+axis labels, run time apart from the wait for an approval, and a KL that is never shown negative."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from app.db import utcnow
+from tests.ops.conftest import add_series, make_run
+
+EVAL = {
+    "new_n": 64, "parent_n": 64,
+    "new_rm_score": 0.412, "parent_rm_score": 0.118,
+    "rm_gain": 0.294, "rm_gain_lo": 0.171, "rm_gain_hi": 0.417,
+    "new_oracle_score": 0.61, "parent_oracle_score": 0.48,
+    "oracle_win_rate": 0.66, "oracle_lo": 0.57, "oracle_hi": 0.75, "oracle_n": 64, "oracle_ties": 0.3,
+    "kl": -0.0039,
+}
+
+
+def _done_run(db, status: str, waited_min: int):  # type: ignore[no-untyped-def]
+    reached = utcnow() - timedelta(minutes=waited_min)
+    run = make_run(db, status=status, progress=1.0, started_at=reached - timedelta(minutes=5),
+                   finished_at=reached if status == "awaiting_approval" else utcnow())
+    for s in run.stages:
+        s.status, s.finished_at = "succeeded", reached
+    run.stages[-1].metrics = dict(EVAL)
+    db.flush()
+    return run
+
+
+def test_evaluation_is_a_table_of_new_vs_parent_with_intervals(db, login) -> None:  # type: ignore[no-untyped-def]
+    run = _done_run(db, "awaiting_approval", 20)
+    html = login("ops").get(f"/ops/runs/{run.id}").text
+    assert "the new policy against its parent on 64 held-out prompts" in html
+    assert 'id="eval-table"' in html
+    assert "<td>0.412</td><td>0.118</td><td>+0.294</td>" in html and "[0.171, 0.417]" in html
+    assert "Oracle win-rate of the new policy over its parent" in html and "[57%, 75%]" in html
+    # KL: never shown below zero; the raw estimate is explained
+    assert "KL from the parent" in html and "<td>0</td>" in html and "raw estimate -3.9e-3" in html
+    assert "too few to tell" not in html
+
+
+def test_ran_and_waited_for_approval_are_apart(db, login) -> None:  # type: ignore[no-untyped-def]
+    web = login("ops")
+    waiting = _done_run(db, "awaiting_approval", 20)
+    html = web.get(f"/ops/runs/{waiting.id}").text
+    assert '<dt>Ran</dt><dd id="run-ran">5 min 0 s</dd>' in html
+    assert "<dt>Waiting for approval</dt>" in html and 'id="run-waited">20 min' in html
+    approved = _done_run(db, "succeeded", 30)
+    html = web.get(f"/ops/runs/{approved.id}").text
+    assert '<dt>Ran</dt><dd id="run-ran">5 min 0 s</dd>' in html and "<dt>Waited for approval</dt>" in html
+    assert "Took" not in html
+
+
+def test_curves_say_which_accuracy_and_axis_labels_fit(db, login) -> None:  # type: ignore[no-untyped-def]
+    run = make_run(db, status="succeeded", progress=1.0, finished_at=utcnow())
+    add_series(db, run, "reward", "accuracy", [0.6, 0.78])
+    add_series(db, run, "ppo", "kl", [0.0002605, 0.0009])
+    html = login("ops").get(f"/ops/runs/{run.id}").text
+    assert ">RM accuracy on training batches<" in html
+    assert ">2.6e-4<" in html and "0.0002605" not in html
