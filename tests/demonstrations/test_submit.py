@@ -7,6 +7,7 @@ import pytest
 from app.demonstrations.models import Demonstration
 from app.demonstrations.service import TextInvalid, submit_demonstration, submit_written_prompt
 from app.enums import AssignmentStatus, PIIStatus, TaskKind
+from app.errors import AlreadySubmitted
 from app.labeling import service as labeling
 from app.prompts.models import Prompt
 
@@ -46,8 +47,11 @@ def test_double_submitted_demonstration_is_stored_once(db, factory) -> None:
     a = labeling.next_task(db, user)
     assert a is not None
     d1 = submit_demonstration(db, user, a.id, "one")
-    d2 = submit_demonstration(db, user, a.id, "two")
+    d2 = submit_demonstration(db, user, a.id, "one")  # a double click: the same text again
     assert d1.id == d2.id and db.query(Demonstration).filter_by(assignment_id=a.id).count() == 1
+    with pytest.raises(AlreadySubmitted):  # a different text from a second tab is refused, not stored
+        submit_demonstration(db, user, a.id, "two")
+    assert [d.text for d in db.query(Demonstration).filter_by(assignment_id=a.id)] == ["one"]
 
 
 def test_written_prompt_goes_to_the_queue_pool_for_review(db, factory) -> None:
@@ -60,5 +64,8 @@ def test_written_prompt_goes_to_the_queue_pool_for_review(db, factory) -> None:
     expected = ("labeler", user.id, q.id, PIIStatus.clear.value)  # screened: nothing personal
     assert (p.source, p.author_id, p.queue_id, p.pii_status) == expected
     assert p.meta["hint"] == "few_shot" and p.meta["assignment_id"] == a.id
-    again = submit_written_prompt(db, user, a.id, "different")
+    again = submit_written_prompt(db, user, a.id, "Q: 2+2\nA: 4\nQ: 3+3\nA:")
     assert again.id == p.id and db.query(Prompt).filter_by(author_id=user.id).count() == 1
+    with pytest.raises(AlreadySubmitted):
+        submit_written_prompt(db, user, a.id, "different")
+    assert db.query(Prompt).filter_by(author_id=user.id).count() == 1

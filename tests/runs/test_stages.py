@@ -65,7 +65,7 @@ def test_the_web_side_reads_the_stages_without_torch() -> None:
 def test_an_added_stage_appears_on_the_form_and_is_validated(
     db, factory, login, tmp_path: Path, echo, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("app.runs.service.enqueue_after_commit", lambda *a, **k: None)
+    monkeypatch.setattr("app.runs.service.enqueue", lambda *a, **k: None)
     factory.model_version("policy", name="echo-base", path=str(model_dir(tmp_path, "b")), is_deployed=True)
     web = login("ops")
     page = web.get("/ops").text
@@ -89,7 +89,7 @@ def test_an_added_stage_appears_on_the_form_and_is_validated(
 def test_the_executor_runs_an_added_stage(committed_db, tmp_path: Path, echo, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from app.runs.executor import execute_round
 
-    monkeypatch.setattr("app.runs.service.enqueue_after_commit", lambda *a, **k: None)
+    monkeypatch.setattr("app.runs.service.enqueue", lambda *a, **k: None)
     base = registry.register_version(
         committed_db, name="echo-base", kind="policy", path=model_dir(tmp_path, "b")
     )
