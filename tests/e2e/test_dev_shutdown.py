@@ -18,7 +18,7 @@ from app.db import session_scope
 from app.enums import RunStatus
 from app.runs import service as rounds
 from tests.e2e.conftest import wait_for
-from tests.e2e.test_loop import FAST_BEATS, TINY_SETTINGS, _run, _setup, _start_round, micro_base  # noqa: F401
+from tests.e2e.test_loop import FAST_BEATS, TINY_SETTINGS, _run, _setup, _start_round
 from tests.e2e.test_loop_data import seed_labels
 from tests.live import free_port
 
