@@ -146,7 +146,8 @@ class RewardModel(nn.Module):
     `forward(input_ids, attention_mask) -> [B]` reads the score at the last real token (the last
     position whose attention mask is 1: with left-padded prompts and right-padded responses that
     is the last response token) and adds `bias`, which centres labeler demonstrations at 0.
-    `token_values` gives the head's output at every position (the value model uses it).
+    `token_values` gives the score at every position, bias included, so a value model started from
+    the reward model predicts on the reward's scale from its first step.
     """
 
     def __init__(self, model: PreTrainedModel, bias: float = 0.0) -> None:
@@ -160,7 +161,7 @@ class RewardModel(nn.Module):
         return self.model.config
 
     def token_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Head output at every position: [B, T] (without the bias)."""
+        """Head output plus bias at every position: [B, T]."""
         backbone = getattr(self.model, self.model.base_model_prefix)
         hidden = backbone(
             input_ids=input_ids,
@@ -168,11 +169,11 @@ class RewardModel(nn.Module):
             position_ids=position_ids_from_mask(attention_mask),
         ).last_hidden_state  # [B, T, H]
         head: Any = self.model.score
-        return head(hidden.to(head.weight.dtype)).squeeze(-1).float()  # [B, T]
+        return head(hidden.to(head.weight.dtype)).squeeze(-1).float() + self.bias  # [B, T]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Scalar score per sequence at its last real token, plus bias: [B]."""
-        return gather_last(self.token_values(input_ids, attention_mask), attention_mask) + self.bias
+        return gather_last(self.token_values(input_ids, attention_mask), attention_mask)
 
     def save_files(self, out: Path, tokenizer: PreTrainedTokenizerBase) -> None:
         """Write HF files (safetensors) with reward_bias stored in config.json."""
