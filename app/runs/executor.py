@@ -108,11 +108,10 @@ def _reward_path(plan: Plan) -> str | None:
 
 
 def _train(plan: Plan, name: str, out: Path, recorder: RunRecorder) -> tuple[ModelKind, Path]:
+    from training import config as tc
     from training.ppo import run_ppo
     from training.reward import run_reward
     from training.sft import run_sft
-
-    from training import config as tc
 
     cfg = plan.config.get(name, {})
     if name == StageName.sft.value:
@@ -192,7 +191,8 @@ def _held_out_prompts(batch_dir: str) -> list[str]:
 
 def _evaluate(plan: Plan, index: int) -> dict[str, Any]:
     """RM score and KL of the new policy against its parent, and the oracle where it applies."""
-    from training.evaluate import evaluate_policy, win_rate
+    from training.evaluate import evaluate_policy
+    from training.world.metrics import win_rate, world_metrics
 
     name = StageName.evaluate.value
     _set_stage(plan.run_id, name, StageStatus.running)
@@ -202,10 +202,20 @@ def _evaluate(plan: Plan, index: int) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     if policy is not None and prompts:
         reward = _reward_path(plan)
-        new = evaluate_policy(policy, prompts, reward_model_dir=reward, reference_dir=plan.parent_path)
+        new = evaluate_policy(
+            policy,
+            prompts,
+            reward_model_dir=reward,
+            reference_dir=plan.parent_path,
+            extra_metrics=world_metrics,
+        )
         recorder.on_progress(name, 1, 2, {})
         old = evaluate_policy(
-            plan.parent_path, prompts, reward_model_dir=reward, reference_dir=plan.parent_path
+            plan.parent_path,
+            prompts,
+            reward_model_dir=reward,
+            reference_dir=plan.parent_path,
+            extra_metrics=world_metrics,
         )
         metrics = {f"new_{k}": v for k, v in new["metrics"].items() if isinstance(v, int | float)}
         metrics.update({f"parent_{k}": v for k, v in old["metrics"].items() if isinstance(v, int | float)})

@@ -10,7 +10,9 @@ from training.models import RewardModel
 
 def test_token_values_include_the_bias_forward_adds() -> None:
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=20, n_positions=16, n_embd=8, n_layer=1, n_head=2, num_labels=1, pad_token_id=0)
+    cfg = GPT2Config(
+        vocab_size=20, n_positions=16, n_embd=8, n_layer=1, n_head=2, num_labels=1, pad_token_id=0
+    )
     rm = RewardModel(GPT2ForSequenceClassification(cfg).eval(), bias=-2.5)
     ids = torch.tensor([[3, 4, 5, 6], [0, 7, 8, 9]])
     mask = torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1]])

@@ -6,12 +6,14 @@ Imported by the web app's CLI to seed demo prompts and to drive simulated labele
 from training.world.corpus import (
     PROMPT_TEMPLATE,
     candidate_completions,
+    corpus_prompts,
     format_prompt,
     make_corpus,
     unaligned_continuation,
 )
 from training.world.labelers import NOISE_SIGMA, SimulatedLabeler, pairwise_agreement
 from training.world.tasks import (
+    ANSWERABLE,
     FAMILIES,
     WORLD_VERSION,
     WorldPrompt,
@@ -23,6 +25,7 @@ from training.world.tasks import (
 )
 
 __all__ = [
+    "ANSWERABLE",
     "FAMILIES",
     "NOISE_SIGMA",
     "PROMPT_TEMPLATE",
@@ -31,6 +34,7 @@ __all__ = [
     "WorldPrompt",
     "candidate_completions",
     "classify",
+    "corpus_prompts",
     "format_prompt",
     "ideal_answer",
     "make_corpus",
