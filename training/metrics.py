@@ -26,18 +26,21 @@ def contamination(test_prompts: Iterable[str], train_prompts: Iterable[str]) -> 
     return sum(normalise_prompt(t) in seen for t in test_prompts)
 
 
-def mean_ci(values: Sequence[float]) -> dict[str, float]:
-    """Mean with a 95 % interval (normal approximation, sample standard deviation)."""
+def mean_ci(values: Sequence[float], bounds: tuple[float, float] | None = None) -> dict[str, float]:
+    """Mean with a 95 % interval (normal approximation, sample standard deviation), clipped to bounds."""
     n = len(values)
     if n == 0:
         return {"mean": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
     mean = sum(values) / n
     var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
     half = Z95 * math.sqrt(var / n)
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n}
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(bounds[0], lo), min(bounds[1], hi)
+    return {"mean": mean, "lo": lo, "hi": hi, "n": n}
 
 
-def proportion_ci(k: int, n: int) -> dict[str, float]:
+def proportion_ci(k: float, n: int) -> dict[str, float]:
     """A proportion k/n with its 95 % Wilson interval (sensible at 0 and 1)."""
     if n == 0:
         return {"mean": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
@@ -72,7 +75,7 @@ def win_rate_ci(scores_a: Sequence[Sequence[float]], scores_b: Sequence[Sequence
         ties += sum(o == 0.5 for o in outs)
         wins += sum(o == 1.0 for o in outs)
         total += len(outs)
-    return {**mean_ci(per_prompt), "ties": ties / max(1, total), "wins": wins / max(1, total)}
+    return {**mean_ci(per_prompt, (0.0, 1.0)), "ties": ties / max(1, total), "wins": wins / max(1, total)}
 
 
 def per_prompt_means(values: Sequence[Sequence[float]]) -> list[float]:
@@ -84,13 +87,14 @@ def distinguishable_accuracy(
     pairs: Iterable[tuple[str, str, str, float, float]],
 ) -> dict[str, float]:
     """Accuracy of scores on pairs (prompt, winner text, loser text, winner score, loser score) whose
-    texts differ; identical completions can not be told apart and are not counted as errors."""
-    right = total = 0
+    texts differ; identical completions can not be told apart and are not counted as errors. Equal
+    scores on different texts count half (a scorer that can not separate them guesses)."""
+    right, total = 0.0, 0
     for _prompt, win, lose, s_win, s_lose in pairs:
         if win.strip() == lose.strip():
             continue
         total += 1
-        right += s_win > s_lose
+        right += outcome(s_win, s_lose)
     return {**proportion_ci(right, total), "pairs": total}
 
 

@@ -45,17 +45,48 @@ def group_batch(tokenizer: Any, groups: list[ComparisonGroup], max_length: int) 
 def pairwise_accuracy(
     rm: Any, tokenizer: Any, groups: list[ComparisonGroup], max_length: int, batch_groups: int = 32
 ) -> float:
-    """Fraction of untied pairs in groups that the reward model orders as the labeler did."""
+    """Fraction of untied pairs in groups that the reward model orders as the labeler did.
+
+    Pairs of identical completions (after stripping whitespace) can not be told apart by any model
+    and are left out rather than counted as errors.
+    """
+    was_training = rm.training
     rm.eval()
     device = next(rm.parameters()).device
     right = total = 0
+    groups = [
+        ComparisonGroup(
+            g.prompt,
+            g.completions,
+            [(w, lo) for w, lo in g.pairs if g.completions[w].strip() != g.completions[lo].strip()],
+        )
+        for g in groups
+    ]
+    groups = [g for g in groups if g.pairs]
     for i in range(0, len(groups), batch_groups):
         b = group_batch(tokenizer, groups[i : i + batch_groups], max_length)
         s = rm(b["input_ids"].to(device), b["attention_mask"].to(device)).cpu()
         right += int((s[b["winners"]] > s[b["losers"]]).sum())
         total += len(b["winners"])
-    rm.train()
+    rm.train(was_training)
     return right / max(1, total)
+
+
+def _keep_best(
+    model: Any,
+    tok: Any,
+    valid: list[ComparisonGroup],
+    config: RewardConfig,
+    step: int,
+    best: tuple[float, int, dict[str, torch.Tensor] | None],
+    cbs: Callbacks,
+) -> tuple[float, int, dict[str, torch.Tensor] | None]:
+    """Early stopping: measure validation accuracy and keep the weights of the best step so far."""
+    accuracy = pairwise_accuracy(model, tok, valid, config.max_length)
+    cbs.log(f"reward step {step}: valid accuracy {accuracy:.4f}")
+    if accuracy <= best[0]:
+        return best
+    return accuracy, step, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def run_reward(
@@ -87,6 +118,14 @@ def run_reward(
     rm, tok = reward_model_from_lm(base_model_dir, dropout=config.dropout)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = steps_per_epoch * config.epochs
+    if total < 50:
+        cbs.log(
+            f"reward: {len(train)} comparison groups in batches of {config.batch_size} prompts leave only "
+            f"{total} optimiser steps; a smaller batch_size gives more"
+        )
+    valid = held["valid"] if config.early_stopping else []
+    every = config.eval_every or max(1, steps_per_epoch // 4)
+    best: tuple[float, int, dict[str, torch.Tensor] | None] = (-1.0, 0, None)
     opt = torch.optim.AdamW(
         rm.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )
@@ -115,9 +154,16 @@ def run_reward(
                 total,
                 {"loss": loss.item(), "accuracy": correct.float().mean().item(), "pairs": len(b["winners"])},
             )
+            if valid and (step % every == 0 or step == total):
+                best = _keep_best(acc.unwrap_model(rm), tok, valid, config, step, best, cbs)
     model = acc.unwrap_model(rm)
     metrics: dict[str, Any] = {"train_groups": len(train), "train_pairs": sum(len(g.pairs) for g in train)}
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+        metrics.update({"selected_step": best[1], "selected_valid_accuracy": best[0], "steps": total})
     demos = batch.split("sft", "train")
+    if config.center_on_demonstrations and not demos:
+        cbs.log("reward: no train demonstrations in sft.jsonl, so the scores are not centred (bias 0)")
     if config.center_on_demonstrations and demos:
         mean = (
             rm_scores(

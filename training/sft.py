@@ -93,6 +93,11 @@ def run_sft(
     valid_prompts = [r["prompt"] for r in (valid or train)][: config.rm_eval_prompts]
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = steps_per_epoch * config.epochs
+    if total < 50:
+        cbs.log(
+            f"sft: {len(train)} demonstrations in batches of {config.batch_size} for {config.epochs} epochs "
+            f"leave only {total} optimiser steps"
+        )
     opt = torch.optim.AdamW(
         model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )

@@ -76,9 +76,10 @@ def test_identical_completions_are_not_errors_and_the_ceiling_counts_contradicti
         ("p", "a", "b", 1.0, 0.0),  # right
         ("p", "a", "c", 0.0, 1.0),  # wrong
         ("p", "same", "same ", 0.0, 0.0),  # indistinguishable: skipped
+        ("p", "d", "e", 0.3, 0.3),  # distinct texts, equal scores: half
     ]
     acc = distinguishable_accuracy(pairs)
-    assert acc["pairs"] == 2 and acc["mean"] == 0.5
+    assert acc["pairs"] == 3 and acc["mean"] == 0.5
     # the same pair ordered both ways by two labelers: at most 2 of 3 can be right
     assert label_ceiling([("p", "a", "b"), ("p", "b", "a"), ("p", "a", "b")]) == pytest.approx(2 / 3)
     assert label_ceiling([("p", "a", "b"), ("q", "b", "a"), ("p", "x", "x")]) == 1.0

@@ -49,7 +49,7 @@ def behaviour(prompts: Sequence[str], samples: Sequence[Sequence[str]]) -> dict[
         for key in rows[0]:
             per_metric.setdefault(key, []).append(sum(r[key] for r in rows) / len(rows))
         per_family.setdefault(p.family, []).append(per_metric["oracle_score"][-1])
-    out: dict[str, Any] = {k: mean_ci(v) for k, v in per_metric.items()}
+    out: dict[str, Any] = {k: mean_ci(v, None if k == "words" else (0.0, 1.0)) for k, v in per_metric.items()}
     out["families"] = {f: mean_ci(v) for f, v in sorted(per_family.items())}
     return out
 
