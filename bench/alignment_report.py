@@ -83,7 +83,8 @@ def print_rm(rm: dict[str, Any], manifest: dict[str, Any]) -> bool:
     kept = m.get("selected_valid_accuracy", float("nan"))
     print(
         f"(RM: {m['train_pairs']} train pairs in {m['train_groups']} prompts; "
-        f"step {m.get('selected_step')} of {m.get('steps')} kept by valid accuracy {kept:.3f}; bias {m['bias']:.3f})"
+        f"step {m.get('selected_step')} of {m.get('steps')} kept by valid accuracy {kept:.3f}; "
+        f"bias {m['bias']:.3f})"
     )
     return ratio >= 0.97
 
