@@ -91,6 +91,8 @@ class PPOConfig:
     ema_decay: float | None = 0.992  # weight EMA of the policy; None disables
     max_grad_norm: float = 1.0
     max_prompt_length: int = 64
+    checkpoint_every: int = 0  # iterations between resumable checkpoints in <out>.checkpoint; 0 = none
+    resume: bool = True  # continue from <out>.checkpoint when it exists and was written with this config
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,3 +134,23 @@ class BaseModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for manifests."""
         return asdict(self)
+
+
+# Per-stage settings by preset, shared by the web app's rounds and `python -m training --preset`.
+# "quick": small enough for a round on a CPU model of a few million parameters to finish in minutes.
+QUICK_PRESET: dict[str, dict[str, Any]] = {
+    "sft": {"epochs": 4, "lr": 3e-4, "batch_size": 16, "dropout": 0.1, "max_length": 96},
+    "reward": {"epochs": 1, "lr": 1e-4, "batch_size": 16, "max_length": 96},
+    "ppo": {
+        "total_episodes": 256,
+        "rollout_batch_size": 64,
+        "minibatch_size": 16,
+        "lr": 2e-5,
+        "value_lr": 2e-5,
+        "max_new_tokens": 24,
+        "checkpoint_every": 2,
+    },
+}
+# The paper's numbers are the library's defaults.
+PAPER_PRESET: dict[str, dict[str, Any]] = {"sft": {}, "reward": {}, "ppo": {"checkpoint_every": 50}}
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {"quick": QUICK_PRESET, "paper": PAPER_PRESET}

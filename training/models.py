@@ -292,9 +292,15 @@ def build_tiny_base(
 
 
 def ensure_base_model(
-    cache_dir: str | Path, size: str = "tiny", callbacks: Any = None, **overrides: Any
+    cache_dir: str | Path,
+    size: str = "tiny",
+    callbacks: Any = None,
+    runtime: RuntimeConfig | None = None,
+    **overrides: Any,
 ) -> Path:
-    """Return the cached base model for a preset size (micro, tiny, x8), building it on first call."""
+    """Return the cached base model for a preset size (micro, tiny, x8), building it on first call.
+
+    runtime (device, threads) only says where to build it; it is not part of the cache key."""
     params = {**BASE_PRESETS[size], **overrides}
     cfg = BaseModelConfig(**params)
     from training.world import WORLD_VERSION
@@ -312,6 +318,8 @@ def ensure_base_model(
         try:
             if out.exists() and read_manifest(out):
                 return out
+            if runtime is not None:
+                cfg.runtime = runtime
             return build_tiny_base(out, cfg, callbacks)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

@@ -35,6 +35,7 @@ from training.losses import (
     ppo_value_loss,
 )
 from training.models import load_policy, load_reward_model, make_accelerator, seed_everything
+from training.ppo_state import checkpoint_path, load_state, save_state
 
 
 def response_logits(
@@ -253,8 +254,25 @@ def run_ppo(
     rng = random.Random(config.runtime.seed)
     gen = torch.Generator(device=acc.device).manual_seed(config.runtime.seed)
     iters = max(1, config.total_episodes // config.rollout_batch_size)
+    if iters < 20:
+        cbs.log(
+            f"ppo: {config.total_episodes} episodes in rollouts of {config.rollout_batch_size} "
+            f"are only {iters} iterations"
+        )
     history: list[dict[str, float]] = []
-    for it in range(iters):
+    ckpt = checkpoint_path(out_dir)
+    parts = {
+        "policy": acc.unwrap_model(policy), "value": acc.unwrap_model(value), "opt": opt, "sched": sched,
+        "rng": rng, "gen": gen,
+    }  # fmt: skip
+    state = load_state(ckpt, parts, config.to_dict()) if config.resume else None
+    start = 0
+    if state is not None:
+        start, history = state["iteration"] + 1, state["history"]
+        if ema is not None:
+            ema = [e.to(acc.device) for e in state["ema"]]
+        cbs.log(f"ppo: resumed from {ckpt} after iteration {start} of {iters}")
+    for it in range(start, iters):
         cbs.check_stop()
         batch_prompts = [prompts[rng.randrange(len(prompts))] for _ in range(config.rollout_batch_size)]
         ro = make_rollout(
@@ -278,6 +296,8 @@ def run_ppo(
             ema_update(ema, list(acc.unwrap_model(policy).parameters()), decay)
         history.append(stats)
         cbs.progress("ppo", it + 1, iters, stats)
+        if config.checkpoint_every and (it + 1) % config.checkpoint_every == 0 and it + 1 < iters:
+            save_state(ckpt, it, {**parts, "ema": ema, "history": history}, config.to_dict())
     final = acc.unwrap_model(policy).cpu()
     if ema is not None:
         with torch.no_grad():
@@ -295,7 +315,7 @@ def run_ppo(
         final.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
 
-    return write_model_dir(
+    written = write_model_dir(
         out_dir,
         write,
         kind="policy",
@@ -305,3 +325,5 @@ def run_ppo(
         config={"ppo": config.to_dict(), "reward_model": str(reward_model_dir)},
         metrics=metrics,
     )
+    ckpt.unlink(missing_ok=True)
+    return written

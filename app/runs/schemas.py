@@ -8,25 +8,11 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from app.enums import Split, StageName
+from training.config import PRESETS
 
 TRAINING_STAGES = [StageName.sft, StageName.reward, StageName.ppo]
-
-# Settings small enough for a round on the CPU demo model to finish in minutes.
-QUICK_PRESET: dict[str, dict[str, Any]] = {
-    "sft": {"epochs": 4, "lr": 3e-4, "batch_size": 16, "dropout": 0.1, "max_length": 96},
-    "reward": {"epochs": 1, "lr": 1e-4, "batch_size": 16, "max_length": 96},
-    "ppo": {
-        "total_episodes": 256,
-        "rollout_batch_size": 64,
-        "minibatch_size": 16,
-        "lr": 2e-5,
-        "value_lr": 2e-5,
-        "max_new_tokens": 24,
-    },
-}
-# The paper's numbers are the training library's defaults (training/config.py).
-PAPER_PRESET: dict[str, dict[str, Any]] = {"sft": {}, "reward": {}, "ppo": {}}
-PRESETS = {"quick": QUICK_PRESET, "paper": PAPER_PRESET}
+# PRESETS (quick, paper) live in training.config (pure dataclasses, no torch) so that
+# `python -m training ... --preset` and rounds share them.
 
 
 class DeployGate(BaseModel):
