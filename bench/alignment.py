@@ -245,6 +245,9 @@ def main() -> int:
     ap.add_argument("--cache", default=".bench/models")
     ap.add_argument("--quick", action="store_true", help="a few-minute smoke run with tiny sizes")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--no-large", action="store_true", help="development runs: the small base stands in for x8"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     root, cache = Path(args.out), Path(args.cache)
@@ -257,7 +260,7 @@ def main() -> int:
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)", flush=True)
     timer = Timer()
     t = time.time()
-    large_proc = start_large_base(cache, large_size, args.quick)
+    large_proc = None if args.no_large else start_large_base(cache, large_size, args.quick)
     base = ensure_base_model(cache, small_size)
     timer.done("pre-train small base (0 if cached)", t)
     models = train_small(root, base, sizes, cfg, timer, args.seed)
@@ -266,11 +269,10 @@ def main() -> int:
         models[name] = train(cfg, models["batch"], models["sft"], models["rm"], root / name.lower())
         timer.done(name, t)
     t = time.time()
-    if large_proc.wait() != 0:
-        raise SystemExit(
-            f"pre-training the {large_size} base failed; see {cache.parent}/base-{large_size}.log"
-        )
-    large = Path((cache.parent / f"base-{large_size}.log").read_text().strip().splitlines()[-1])
+    log = cache.parent / f"base-{large_size}.log"
+    if large_proc is not None and large_proc.wait() != 0:
+        raise SystemExit(f"pre-training the {large_size} base failed; see {log}")
+    large = base if large_proc is None else Path(log.read_text().strip().splitlines()[-1])
     timer.done("wait for the 8x base (pre-trained in parallel)", t)
     return evaluate_all(root, base, large, models, sizes, cfg, timer, args.seed)
 
