@@ -269,35 +269,53 @@ def main() -> int:
         models[name] = train(cfg, models["batch"], models["sft"], models["rm"], root / name.lower())
         timer.done(name, t)
     t = time.time()
+    prompts = test_prompts(sizes["eval"], args.seed + 99)
+    params = SamplingParams(**{**EVAL.to_dict(), "seed": args.seed + 1234})
+    held, samples = evaluate_small(base, models, prompts, params, sizes, args.seed)
+    t = timer.done("evaluation of the small policies (sampling and scoring)", t)
     log = cache.parent / f"base-{large_size}.log"
     if large_proc is not None and large_proc.wait() != 0:
         raise SystemExit(f"pre-training the {large_size} base failed; see {log}")
     large = base if large_proc is None else Path(log.read_text().strip().splitlines()[-1])
-    timer.done("wait for the 8x base (pre-trained in parallel)", t)
-    return evaluate_all(root, base, large, models, sizes, cfg, timer, args.seed)
+    t = timer.done("wait for the 8x base (pre-trained in parallel)", t)
+    samples["base x8"] = sample_texts(large, prompts, sizes["samples"], params)
+    timer.done("evaluation of the 8x base", t)
+    (root / "samples.json").write_text(json.dumps({"prompts": prompts, "samples": samples}))
+    return finish(root, base, large, models, prompts, held, samples, sizes, cfg, timer, args.seed)
 
 
-def evaluate_all(
+def evaluate_small(
+    base: Path,
+    models: dict[str, Path],
+    prompts: list[str],
+    params: SamplingParams,
+    sizes: dict[str, int],
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, list[list[str]]]]:
+    """Held-out comparisons for the RM, and samples of every small policy on the unseen prompts."""
+    held = heldout_comparisons(models["sft"], base, models["rm"], sizes, seed)
+    policies = {"base": base, "SFT": models["sft"]}
+    policies.update({k: v for k, v in models.items() if k not in ("batch", "sft", "rm")})
+    samples = {name: sample_texts(d, prompts, sizes["samples"], params) for name, d in policies.items()}
+    samples.update(best_of_n(models["sft"], models["rm"], prompts, sizes, seed + 555))
+    return held, samples
+
+
+def finish(
     root: Path,
     base: Path,
     large: Path,
     models: dict[str, Path],
+    prompts: list[str],
+    held: dict[str, Any],
+    samples: dict[str, list[list[str]]],
     sizes: dict[str, int],
     cfg: dict[str, Any],
     timer: Timer,
     seed: int,
 ) -> int:
-    """Sample every policy on unseen prompts and hand everything to the report."""
-    t = time.time()
-    prompts = test_prompts(sizes["eval"], seed + 99)
+    """Check contamination, gather the run's facts and print the report; 0 if every target passes."""
     train = training_prompts(models["batch"]) + corpus_prompts(BaseModelConfig().corpus_docs, seed=0)
-    held = heldout_comparisons(models["sft"], base, models["rm"], sizes, seed)
-    params = SamplingParams(**{**EVAL.to_dict(), "seed": seed + 1234})
-    policies = {"base": base, "base x8": large, "SFT": models["sft"]}
-    policies.update({k: v for k, v in models.items() if k not in ("batch", "sft", "rm")})
-    samples = {name: sample_texts(d, prompts, sizes["samples"], params) for name, d in policies.items()}
-    samples.update(best_of_n(models["sft"], models["rm"], prompts, sizes, seed + 555))
-    timer.done("evaluation (sampling and scoring)", t)
     info = {
         "contamination": contamination(prompts + held["prompts"], train),
         "train_texts": len(train),
@@ -306,6 +324,7 @@ def evaluate_all(
         "settings": {k: v.to_dict() for k, v in cfg.items()},
         "sizes": sizes,
         "load_end": os.getloadavg()[0],
+        "large_is_stand_in": large == base,
     }
     ok = report(root, timer, info, held, prompts, samples, models)
     return 0 if ok else 1

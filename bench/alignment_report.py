@@ -204,6 +204,8 @@ def report(
     big = info["params"]["large"] / 1e6
     print(f"\n## Against the 8x base ({big:.2f}M params, {steps['x8']} pre-training steps; "
           f"the small base: {steps['tiny']} steps of the same batch and length)")  # fmt: skip
+    if info.get("large_is_stand_in"):
+        print("(--no-large: the small base stands in for the 8x base; these rows do not measure that target)")
     print("| policy | win-rate vs base x8 (ties half) | ties |")
     print("|---|---|---|")
     for name in ("base", "SFT", "PPO"):
