@@ -31,6 +31,7 @@ import torch
 
 from bench.alignment_report import report
 from training.batching import rm_scores
+from training.cli import apply_overrides
 from training.config import BaseModelConfig, PPOConfig, RewardConfig, RuntimeConfig, SamplingParams, SFTConfig
 from training.data import write_batch
 from training.generate import Sampler
@@ -216,10 +217,23 @@ def best_of_n(sft: Path, rm: Path, prompts: list[str], sizes: dict[str, int], se
 
 
 def train_small(
-    root: Path, base: Path, sizes: dict[str, int], cfg: dict[str, Any], timer: Timer, seed: int
+    root: Path,
+    base: Path,
+    sizes: dict[str, int],
+    cfg: dict[str, Any],
+    timer: Timer,
+    seed: int,
+    reuse: str | None = None,
 ) -> dict[str, Path]:
     """SFT -> rankings of its samples -> RM -> PPO; returns model directories and the final batch."""
     t = time.time()
+    if reuse is not None:  # development: PPO settings against an earlier run's SFT policy and RM
+        old = Path(reuse)
+        ppo = run_ppo(
+            cfg["ppo"], old / "batch-2", old / "sft", old / "rm", root / "ppo", callbacks=[Printer(16)]
+        )
+        timer.done("PPO", t)
+        return {"batch": old / "batch-2", "sft": old / "sft", "rm": old / "rm", "PPO": ppo}
     b1 = data_batches(root, base, None, sizes, seed)
     sft = run_sft(cfg["sft"], b1, base, root / "sft", callbacks=[Printer(100)])
     t = timer.done("SFT", t)
@@ -248,6 +262,10 @@ def main() -> int:
     ap.add_argument(
         "--no-large", action="store_true", help="development runs: the small base stands in for x8"
     )
+    ap.add_argument(
+        "--reuse-from", default=None, help="development runs: SFT, RM and batch of an earlier --out"
+    )
+    ap.add_argument("--ppo", action="append", default=[], metavar="KEY=VALUE", help="PPO setting override")
     args = ap.parse_args()
     torch.set_num_threads(1)
     root, cache = Path(args.out), Path(args.cache)
@@ -257,13 +275,14 @@ def main() -> int:
     sizes = SIZES["quick" if args.quick else "full"]
     small_size, large_size = ("micro", "micro") if args.quick else ("tiny", "x8")
     cfg = settings(sizes, args.quick)
+    apply_overrides(cfg["ppo"], args.ppo)
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)", flush=True)
     timer = Timer()
     t = time.time()
     large_proc = None if args.no_large else start_large_base(cache, large_size, args.quick)
     base = ensure_base_model(cache, small_size)
     timer.done("pre-train small base (0 if cached)", t)
-    models = train_small(root, base, sizes, cfg, timer, args.seed)
+    models = train_small(root, base, sizes, cfg, timer, args.seed, args.reuse_from)
     for name, train in EXTRA_POLICIES:
         t = time.time()
         models[name] = train(cfg, models["batch"], models["sft"], models["rm"], root / name.lower())
