@@ -49,7 +49,7 @@ EVAL = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=32)
 # Demonstrations : ranked prompts is about the paper's 13k : 33k.
 SIZES: dict[str, dict[str, int]] = {
     "full": {"ppo_prompts": 3000, "sft": 1200, "rm": 3000, "k": 6, "eval": 300, "samples": 4, "held": 300,
-             "episodes": 8192, "best_of": 16},
+             "episodes": 4096, "best_of": 16},
     "quick": {"ppo_prompts": 300, "sft": 120, "rm": 150, "k": 4, "eval": 40, "samples": 2, "held": 40,
               "episodes": 128, "best_of": 4},
 }  # fmt: skip
@@ -64,10 +64,10 @@ def settings(sizes: dict[str, int], quick: bool) -> dict[str, Any]:
             total_episodes=sizes["episodes"],
             rollout_batch_size=64,
             minibatch_size=16,
-            ppo_epochs=2,
-            lr=5e-5,
+            ppo_epochs=1,
+            lr=1e-5,
             value_lr=1e-4,
-            kl_coef=0.02,
+            kl_coef=0.1,
             max_new_tokens=32,
             warmup_steps=3,
             runtime=CPU,

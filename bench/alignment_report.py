@@ -169,7 +169,9 @@ def targets(
         ("over-refusal <= base's + 5 points",
          b["over_refusal"]["mean"] <= base["over_refusal"]["mean"] + 0.05),
         ("RM accuracy >= 97 % of labeler agreement", rm_ok),
-        ("PPO beats the equally-trained 8x base (interval above 50 %)", large["PPO"]["lo"] > 0.5),
+        ("PPO beats the equally-trained 8x base (interval above 50 %)"
+         + (" - not measured (--no-large)" if info.get("large_is_stand_in") else ""),
+         large["PPO"]["lo"] > 0.5 and not info.get("large_is_stand_in")),
     ]  # fmt: skip
     print("\n## Targets")
     for name, ok in checks:
