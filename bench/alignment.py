@@ -229,6 +229,8 @@ def train_small(
     t = time.time()
     if reuse is not None:  # development: PPO settings against an earlier run's SFT policy and RM
         old = Path(reuse)
+        if (old / "ppo" / "manifest.json").exists():  # evaluate that run's PPO policy as it is
+            return {"batch": old / "batch-2", "sft": old / "sft", "rm": old / "rm", "PPO": old / "ppo"}
         ppo = run_ppo(
             cfg["ppo"], old / "batch-2", old / "sft", old / "rm", root / "ppo", callbacks=[Printer(16)]
         )
@@ -263,7 +265,9 @@ def main() -> int:
         "--no-large", action="store_true", help="development runs: the small base stands in for x8"
     )
     ap.add_argument(
-        "--reuse-from", default=None, help="development runs: SFT, RM and batch of an earlier --out"
+        "--reuse-from",
+        default=None,
+        help="development: SFT, RM, batch (and PPO if present) of an earlier --out",
     )
     ap.add_argument("--ppo", action="append", default=[], metavar="KEY=VALUE", help="PPO setting override")
     args = ap.parse_args()
