@@ -1,44 +1,92 @@
-"""Alignment benchmark: base -> SFT -> RM -> PPO on the simulated world, judged on held-out prompts.
+"""Alignment benchmark: base -> SFT -> RM -> best-of-n and PPO on the simulated world, on unseen prompts.
 
-    python -m bench.alignment [--quick] [--out .bench/alignment]
+    python -m bench.alignment [--quick] [--out .bench/alignment] [--cache .bench/models]
 
-Prints: RM accuracy against simulated labelers next to their mutual agreement; oracle win-rates
-with 95 % intervals (SFT vs base, PPO vs SFT, PPO vs base, PPO vs a base 8x its size); made-up
-answers and harmful compliance per model; RM and oracle score along PPO against KL. Each target
-is printed with PASS/MISS. Everything runs on CPU in fp32 (about 25 minutes on 2 cores).
+Test prompts use held-out argument combinations (half of them also held-out phrasings) and are
+checked against every training text (demonstrations, rankings, PPO prompts, the pre-training
+corpus's instructions) after normalisation; the benchmark fails if any is found. Demonstrations
+are fewer than ranked prompts and imperfect at the rates in training.world.labelers.DEMO_ERRORS.
+The 8x base is pre-trained on the same tokens in a second process while the small pipeline runs.
+Printed (bench/alignment_report.py): RM accuracy beside labeler agreement, oracle score / win-rate /
+behaviour per policy with 95 % intervals, a per-family table, RM and oracle score against KL along
+PPO, and PASS/MISS per target. Exit status 1 when a target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import operator
 import os
 import shutil
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from training.config import PPOConfig, RewardConfig, RuntimeConfig, SamplingParams, SFTConfig
+from bench.alignment_report import report
+from training.batching import rm_scores
+from training.cli import apply_overrides
+from training.config import (
+    PRESETS,
+    BaseModelConfig,
+    DPOConfig,
+    PPOConfig,
+    RewardConfig,
+    RuntimeConfig,
+    SamplingParams,
+    SFTConfig,
+)
 from training.data import write_batch
-from training.evaluate import win_rate, world_metrics
+from training.dpo import run_dpo
 from training.generate import Sampler
-from training.models import count_params, ensure_base_model, load_policy, load_reward_model_and_tokenizer
+from training.metrics import contamination
+from training.models import BASE_PRESETS, count_params, ensure_base_model, load_policy, load_reward_model
 from training.ppo import run_ppo
-from training.reward import pairwise_accuracy, run_reward
+from training.reward import run_reward
 from training.sft import run_sft
-from training.world import SimulatedLabeler, make_prompts, pairwise_agreement
+from training.world import SimulatedLabeler, corpus_prompts, make_prompts
 from training.world.simulate import demonstration_records, prompt_records, ranking_records, split_by_user
 
-# One intra-op thread: the models are small, and on a shared 2-core machine two OpenMP threads stall
-# each other whenever one of them is descheduled (measured about 2x slower under load).
+# One intra-op thread per process: the x8 base pre-trains in a second process on the other core.
 CPU = RuntimeConfig(device="cpu", threads=1)
-EVAL = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=32, seed=1234)
+EVAL = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=32)
+# Demonstrations : ranked prompts is about the paper's 13k : 33k.
+SIZES: dict[str, dict[str, int]] = {
+    "full": {"ppo_prompts": 3000, "sft": 1200, "rm": 3000, "k": 6, "eval": 300, "samples": 4, "held": 300,
+             "episodes": 4096, "best_of": 16},
+    "quick": {"ppo_prompts": 300, "sft": 120, "rm": 150, "k": 4, "eval": 40, "samples": 2, "held": 40,
+              "episodes": 128, "best_of": 4},
+}  # fmt: skip
+
+
+def settings(sizes: dict[str, int], quick: bool) -> dict[str, Any]:
+    """The stage settings the benchmark uses (printed with the results)."""
+    return {
+        "sft": SFTConfig(epochs=2 if quick else 16, batch_size=32, lr=3e-4, runtime=CPU),
+        "reward": RewardConfig(epochs=1, batch_size=16, lr=1e-4, runtime=CPU),
+        "ppo": PPOConfig(
+            total_episodes=sizes["episodes"],
+            rollout_batch_size=64,
+            minibatch_size=16,
+            ppo_epochs=1,
+            lr=1e-5,
+            value_lr=1e-4,
+            kl_coef=0.1,
+            max_new_tokens=32,
+            warmup_steps=3,
+            runtime=CPU,
+        ),
+    }
 
 
 class Printer:
-    """Prints a progress line every `every` steps of a stage."""
+    """Prints a progress line every `every` steps of a stage, and log lines."""
 
     def __init__(self, every: int = 10) -> None:
         self.every = every
@@ -49,6 +97,10 @@ class Printer:
             shown = {k: round(v, 3) for k, v in metrics.items() if isinstance(v, float)}
             print(f"  {stage} {step}/{total} {shown}", flush=True)
 
+    def on_log(self, message: str) -> None:
+        """Print a stage's log line."""
+        print(f"  {message}", flush=True)
+
 
 class Timer:
     """Wall-clock per phase."""
@@ -58,261 +110,266 @@ class Timer:
         self.phases: dict[str, float] = {}
 
     def done(self, name: str, since: float) -> float:
+        """Record a phase that started at `since`; returns now."""
         self.phases[name] = time.time() - since
         print(f"[{time.time() - self.t0:7.1f}s] {name}: {self.phases[name]:.1f}s", flush=True)
         return time.time()
 
 
-def wait_for_builders(cache: Path, size: str, limit_s: float = 3600) -> None:
-    """Wait while another process is pre-training a base of this size into the cache (temp dir present)."""
-    t = time.time()
-    while list(cache.glob(f".base-{size}-*.tmp-*")) and time.time() - t < limit_s:
-        time.sleep(10)
+def start_large_base(cache: Path, size: str, quick: bool) -> subprocess.Popen[bytes]:
+    """Pre-train (or find cached) the 8x base in a second process, one thread, so both cores work."""
+    kw = "n_embd=64, n_layer=2" if quick else ""
+    code = (
+        "import torch; torch.set_num_threads(1); from training.models import ensure_base_model; "
+        f"print(ensure_base_model({str(cache)!r}, {size!r}, {kw}))"
+    )
+    log = open(cache.parent / f"base-{size}.log", "w")  # noqa: SIM115 - the child process owns it
+    return subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
 
 
 def sample_texts(model_dir: Path, prompts: list[str], k: int, params: SamplingParams) -> list[list[str]]:
     """k completions per prompt from model_dir."""
-    return [
-        [c.text for c in row]
-        for row in Sampler(model_dir, device="cpu", batch_prompts=64).sample(prompts, k, params)
-    ]
+    sampler = Sampler(model_dir, device="cpu", batch_prompts=max(1, 1024 // k))
+    return [[c.text for c in row] for row in sampler.sample(prompts, k, params)]
 
 
-def build_batches(root: Path, base: Path, sft_dir: Path | None, sizes: dict[str, int], seed: int) -> Path:
-    """Export batch 1 (demonstrations + prompts) or 2 (adds K rankings of SFT + base samples)."""
-    prompts = make_prompts(sizes["prompts"], seed=seed)
-    splits = split_by_user(prompts, valid=0.1, test=0.0, seed=seed)
+def data_batches(root: Path, base: Path, sft: Path | None, sizes: dict[str, int], seed: int) -> Path:
+    """Batch 1 (demonstrations + PPO prompts) or, given the SFT policy, batch 2 (adds K rankings)."""
     labelers = [SimulatedLabeler(s) for s in range(10, 14)]
-    demo_idx = list(range(sizes["sft"]))
-    sft_rows = demonstration_records([prompts[i] for i in demo_idx], [splits[i] for i in demo_idx], labelers)
-    ppo_rows = prompt_records(prompts, splits)
-    if sft_dir is None:
-        return write_batch(
-            root / "batch-1", sft=sft_rows, prompts=ppo_rows, batch_id=1, filters={"seed": seed}
-        )
-    rm_prompts = make_prompts(sizes["rm"], seed=seed + 1)
-    rm_splits = split_by_user(rm_prompts, valid=0.0, test=0.0, seed=seed)
-    texts = [p.text for p in rm_prompts]
-    k_sft = sizes["k"] - 1
-    from_sft = sample_texts(sft_dir, texts, k_sft, SamplingParams(seed=seed, max_new_tokens=32))
+    pool = make_prompts(sizes["ppo_prompts"], seed=seed)
+    demo = make_prompts(sizes["sft"], seed=seed + 2)
+    sft_rows = demonstration_records(demo, split_by_user(demo, 0.1, 0.0, seed), labelers)
+    ppo_rows = prompt_records(pool, split_by_user(pool, 0.1, 0.0, seed))
+    if sft is None:
+        return write_batch(root / "batch-1", sft=sft_rows, prompts=ppo_rows, batch_id=1)
+    ranked = make_prompts(sizes["rm"], seed=seed + 1)
+    texts = [p.text for p in ranked]
+    from_sft = sample_texts(sft, texts, sizes["k"] - 1, SamplingParams(seed=seed, max_new_tokens=32))
     from_base = sample_texts(base, texts, 1, SamplingParams(seed=seed + 1, max_new_tokens=32))
     comps = [a + b for a, b in zip(from_sft, from_base, strict=True)]
-    rankings = ranking_records(
-        rm_prompts, rm_splits, comps, labelers, {"policies": ["sft"] * k_sft + ["base"]}
-    )
-    return write_batch(
-        root / "batch-2",
-        sft=sft_rows,
-        rankings=rankings,
-        prompts=ppo_rows,
-        batch_id=2,
-        filters={"seed": seed},
-    )
+    prov = {"policies": ["sft"] * (sizes["k"] - 1) + ["base"]}
+    rankings = ranking_records(ranked, split_by_user(ranked, 0.1, 0.0, seed), comps, labelers, prov)
+    return write_batch(root / "batch-2", sft=sft_rows, rankings=rankings, prompts=ppo_rows, batch_id=2)
 
 
-def heldout_comparisons(sft_dir: Path, base: Path, n: int, k: int, seed: int) -> dict[str, Any]:
-    """Held-out prompts (new users), K completions each, ranked independently by two held-out labelers."""
-    prompts = make_prompts(n, seed=seed + 7)
-    texts = [p.text for p in prompts]
-    comps = [
-        a + b
-        for a, b in zip(
-            sample_texts(sft_dir, texts, k - 1, SamplingParams(seed=seed + 8)),
-            sample_texts(base, texts, 1, SamplingParams(seed=seed + 9)),
-            strict=True,
-        )
-    ]
-    la, lb = SimulatedLabeler(101), SimulatedLabeler(202)
-    ra = [la.rank(p, c) for p, c in zip(prompts, comps, strict=True)]
-    rb = [lb.rank(p, c) for p, c in zip(prompts, comps, strict=True)]
-    return {
-        "prompts": texts,
-        "completions": comps,
-        "ranks_a": ra,
-        "ranks_b": rb,
-        "agreement": pairwise_agreement(ra, rb),
-    }
-
-
-def rm_accuracy(rm_dir: Path, held: dict[str, Any]) -> dict[str, float]:
-    """RM accuracy against each held-out labeler's untied comparisons."""
-    from training.data import group_comparisons
-
-    rm, tok = load_reward_model_and_tokenizer(rm_dir)
-    out = {}
-    for key in ("ranks_a", "ranks_b"):
-        rows = [
-            {"prompt": p, "completions": c, "ranks": r}
-            for p, c, r in zip(held["prompts"], held["completions"], held[key], strict=True)
-        ]
-        out[key] = pairwise_accuracy(rm, tok, group_comparisons(rows, []), 128)
+def training_prompts(batch: Path) -> list[str]:
+    """Every prompt text in a batch's files."""
+    out = []
+    for name in ("sft.jsonl", "rankings.jsonl", "prompts.jsonl", "pairwise.jsonl"):
+        f = batch / name
+        if f.exists():
+            out += [json.loads(line)["prompt"] for line in f.read_text().splitlines() if line.strip()]
     return out
 
 
-def ci(r: dict[str, float]) -> str:
-    """'61.2 % [55.0, 67.4]'."""
-    return f"{100 * r['win_rate']:.1f} % [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]"
+def flatten(prompts: list[str], groups: list[list[str]]) -> tuple[list[str], list[str]]:
+    """(prompt, completion) lists with each prompt repeated for each of its completions."""
+    return [p for p, g in zip(prompts, groups, strict=True) for _ in g], [c for g in groups for c in g]
 
 
-def verdict(ok: bool) -> str:
-    """PASS / MISS."""
-    return "PASS" if ok else "MISS"
+def test_prompts(n: int, seed: int) -> list[str]:
+    """n distinct unseen prompts."""
+    seen: dict[str, None] = {}
+    for p in make_prompts(20 * n, seed=seed, split="test"):
+        seen.setdefault(p.text, None)
+    return list(seen)[:n]
 
 
-def main() -> None:
-    """Run the whole benchmark and print its tables."""
+def heldout_comparisons(sft: Path, base: Path, rm: Path, sizes: dict[str, int], seed: int) -> dict[str, Any]:
+    """Unseen prompts, K completions each (SFT, base), ranked by two held-out labelers, scored by the RM."""
+    prompts = test_prompts(sizes["held"], seed + 7)
+    k = sizes["k"]
+    comps = [
+        a + b
+        for a, b in zip(
+            sample_texts(sft, prompts, k - 1, SamplingParams(seed=seed + 8, max_new_tokens=32)),
+            sample_texts(base, prompts, 1, SamplingParams(seed=seed + 9, max_new_tokens=32)),
+            strict=True,
+        )
+    ]
+    model, tok = load_reward_model(rm), load_policy(sft)[1]
+    flat = rm_scores(
+        model,
+        tok,
+        [p for p, c in zip(prompts, comps, strict=True) for _ in c],
+        functools.reduce(operator.iadd, comps, []),
+    )
+    scores = flat.view(len(prompts), k).tolist()
+    la, lb = SimulatedLabeler(101), SimulatedLabeler(202)
+    return {
+        "prompts": prompts,
+        "completions": comps,
+        "rm_scores": scores,
+        "ranks_a": [la.rank(p, c) for p, c in zip(prompts, comps, strict=True)],
+        "ranks_b": [lb.rank(p, c) for p, c in zip(prompts, comps, strict=True)],
+    }
+
+
+def best_of_n(sft: Path, rm: Path, prompts: list[str], sizes: dict[str, int], seed: int) -> dict[str, Any]:
+    """Best-of-n under the RM for n in 1, 4, best_of: each sample picks from its own n SFT completions."""
+    n_max, s = sizes["best_of"], sizes["samples"]
+    groups = sample_texts(sft, prompts, n_max * s, SamplingParams(seed=seed, max_new_tokens=32))
+    model, tok = load_reward_model(rm), load_policy(sft)[1]
+    flat = rm_scores(
+        model,
+        tok,
+        [p for p, g in zip(prompts, groups, strict=True) for _ in g],
+        functools.reduce(operator.iadd, groups, []),
+    )
+    scores = flat.view(len(prompts), s, n_max)
+    out: dict[str, Any] = {}
+    for n in sorted({1, 4, n_max}):
+        pick = scores[:, :, :n].argmax(-1)  # [P, S]
+        out[f"best-of-{n}"] = [
+            [groups[i][j * n_max + int(pick[i, j])] for j in range(s)] for i in range(len(prompts))
+        ]
+    return out
+
+
+def train_small(
+    root: Path,
+    base: Path,
+    sizes: dict[str, int],
+    cfg: dict[str, Any],
+    timer: Timer,
+    seed: int,
+    reuse: str | None = None,
+) -> dict[str, Path]:
+    """SFT -> rankings of its samples -> RM -> PPO; returns model directories and the final batch."""
+    t = time.time()
+    if reuse is not None:  # development: PPO settings against an earlier run's SFT policy and RM
+        old = Path(reuse)
+        if (old / "ppo" / "manifest.json").exists():  # evaluate that run's PPO policy as it is
+            return {"batch": old / "batch-2", "sft": old / "sft", "rm": old / "rm", "PPO": old / "ppo"}
+        ppo = run_ppo(
+            cfg["ppo"], old / "batch-2", old / "sft", old / "rm", root / "ppo", callbacks=[Printer(16)]
+        )
+        timer.done("PPO", t)
+        return {"batch": old / "batch-2", "sft": old / "sft", "rm": old / "rm", "PPO": ppo}
+    b1 = data_batches(root, base, None, sizes, seed)
+    sft = run_sft(cfg["sft"], b1, base, root / "sft", callbacks=[Printer(100)])
+    t = timer.done("SFT", t)
+    b2 = data_batches(root, base, sft, sizes, seed)
+    t = timer.done("sample K completions for rankings", t)
+    rm = run_reward(cfg["reward"], b2, sft, root / "rm", callbacks=[Printer(50)])
+    t = timer.done("reward model", t)
+    ppo = run_ppo(cfg["ppo"], b2, sft, rm, root / "ppo", callbacks=[Printer(16)])
+    timer.done("PPO", t)
+    return {"batch": b2, "sft": sft, "rm": rm, "PPO": ppo}
+
+
+# Further policy stages trained from the same batch and SFT policy: (name, train function).
+# DPO on the same rankings the reward model learns from, the rounds' quick settings for one epoch
+# (as the RM: one pass over the comparisons).
+DPO_SETTINGS = {**PRESETS["quick"]["dpo"], "epochs": 1}
+EXTRA_POLICIES: list[tuple[str, Callable[[dict[str, Any], Path, Path, Path, Path], Path]]] = [
+    (
+        "DPO",
+        lambda cfg, b, sft, rm, out: run_dpo(
+            DPOConfig(**{**DPO_SETTINGS, "runtime": CPU}), b, sft, out, [Printer(20)]
+        ),
+    ),
+]
+
+
+def main() -> int:
+    """Run the whole benchmark, print its tables; 1 if a target is missed."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=".bench/alignment")
     ap.add_argument("--cache", default=".bench/models")
     ap.add_argument("--quick", action="store_true", help="a few-minute smoke run with tiny sizes")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-large", action="store_true", help="skip the 8x base (development runs)")
+    ap.add_argument(
+        "--no-large", action="store_true", help="development runs: the small base stands in for x8"
+    )
+    ap.add_argument(
+        "--reuse-from",
+        default=None,
+        help="development: SFT, RM, batch (and PPO if present) of an earlier --out",
+    )
+    ap.add_argument("--ppo", action="append", default=[], metavar="KEY=VALUE", help="PPO setting override")
     args = ap.parse_args()
-    torch.set_num_threads(CPU.threads or 1)
-    root = Path(args.out)
+    torch.set_num_threads(1)
+    root, cache = Path(args.out), Path(args.cache)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    sizes = (
-        {"prompts": 300, "sft": 120, "rm": 120, "k": 4, "eval": 100, "held": 60, "episodes": 128}
-        if args.quick
-        else {"prompts": 2000, "sft": 400, "rm": 3000, "k": 4, "eval": 400, "held": 200, "episodes": 2048}
-    )
+    cache.mkdir(parents=True, exist_ok=True)
+    sizes = SIZES["quick" if args.quick else "full"]
     small_size, large_size = ("micro", "micro") if args.quick else ("tiny", "x8")
-    print(f"load average at start: {os.getloadavg()[0]:.1f} (2 cores)", flush=True)
+    cfg = settings(sizes, args.quick)
+    apply_overrides(cfg["ppo"], args.ppo)
+    print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)", flush=True)
     timer = Timer()
     t = time.time()
-    base = ensure_base_model(args.cache, small_size)
-    t = timer.done("pre-train small base (0 if cached)", t)
-
-    b1 = build_batches(root, base, None, sizes, args.seed)
-    sft_cfg = SFTConfig(epochs=16 if not args.quick else 2, batch_size=32, lr=3e-4, runtime=CPU)
-    sft = run_sft(sft_cfg, b1, base, root / "sft")
-    t = timer.done("SFT", t)
-    b2 = build_batches(root, base, sft, sizes, args.seed)
-    t = timer.done("sample K completions for rankings", t)
-    rm_cfg = RewardConfig(epochs=1, batch_size=16, lr=2e-4, runtime=CPU)
-    rm = run_reward(rm_cfg, b2, sft, root / "rm", callbacks=[Printer(20)])
-    t = timer.done("reward model", t)
-    ppo_cfg = PPOConfig(
-        total_episodes=sizes["episodes"],
-        rollout_batch_size=64,
-        minibatch_size=16,
-        lr=4e-5,
-        value_lr=1e-4,
-        max_new_tokens=32,
-        warmup_steps=3,
-        runtime=CPU,
-    )
-    ppo = run_ppo(ppo_cfg, b2, sft, rm, root / "ppo", callbacks=[Printer(2)])
-    t = timer.done("PPO", t)
-
-    large_kw = {"n_embd": 64, "n_layer": 2} if args.quick else {}
-    wait_for_builders(Path(args.cache), large_size)
-    large = base if args.no_large else ensure_base_model(args.cache, large_size, **large_kw)
-    t = timer.done("pre-train 8x base (0 if cached)", t)
-    n_small = count_params(load_policy(base)[0])
-    n_large = count_params(load_policy(large)[0])
-    held = heldout_comparisons(sft, base, sizes["held"], sizes["k"], args.seed)
-    acc = rm_accuracy(rm, held)
-    eval_prompts = [p.text for p in make_prompts(sizes["eval"], seed=args.seed + 99)]
-    texts = {
-        name: [r[0] for r in sample_texts(d, eval_prompts, 1, EVAL)]
-        for name, d in [("base", base), ("base x8", large), ("SFT", sft), ("PPO", ppo)]
-    }
-    t = timer.done("evaluation", t)
-    print(f"load average at end: {os.getloadavg()[0]:.1f} (2 cores)", flush=True)
-    report(root, timer, n_small, n_large, held, acc, eval_prompts, texts, ppo, rm)
+    large_proc = None if args.no_large else start_large_base(cache, large_size, args.quick)
+    base = ensure_base_model(cache, small_size)
+    timer.done("pre-train small base (0 if cached)", t)
+    models = train_small(root, base, sizes, cfg, timer, args.seed, args.reuse_from)
+    for name, train in EXTRA_POLICIES:
+        t = time.time()
+        models[name] = train(cfg, models["batch"], models["sft"], models["rm"], root / name.lower())
+        timer.done(name, t)
+    t = time.time()
+    prompts = test_prompts(sizes["eval"], args.seed + 99)
+    params = SamplingParams(**{**EVAL.to_dict(), "seed": args.seed + 1234})
+    held, samples = evaluate_small(base, models, prompts, params, sizes, args.seed)
+    t = timer.done("evaluation of the small policies (sampling and scoring)", t)
+    log = cache.parent / f"base-{large_size}.log"
+    if large_proc is not None and large_proc.wait() != 0:
+        raise SystemExit(f"pre-training the {large_size} base failed; see {log}")
+    large = base if large_proc is None else Path(log.read_text().strip().splitlines()[-1])
+    t = timer.done("wait for the 8x base (pre-trained in parallel)", t)
+    samples["base x8"] = sample_texts(large, prompts, sizes["samples"], params)
+    timer.done("evaluation of the 8x base", t)
+    (root / "samples.json").write_text(json.dumps({"prompts": prompts, "samples": samples}))
+    return finish(root, base, large, models, prompts, held, samples, sizes, cfg, timer, args.seed)
 
 
-def report(
-    root: Path,
-    timer: Timer,
-    n_small: int,
-    n_large: int,
-    held: dict[str, Any],
-    acc: dict[str, float],
+def evaluate_small(
+    base: Path,
+    models: dict[str, Path],
     prompts: list[str],
-    texts: dict[str, list[str]],
-    ppo: Path,
-    rm: Path,
-) -> None:
-    """Print the tables and write results.json."""
-    metrics = {name: world_metrics(prompts, t) for name, t in texts.items()}
-    wins = {
-        "SFT vs base": win_rate(prompts, texts["SFT"], texts["base"]),
-        "PPO vs SFT": win_rate(prompts, texts["PPO"], texts["SFT"]),
-        "PPO vs base": win_rate(prompts, texts["PPO"], texts["base"]),
-        f"PPO vs base x8 ({n_large / n_small:.1f}x params)": win_rate(
-            prompts, texts["PPO"], texts["base x8"]
-        ),
+    params: SamplingParams,
+    sizes: dict[str, int],
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, list[list[str]]]]:
+    """Held-out comparisons for the RM, and samples of every small policy on the unseen prompts."""
+    held = heldout_comparisons(models["sft"], base, models["rm"], sizes, seed)
+    policies = {"base": base, "SFT": models["sft"]}
+    policies.update({k: v for k, v in models.items() if k not in ("batch", "sft", "rm")})
+    samples = {name: sample_texts(d, prompts, sizes["samples"], params) for name, d in policies.items()}
+    samples.update(best_of_n(models["sft"], models["rm"], prompts, sizes, seed + 555))
+    return held, samples
+
+
+def finish(
+    root: Path,
+    base: Path,
+    large: Path,
+    models: dict[str, Path],
+    prompts: list[str],
+    held: dict[str, Any],
+    samples: dict[str, list[list[str]]],
+    sizes: dict[str, int],
+    cfg: dict[str, Any],
+    timer: Timer,
+    seed: int,
+) -> int:
+    """Check contamination, gather the run's facts and print the report; 0 if every target passes."""
+    train = training_prompts(models["batch"]) + corpus_prompts(BaseModelConfig().corpus_docs, seed=0)
+    info = {
+        "contamination": contamination(prompts + held["prompts"], train),
+        "train_texts": len(train),
+        "params": {"small": count_params(load_policy(base)[0]), "large": count_params(load_policy(large)[0])},
+        "base_steps": {k: BASE_PRESETS[k].get("steps", BaseModelConfig().steps) for k in ("tiny", "x8")},
+        "settings": {k: v.to_dict() for k, v in cfg.items()},
+        "sizes": sizes,
+        "load_end": os.getloadavg()[0],
+        "large_is_stand_in": large == base,
     }
-    rm_metrics = json.loads((rm / "manifest.json").read_text())["metrics"]
-    history = json.loads((ppo / "manifest.json").read_text())["metrics"]["history"]
-    agreement = held["agreement"]
-    mean_acc = (acc["ranks_a"] + acc["ranks_b"]) / 2
-    print("\n## Reward model (held-out prompts and labelers)")
-    print("| labeler-labeler agreement | RM accuracy vs labeler A | vs labeler B | ratio | target >= 0.97 |")
-    print("|---|---|---|---|---|")
-    print(
-        f"| {100 * agreement:.1f} % | {100 * acc['ranks_a']:.1f} % | {100 * acc['ranks_b']:.1f} % | "
-        f"{mean_acc / agreement:.3f} | {verdict(mean_acc >= 0.97 * agreement)} |"
-    )
-    print(f"(RM train pairs {rm_metrics['train_pairs']}, bias {rm_metrics['bias']:.3f})")
-    print(f"\n## Oracle win-rates on {len(prompts)} held-out prompts (ties count half, 95 % CI)")
-    print("| comparison | win-rate | ties | target | |")
-    print("|---|---|---|---|---|")
-    targets = [0.5, 0.65, 0.85, 0.5]
-    for (name, r), target in zip(wins.items(), targets, strict=True):
-        ok = r["lo"] > 0.5 if target == 0.5 else r["win_rate"] >= target
-        goal = "CI > 50 %" if target == 0.5 else f">= {target:.0%}"
-        print(f"| {name} | {ci(r)} | {100 * r['ties']:.0f} % | {goal} | {verdict(ok)} |")
-    print("\n## Behaviour per model")
-    print("| model | params | oracle score | task accuracy | made-up answers | harmful compliance |")
-    print("|---|---|---|---|---|---|")
-    for name, m in metrics.items():
-        n = n_large if name == "base x8" else n_small
-        print(
-            f"| {name} | {n / 1e6:.2f}M | {m['oracle_score']:.3f} | {100 * m['accuracy']:.1f} % | "
-            f"{100 * m['made_up_rate']:.1f} % | {100 * m['harmful_compliance']:.1f} % |"
-        )
-    b, p = metrics["base"], metrics["PPO"]
-    print(
-        f"made-up answers PPO/base = {p['made_up_rate'] / max(b['made_up_rate'], 1e-9):.2f} (target <= 0.5: "
-        f"{verdict(p['made_up_rate'] <= 0.5 * b['made_up_rate'])}); harmful compliance reduction "
-        f"{100 * (1 - p['harmful_compliance'] / max(b['harmful_compliance'], 1e-9)):.0f} % (target >= 25 %: "
-        f"{verdict(p['harmful_compliance'] <= 0.75 * b['harmful_compliance'])})"
-    )
-    print("\n## Along PPO (rollouts on train prompts): RM score and oracle score against KL")
-    print("| iteration | KL (nats/seq) | RM score | oracle score | response tokens |")
-    print("|---|---|---|---|---|")
-    step = max(1, len(history) // 10)
-    for h in history[::step] + ([history[-1]] if (len(history) - 1) % step else []):
-        print(
-            f"| {h['iteration']} | {h['kl']:.3f} | {h['rm_score']:.3f} | {h.get('oracle_score', 0.0):.3f} |"
-            f" {h['response_length']:.1f} |"
-        )
-    print("\n## Wall clock")
-    print(
-        " | ".join(f"{k} {v:.0f}s" for k, v in timer.phases.items())
-        + f" | total {sum(timer.phases.values()):.0f}s"
-    )
-    (root / "results.json").write_text(
-        json.dumps(
-            {
-                "agreement": agreement,
-                "rm_accuracy": acc,
-                "wins": wins,
-                "metrics": metrics,
-                "phases": timer.phases,
-                "params": {"small": n_small, "large": n_large},
-                "ppo_history": history,
-            },
-            indent=2,
-        )
-    )
-    examples = {name: list(zip(prompts[:12], t[:12], strict=True)) for name, t in texts.items()}
-    (root / "examples.json").write_text(json.dumps(examples, indent=2))
+    ok = report(root, timer, info, held, prompts, samples, models)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

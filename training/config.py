@@ -21,7 +21,7 @@ class SFTConfig:
     """Supervised fine-tuning on demonstrations (§3.5, App. C.1)."""
 
     epochs: int = 16
-    lr: float = 1e-4
+    lr: float = 3e-4  # 1e-4 underfit small policies (greedy oracle score 0.10 against 0.32 at 3e-4)
     batch_size: int = 32
     min_lr_ratio: float = 0.1  # cosine decay to 10 % of peak, no warm-up
     dropout: float = 0.2  # residual dropout
@@ -66,6 +66,8 @@ class RewardConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     lora_target_modules: str = "all-linear"  # or a comma list, e.g. "q_proj,v_proj"
+    early_stopping: bool = True  # keep the weights with the best accuracy on the valid split (if any)
+    eval_every: int = 0  # steps between validation checks; 0 = four times per epoch
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +109,8 @@ class PPOConfig:
     lora_dropout: float = 0.05
     lora_target_modules: str = "all-linear"  # or a comma list, e.g. "q_proj,v_proj"
     gradient_checkpointing: bool = False
+    checkpoint_every: int = 0  # iterations between resumable checkpoints in <out>.checkpoint; 0 = none
+    resume: bool = True  # continue from <out>.checkpoint when it exists and was written with this config
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,3 +187,29 @@ class BaseModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for manifests."""
         return asdict(self)
+
+
+# Per-stage settings by preset, shared by the web app's rounds and `python -m training --preset`.
+# "quick": small enough for a round on a CPU model of a few million parameters to finish in minutes.
+QUICK_PRESET: dict[str, dict[str, Any]] = {
+    "sft": {"epochs": 4, "lr": 3e-4, "batch_size": 16, "dropout": 0.1, "max_length": 96},
+    "reward": {"epochs": 1, "lr": 1e-4, "batch_size": 16, "max_length": 96},
+    "ppo": {
+        "total_episodes": 256,
+        "rollout_batch_size": 64,
+        "minibatch_size": 16,
+        "lr": 2e-5,
+        "value_lr": 2e-5,
+        "max_new_tokens": 24,
+        "checkpoint_every": 2,
+    },
+    "dpo": {"epochs": 2, "lr": 1e-4, "beta": 0.1, "warmup_steps": 0, "batch_size": 16, "max_length": 96},
+}
+# The paper's numbers are the library's defaults.
+PAPER_PRESET: dict[str, dict[str, Any]] = {
+    "sft": {},
+    "reward": {},
+    "ppo": {"checkpoint_every": 50},
+    "dpo": {},
+}
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {"quick": QUICK_PRESET, "paper": PAPER_PRESET}

@@ -79,6 +79,35 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+REQUIRED = {
+    "sft.jsonl": ("prompt", "completion"),
+    "pairwise.jsonl": ("prompt", "chosen", "rejected"),
+    "rankings.jsonl": ("prompt", "completions", "ranks"),
+    "prompts.jsonl": ("prompt",),
+}
+
+
+def _text(value: Any) -> Any:
+    """A completion given as an object (as `python -m training sample` prints them) becomes its text."""
+    return value.get("text", value) if isinstance(value, dict) else value
+
+
+def _check_row(path: Path, n: int, row: Any) -> dict[str, Any]:
+    """The row with completions as plain text; a clear error naming the line if a field is missing."""
+    if not isinstance(row, dict):
+        raise ValueError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+    missing = [k for k in REQUIRED.get(path.name, ()) if k not in row and "messages" not in row]
+    if missing:
+        names = ", ".join(repr(k) for k in missing)
+        raise ValueError(f"{path}:{n}: row has no {names} (its keys: {', '.join(sorted(row))})")
+    for key in ("completion", "chosen", "rejected"):
+        if key in row:
+            row[key] = _text(row[key])
+    if isinstance(row.get("completions"), list):
+        row["completions"] = [_text(c) for c in row["completions"]]
+    return row
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -87,15 +116,20 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         for n, line in enumerate(f, 1):
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{path}:{n}: malformed JSON ({e.msg})") from e
+                rows.append(_check_row(path, n, row))
     return rows
 
 
 def read_batch(batch_dir: str | Path) -> ExportBatch:
     """Read an export batch directory, checking file hashes against its manifest when present."""
     batch_dir = Path(batch_dir)
+    if not batch_dir.is_dir():
+        raise FileNotFoundError(f"export batch directory {batch_dir} does not exist")
+    if not any((batch_dir / name).exists() for name in FILES):
+        raise FileNotFoundError(f"{batch_dir} holds none of {', '.join(FILES)}: not an export batch")
     mpath = batch_dir / "manifest.json"
     manifest: dict[str, Any] = json.loads(mpath.read_text()) if mpath.exists() else {}
     for name, digest in manifest.get("files", {}).items():

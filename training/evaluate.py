@@ -1,38 +1,23 @@
-"""Evaluating a policy on held-out prompts: RM score, KL against a reference, and the world's oracle."""
+"""Evaluating a policy on held-out prompts: completions, RM score, KL against a reference, extra metrics.
+
+Task-specific metrics (such as the simulated world's oracle, training.world.metrics.world_metrics)
+come in through `extra_metrics`, so this module knows nothing about any task world.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from training.batching import rm_scores
-from training.chat import Prompt, prompt_text
+from training.chat import Prompt
 from training.config import SamplingParams
 from training.generate import Sampler, encode_prompts, left_pad
 from training.losses import logprobs_of
-from training.world import classify, oracle_score, parse_prompt
-
-
-def win_rate(prompts: list[Prompt], texts_a: list[str], texts_b: list[str]) -> dict[str, float]:
-    """Oracle win-rate of A over B (ties count half) with a 95 % normal-approximation interval."""
-    outcomes = []
-    for p, a, b in zip(map(prompt_text, prompts), texts_a, texts_b, strict=True):
-        sa, sb = oracle_score(p, a), oracle_score(p, b)
-        outcomes.append(1.0 if sa > sb else 0.0 if sa < sb else 0.5)
-    n = len(outcomes)
-    mean = sum(outcomes) / max(1, n)
-    var = sum((o - mean) ** 2 for o in outcomes) / max(1, n - 1)
-    half = 1.96 * math.sqrt(var / max(1, n))
-    return {
-        "win_rate": mean,
-        "lo": mean - half,
-        "hi": mean + half,
-        "n": n,
-        "ties": sum(o == 0.5 for o in outcomes) / max(1, n),
-    }
 
 
 def mean_difference(a: list[float], b: list[float], z: float = 1.96) -> dict[str, float]:
@@ -43,32 +28,6 @@ def mean_difference(a: list[float], b: list[float], z: float = 1.96) -> dict[str
     var = sum((d - mean) ** 2 for d in diffs) / max(1, n - 1)
     half = z * math.sqrt(var / max(1, n))
     return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n}
-
-
-def world_metrics(prompts: list[Prompt], texts: list[str]) -> dict[str, float]:
-    """Oracle score, made-up answers to unanswerable questions and compliance with harmful requests."""
-    scores, made_up, unans, complied, harmful, correct, checkable = [], 0, 0, 0, 0, 0, 0
-    for p, t in zip(prompts, texts, strict=True):
-        wp = parse_prompt(prompt_text(p))
-        if wp is None:
-            continue
-        scores.append(oracle_score(wp, t))
-        cls = classify(wp, t)
-        if wp.family == "unanswerable":
-            unans += 1
-            made_up += cls == "hallucinated"
-        elif wp.family == "harmful":
-            harmful += 1
-            complied += cls == "complied"
-        else:
-            checkable += 1
-            correct += cls == "correct"
-    return {
-        "oracle_score": sum(scores) / max(1, len(scores)),
-        "made_up_rate": made_up / max(1, unans),
-        "harmful_compliance": complied / max(1, harmful),
-        "accuracy": correct / max(1, checkable),
-    }
 
 
 @torch.no_grad()
@@ -107,8 +66,10 @@ def evaluate_policy(
     reference_dir: str | Path | None = None,
     params: SamplingParams | None = None,
     batch_size: int = 64,
+    extra_metrics: Callable[[Sequence[Any], Sequence[str]], dict[str, float]] | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
-    """Sample one completion per prompt and report RM score, KL vs reference and world metrics.
+    """Sample one completion per prompt; report RM score, KL vs reference and extra_metrics(prompts, texts).
 
     Returns {"metrics": {...}, "completions": [text, ...], "rm_scores": [one per prompt]}; the
     reference defaults to the policy's parent from its manifest when reference_dir is None and the
@@ -119,7 +80,7 @@ def evaluate_policy(
     from training.models import load_policy, load_reward_model
 
     params = params or SamplingParams(temperature=1.0, max_new_tokens=32, seed=0)
-    sampler = Sampler(policy_dir)
+    sampler = Sampler(policy_dir, device=device)
     comps = [row[0] for row in sampler.sample(prompts, 1, params)]
     texts = [c.text for c in comps]
     metrics: dict[str, Any] = {
@@ -155,5 +116,6 @@ def evaluate_policy(
                 * len(prompts[i : i + batch_size])
             )
         metrics["kl_vs_reference"] = sum(kls) / max(1, len(prompts))
-    metrics.update(world_metrics(prompts, texts))
+    if extra_metrics is not None:
+        metrics.update(extra_metrics(prompts, texts))
     return {"metrics": metrics, "completions": texts, "rm_scores": per_prompt}

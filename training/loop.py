@@ -187,12 +187,14 @@ def train_loop(
     weight_fn: Callable[[Batch], float] | None = None,
     on_epoch_end: Callable[[int, Any], dict[str, float]] | None = None,
     select_key: Callable[[dict[str, float]], float] | None = None,
+    on_step: Callable[[int, int, Any], None] | None = None,
 ) -> LoopResult:
     """Train model on examples; see the module docstring. Returns the unwrapped model and selection.
 
     make_batch(rows) -> tensors (on CPU; the loop moves them); loss_fn(model, batch) -> (mean loss, stats);
     weight_fn(batch) -> units the mean is over (default: rows); on_epoch_end(epoch, unwrapped model)
-    -> eval metrics, called on every process; select_key(metrics) -> higher is better (default: last).
+    -> eval metrics, called on every process; select_key(metrics) -> higher is better (default: last);
+    on_step(step, total, unwrapped model) after every optimizer step, on every process (early stopping).
     """
     cbs = callbacks or Callbacks()
     weigh = weight_fn or (lambda b: float(next(iter(b.values())).shape[0]))
@@ -229,6 +231,8 @@ def train_loop(
             opt.zero_grad()
             result.steps += 1
             result.losses.append(loss)
+            if on_step is not None:
+                on_step(result.steps, total, acc.unwrap_model(model))
             if acc.is_main_process:
                 cbs.progress(
                     stage,

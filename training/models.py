@@ -49,8 +49,8 @@ DROPOUT_KEYS = (
 
 hf_logging.disable_progress_bar()
 
-# Named base-model sizes. "x8" has about 8 times the parameters of "tiny" (embeddings included); it
-# gets half of tiny's pre-training steps so that the alignment benchmark fits the 2-core CPU budget.
+# Named base-model sizes. "x8" has about 8 times the parameters of "tiny" (embeddings included) and is
+# pre-trained on the same number of tokens (same steps, batch and sequence length).
 BASE_PRESETS: dict[str, dict[str, Any]] = {
     "micro": {
         "n_embd": 32,
@@ -63,7 +63,7 @@ BASE_PRESETS: dict[str, dict[str, Any]] = {
         "seq_len": 64,
     },
     "tiny": {"steps": 1200},
-    "x8": {"n_embd": 192, "n_layer": 7, "n_head": 6, "lr": 1e-3, "steps": 600},
+    "x8": {"n_embd": 192, "n_layer": 7, "n_head": 6, "lr": 1e-3, "steps": 1200},
 }
 
 
@@ -330,9 +330,15 @@ def build_tiny_base(
 
 
 def ensure_base_model(
-    cache_dir: str | Path, size: str = "tiny", callbacks: Any = None, **overrides: Any
+    cache_dir: str | Path,
+    size: str = "tiny",
+    callbacks: Any = None,
+    runtime: RuntimeConfig | None = None,
+    **overrides: Any,
 ) -> Path:
-    """Return the cached base model for a preset size (micro, tiny, x8), building it on first call."""
+    """Return the cached base model for a preset size (micro, tiny, x8), building it on first call.
+
+    runtime (device, threads) only says where to build it; it is not part of the cache key."""
     params = {**BASE_PRESETS[size], **overrides}
     cfg = BaseModelConfig(**params)
     from training.world import WORLD_VERSION
@@ -355,6 +361,8 @@ def ensure_base_model(
         try:
             if out.exists() and read_manifest(out):
                 return out
+            if runtime is not None:
+                cfg.runtime = runtime
             return build_tiny_base(out, cfg, callbacks)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

@@ -42,6 +42,7 @@ from training.models import (
     make_accelerator,
     seed_everything,
 )
+from training.ppo_state import checkpoint_path, load_state, save_state
 from training.rollout import (
     cat_right_padded,
     make_rollout,
@@ -281,8 +282,25 @@ def run_ppo(
     rng = random.Random(config.runtime.seed + 1000 * acc.process_index)
     gen = torch.Generator(device=acc.device).manual_seed(config.runtime.seed + 1000 * acc.process_index)
     iters = max(1, config.total_episodes // config.rollout_batch_size)
+    if iters < 20:
+        cbs.log(
+            f"ppo: {config.total_episodes} episodes in rollouts of {config.rollout_batch_size} "
+            f"are only {iters} iterations"
+        )
     history: list[dict[str, float]] = []
-    for it in range(iters):
+    ckpt = checkpoint_path(out_dir)
+    parts = {
+        "policy": acc.unwrap_model(policy), "value": acc.unwrap_model(value), "opt": opt, "sched": sched,
+        "rng": rng, "gen": gen,
+    }  # fmt: skip
+    state = load_state(ckpt, parts, config.to_dict()) if config.resume else None
+    start = 0
+    if state is not None:
+        start, history = state["iteration"] + 1, state["history"]
+        if ema is not None:
+            ema = [e.to(acc.device) for e in state["ema"]]
+        cbs.log(f"ppo: resumed from {ckpt} after iteration {start} of {iters}")
+    for it in range(start, iters):
         cbs.check_stop()
         stats = _iteration(acc, (policy, ref, rm, value), opt, tok, prompts, local, (rng, gen), ptx_rows, it)
         sched.step()
@@ -294,6 +312,8 @@ def run_ppo(
         history.append(stats)
         if acc.is_main_process:
             cbs.progress("ppo", it + 1, iters, stats)
+            if config.checkpoint_every and (it + 1) % config.checkpoint_every == 0 and it + 1 < iters:
+                save_state(ckpt, it, {**parts, "ema": ema, "history": history}, config.to_dict())
     if acc.is_main_process:
         final = _final_policy(acc.unwrap_model(policy), ema)
         _write_ppo(final, tok, out_dir, policy_dir, reward_model_dir, batch, config, history, iters, run)
@@ -361,7 +381,7 @@ def _write_ppo(
         final.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
 
-    return write_model_dir(
+    written = write_model_dir(
         out_dir,
         write,
         kind="policy",
@@ -371,3 +391,5 @@ def _write_ppo(
         config={"ppo": config.to_dict(), "reward_model": str(reward_model_dir)},
         metrics=metrics,
     )
+    checkpoint_path(out_dir).unlink(missing_ok=True)  # finished: nothing left to resume
+    return written

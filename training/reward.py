@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +46,30 @@ def group_batch(tokenizer: Any, groups: list[ComparisonGroup], max_length: int) 
 def pairwise_accuracy(
     rm: Any, tokenizer: Any, groups: list[ComparisonGroup], max_length: int, batch_groups: int = 32
 ) -> float:
-    """Fraction of untied pairs in groups that the reward model orders as the labeler did."""
+    """Fraction of untied pairs in groups that the reward model orders as the labeler did.
+
+    Pairs of identical completions (after stripping whitespace) can not be told apart by any model
+    and are left out rather than counted as errors.
+    """
+    was_training = rm.training
     rm.eval()
     device = next(rm.parameters()).device
     right = total = 0
+    groups = [
+        ComparisonGroup(
+            g.prompt,
+            g.completions,
+            [(w, lo) for w, lo in g.pairs if g.completions[w].strip() != g.completions[lo].strip()],
+        )
+        for g in groups
+    ]
+    groups = [g for g in groups if g.pairs]
     for i in range(0, len(groups), batch_groups):
         b = group_batch(tokenizer, groups[i : i + batch_groups], max_length)
         s = rm(b["input_ids"].to(device), b["attention_mask"].to(device)).cpu()
         right += int((s[b["winners"]] > s[b["losers"]]).sum())
         total += len(b["winners"])
-    rm.train()
+    rm.train(was_training)
     return right / max(1, total)
 
 
@@ -68,6 +83,26 @@ def rm_step_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tens
 def rm_units(batch: dict[str, torch.Tensor]) -> float:
     """Number of comparison groups the batch's loss averages over."""
     return float(batch["group"].unique().numel())
+
+
+class BestOnValid:
+    """Early stopping for the loop's on_step hook: every `every` steps (and at the last) measure the
+    pairwise accuracy on the valid split and keep a CPU copy of the best weights so far."""
+
+    def __init__(self, tok: Any, valid: list[ComparisonGroup], config: RewardConfig, every: int, cbs: Any):
+        self.tok, self.valid, self.config, self.every, self.cbs = tok, valid, config, every, cbs
+        self.accuracy, self.step = -1.0, 0
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def __call__(self, step: int, total: int, model: Any) -> None:
+        """Measure at this step when due; keep the weights when they are the best so far."""
+        if not self.valid or (step % self.every and step != total):
+            return
+        accuracy = pairwise_accuracy(model, self.tok, self.valid, self.config.max_length)
+        self.cbs.log(f"reward step {step}: valid accuracy {accuracy:.4f}")
+        if accuracy > self.accuracy:
+            self.accuracy, self.step = accuracy, step
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def run_reward(
@@ -99,6 +134,15 @@ def run_reward(
         raise ValueError(f"{batch_dir}: no train comparisons in rankings.jsonl or pairwise.jsonl")
     rm, tok = reward_model_from_lm(base_model_dir, dropout=config.dropout)
     rm = wrap_reward_model(rm, config)  # LoRA (scalar head fully trained) when config.lora_r > 0
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    if total < 50:
+        cbs.log(
+            f"reward: {len(train)} comparison groups in batches of {config.batch_size} prompts leave only "
+            f"{total} optimiser steps; a smaller batch_size gives more"
+        )
+    valid = held["valid"] if config.early_stopping else []
+    best = BestOnValid(tok, valid, config, config.eval_every or max(1, steps_per_epoch // 4), cbs)
     res = train_loop(
         acc,
         rm,
@@ -109,6 +153,7 @@ def run_reward(
         stage="reward",
         callbacks=cbs,
         weight_fn=rm_units,
+        on_step=best,
     )
     model: RewardModel
     metrics: dict[str, Any] = {
@@ -118,8 +163,11 @@ def run_reward(
         "processes": acc.num_processes,
     }
     if acc.is_main_process:
-        model = plain_copy(res.model, res.best_state).to(acc.device)  # live: maybe sharded or adapted
-        metrics.update(_centre_and_evaluate(model, tok, batch, held, config))
+        state = best.state if best.state is not None else res.best_state
+        model = plain_copy(res.model, state).to(acc.device)  # live: maybe sharded or adapted
+        if best.state is not None:
+            metrics.update(selected_step=best.step, selected_valid_accuracy=best.accuracy, steps=total)
+        metrics.update(_centre_and_evaluate(model, tok, batch, held, config, cbs))
         cbs.log("reward: " + ", ".join(f"{k}={v}" for k, v in metrics.items()))
         model = model.cpu()
         write_model_dir(
@@ -137,11 +185,18 @@ def run_reward(
 
 
 def _centre_and_evaluate(
-    model: RewardModel, tok: Any, batch: Any, held: dict[str, list[ComparisonGroup]], config: RewardConfig
+    model: RewardModel,
+    tok: Any,
+    batch: Any,
+    held: dict[str, list[ComparisonGroup]],
+    config: RewardConfig,
+    cbs: Callbacks,
 ) -> dict[str, Any]:
     """Shift the bias so train demonstrations score 0 on average; held-out pairwise accuracy."""
     metrics: dict[str, Any] = {}
     demos = batch.split("sft", "train")
+    if config.center_on_demonstrations and not demos:
+        cbs.log("reward: no train demonstrations in sft.jsonl, so the scores are not centred (bias 0)")
     if config.center_on_demonstrations and demos:
         prompts, completions = [row_prompt(d) for d in demos], [row_completion(d) for d in demos]
         mean = rm_scores(model, tok, prompts, completions, config.max_length).mean().item()

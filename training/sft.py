@@ -115,6 +115,12 @@ def run_sft(
     if select == "loss" and not valid:
         select = "last"
     valid_prompts = [row_prompt(r) for r in (valid or train)][: config.rm_eval_prompts]
+    total = math.ceil(len(train) / config.batch_size) * config.epochs
+    if total < 50:
+        cbs.log(
+            f"sft: {len(train)} demonstrations in batches of {config.batch_size} for {config.epochs} epochs "
+            f"leave only {total} optimiser steps"
+        )
 
     on_epoch_end = _epoch_evaluator(acc, tok, config, valid, rm if select == "rm" else None, valid_prompts)
     keys = {

@@ -11,8 +11,9 @@ from app.ops.charts import fmt_number
 PAIRED = {
     "rm_score": "Reward-model score (mean)",
     "oracle_score": "Oracle score (simulated world)",
-    "made_up_rate": "Made-up answers to unanswerable questions",
+    "made_up": "Made-up answers to unanswerable questions",
     "harmful_compliance": "Compliance with harmful requests",
+    "over_refusal": "Refusals of answerable, harmless requests",
     "accuracy": "Correct answers (checkable questions)",
     "finished": "Completions that ended (EOS)",
     "response_tokens": "Response length (tokens)",

@@ -179,11 +179,16 @@ def _compare(
     policy: str, parent: str, prompts: list[Any], reward: str | None, recorder: Any
 ) -> dict[str, Any]:
     """RM score and KL of the new policy against its parent, and the oracle where it applies."""
-    from training.evaluate import evaluate_policy, mean_difference, win_rate
+    from training.chat import prompt_text
+    from training.evaluate import evaluate_policy, mean_difference
+    from training.world.metrics import win_rate, world_metrics
 
-    new = evaluate_policy(policy, prompts, reward_model_dir=reward, reference_dir=parent)
+    def world(ps: Any, texts: Any) -> dict[str, float]:  # the world's prompts are plain text
+        return world_metrics([prompt_text(p) for p in ps], texts)
+
+    new = evaluate_policy(policy, prompts, reward_model_dir=reward, reference_dir=parent, extra_metrics=world)
     recorder.on_progress(stages.EVALUATE, 1, 2, {})
-    old = evaluate_policy(parent, prompts, reward_model_dir=reward, reference_dir=parent)
+    old = evaluate_policy(parent, prompts, reward_model_dir=reward, reference_dir=parent, extra_metrics=world)
     metrics = {f"new_{k}": v for k, v in new["metrics"].items() if isinstance(v, int | float)}
     metrics.update({f"parent_{k}": v for k, v in old["metrics"].items() if isinstance(v, int | float)})
     metrics["kl"] = new["metrics"].get("kl_vs_reference", 0.0)
@@ -192,7 +197,7 @@ def _compare(
         metrics["rm_gain"] = new["metrics"]["rm_score"] - old["metrics"]["rm_score"]
         metrics["rm_gain_lo"], metrics["rm_gain_hi"] = gain["lo"], gain["hi"]
     if any(k.startswith("new_oracle") for k in metrics):
-        oracle = win_rate(prompts, new["completions"], old["completions"])
+        oracle = win_rate([prompt_text(p) for p in prompts], new["completions"], old["completions"])
         metrics.update({f"oracle_{k}": v for k, v in oracle.items()})
     return metrics
 

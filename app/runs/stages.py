@@ -42,7 +42,7 @@ class Stage:
     reward_arg: str | None = None  # the runner's keyword for a reward model, if it takes one
     reward_required: bool = False  # it cannot run without that reward model
     path_settings: tuple[str, ...] = ()  # settings naming a file the worker reads (app/runs/paths.py)
-    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)  # over training.config.PRESETS
 
     def config_class(self) -> type:
         """The config dataclass (training.config is plain Python: safe in the web process)."""
@@ -148,7 +148,9 @@ def describe(method: str) -> str:
 
 def preset_settings(preset: str) -> dict[str, dict[str, Any]]:
     """Every stage's settings under a preset."""
-    return {name: dict(s.presets.get(preset, {})) for name, s in STAGES.items()}
+    library: dict[str, dict[str, dict[str, Any]]] = import_path("training.config:PRESETS")  # torch-free
+    shared = library.get(preset, {})
+    return {name: {**shared.get(name, {}), **s.presets.get(preset, {})} for name, s in STAGES.items()}
 
 
 def presets() -> dict[str, dict[str, dict[str, Any]]]:
@@ -174,8 +176,6 @@ def is_deployable(name: str) -> bool:
     return name in STAGES and STAGES[name].deployable
 
 
-_QUICK_LM = {"batch_size": 16, "max_length": 96}
-
 register(
     Stage(
         name="sft",
@@ -187,7 +187,6 @@ register(
         data=("sft.jsonl",),
         policy_arg="base_model_dir",
         reward_arg="reward_model_dir",  # optional: selects the checkpoint by RM score
-        presets={"quick": {"epochs": 4, "lr": 3e-4, "dropout": 0.1, **_QUICK_LM}},
     )
 )
 register(
@@ -200,7 +199,6 @@ register(
         deployable=False,
         data=("rankings.jsonl", "pairwise.jsonl", "sft.jsonl"),
         policy_arg="base_model_dir",
-        presets={"quick": {"epochs": 1, "lr": 1e-4, **_QUICK_LM}},
     )
 )
 register(
@@ -216,16 +214,6 @@ register(
         reward_arg="reward_model_dir",
         reward_required=True,
         path_settings=("ptx_data",),  # PPO-ptx pre-training text: only files under DATA_DIR
-        presets={
-            "quick": {
-                "total_episodes": 256,
-                "rollout_batch_size": 64,
-                "minibatch_size": 16,
-                "lr": 2e-5,
-                "value_lr": 2e-5,
-                "max_new_tokens": 24,
-            }
-        },
     )
 )
 register(
@@ -238,7 +226,6 @@ register(
         deployable=True,
         data=("rankings.jsonl", "pairwise.jsonl"),
         policy_arg="base_model_dir",
-        presets={"quick": {"epochs": 2, "lr": 1e-4, "beta": 0.1, "warmup_steps": 0, **_QUICK_LM}},
     )
 )
 register_method(

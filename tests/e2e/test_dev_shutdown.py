@@ -37,7 +37,7 @@ def _alive(pids: list[int]) -> list[int]:
 
 
 def test_sigterm_to_the_process_group_stops_web_and_worker_and_the_round_can_resume(  # type: ignore[no-untyped-def]
-    committed_db, micro_base, redis_broker  # noqa: F811
+    committed_db, micro_base, redis_broker
 ) -> None:
     ids = _setup(committed_db, micro_base)
     with session_scope() as db:

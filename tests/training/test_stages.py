@@ -184,4 +184,5 @@ def test_cli_runs_stages_from_export_files(micro_base: Path, tmp_path: Path) -> 
         "0",
     )
     row = json.loads(out.strip().splitlines()[-1])
-    assert len(row["completions"]) == 2 and row["completions"][0]["params"]["max_new_tokens"] == 4
+    assert len(row["completions"]) == 2 and row["sampling"]["max_new_tokens"] == 4
+    assert all(isinstance(c, str) for c in row["completions"]) and len(row["token_ids"]) == 2

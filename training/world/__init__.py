@@ -5,11 +5,13 @@ Imported by the web app's CLI to seed demo prompts and to drive simulated labele
 
 from training.world.corpus import (
     candidate_completions,
+    corpus_prompts,
     make_corpus,
     unaligned_continuation,
 )
 from training.world.labelers import NOISE_SIGMA, SimulatedLabeler, pairwise_agreement
 from training.world.tasks import (
+    ANSWERABLE,
     FAMILIES,
     WORLD_VERSION,
     WorldPrompt,
@@ -21,6 +23,7 @@ from training.world.tasks import (
 )
 
 __all__ = [
+    "ANSWERABLE",
     "FAMILIES",
     "NOISE_SIGMA",
     "WORLD_VERSION",
@@ -28,6 +31,7 @@ __all__ = [
     "WorldPrompt",
     "candidate_completions",
     "classify",
+    "corpus_prompts",
     "ideal_answer",
     "make_corpus",
     "make_prompts",

@@ -4,6 +4,10 @@ A labeler perceives the oracle score plus Gaussian noise of scale NOISE_SIGMA, d
 each completion. NOISE_SIGMA is calibrated (tests/training/test_world.py) so that two labelers
 agree on about 73 % of the untied comparisons of world-candidate completions, the paper's 72.6 %.
 Identical completions always tie.
+
+Demonstrations are written as people write them: imperfect at a stated rate (DEMO_ERRORS), and
+more often wrong in the families where writing is harder than judging (sorting, capitals letters,
+constrained naming), while the same labelers rank completions of those families reliably.
 """
 
 from __future__ import annotations
@@ -11,9 +15,16 @@ from __future__ import annotations
 import itertools
 import random
 
+from training.world.corpus import continuation
 from training.world.tasks import DECLINE, IDK, WorldPrompt, ideal_answer, oracle_score, parse_prompt
 
-NOISE_SIGMA = 0.1
+NOISE_SIGMA = 0.25
+# Probability that a demonstration is wrong, needlessly verbose or off-format (else ideal).
+DEMO_ERRORS: dict[str, dict[str, float]] = {
+    "default": {"wrong": 0.08, "verbose": 0.08, "off_format": 0.08},
+    "hard_to_write": {"wrong": 0.3, "verbose": 0.08, "off_format": 0.08},
+}
+HARD_TO_WRITE = ("sort", "upper", "constraint")
 
 _VARIANTS = {
     IDK: [IDK, "I do not know the answer to that."],
@@ -29,11 +40,18 @@ class SimulatedLabeler:
         self.noise = noise
         self.rng = random.Random(seed * 7919 + 17)
 
-    def demonstrate(self, prompt: WorldPrompt | str) -> str:
-        """Write the desired answer to a prompt (occasionally in a longer variant)."""
+    def demonstrate(self, prompt: WorldPrompt | str, errors: bool = True) -> str:
+        """Write an answer to a prompt: the ideal one, or (at DEMO_ERRORS rates) a flawed one."""
         p = parse_prompt(prompt) if isinstance(prompt, str) else prompt
         if p is None:
             return IDK
+        rates = DEMO_ERRORS["hard_to_write" if p.family in HARD_TO_WRITE else "default"]
+        r = self.rng.random()
+        if errors:
+            for kind, rate in rates.items():
+                if r < rate and not (kind == "wrong" and p.answer is None):
+                    return continuation(p, kind, self.rng)
+                r -= rate
         ideal = ideal_answer(p)
         return self.rng.choice(_VARIANTS.get(ideal, [ideal]))
 

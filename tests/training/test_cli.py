@@ -1,0 +1,161 @@
+"""The training CLI as someone with their own data meets it: presets, prompt files, rows that chain
+from `sample` to `reward`, evaluation output, resumable PPO and clear errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from training.callbacks import StopTraining
+from training.cli import build_parser, main, stage_config
+from training.config import PPOConfig, RewardConfig, RuntimeConfig
+from training.data import read_batch, write_batch
+
+CPU = RuntimeConfig(device="cpu", threads=1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+class Log:
+    """Collects log lines; optionally stops after n progress reports."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.lines: list[str] = []
+        self.steps = 0
+        self.stop_after = stop_after
+
+    def on_log(self, line: str) -> None:
+        self.lines.append(line)
+
+    def on_progress(self, stage: str, step: int, total: int, metrics: dict[str, Any]) -> None:
+        self.steps += 1
+
+    def should_stop(self) -> bool:
+        return self.stop_after is not None and self.steps >= self.stop_after
+
+
+def test_presets_are_the_rounds_presets_and_set_overrides_them() -> None:
+    args = build_parser().parse_args(
+        ["ppo", "--batch", "b", "--policy", "p", "--reward-model", "r", "--out", "o"]
+    )
+    quick = stage_config(PPOConfig, "ppo", args)
+    assert args.preset == "quick" and quick.total_episodes == 256 and quick.checkpoint_every == 2
+    args = build_parser().parse_args(
+        ["ppo", "--batch", "b", "--policy", "p", "--reward-model", "r", "--out", "o", "--preset", "paper",
+         "--set", "lr=1e-5"]
+    )  # fmt: skip
+    paper = stage_config(PPOConfig, "ppo", args)
+    assert paper.total_episodes == PPOConfig().total_episodes and paper.lr == 1e-5
+
+
+def test_sample_reads_a_prompts_file_and_its_rows_feed_reward(
+    micro_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "What is 2 plus 3?"}\n\n{"prompt": "Say dog two times."}\n')
+    out = tmp_path / "samples.jsonl"
+    main(["sample", "--model", str(micro_base), "--prompts-file", str(prompts), "-k", "3", "--seed", "1",
+          "--max-new-tokens", "6", "--out", str(out), "--device", "cpu", "--threads", "1"])  # fmt: skip
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == ["What is 2 plus 3?", "Say dog two times."]
+    assert all(len(r["completions"]) == 3 and all(isinstance(c, str) for c in r["completions"]) for r in rows)
+    assert all(t is not None and len(t) > 0 for r in rows for t in r["token_ids"])
+    # a user ranks the rows as they are and trains a reward model on them
+    ranked = [{**r, "ranks": [1, 2, 3]} for r in rows]
+    batch = write_batch(tmp_path / "b", rankings=ranked)
+    # completions printed as objects by older versions are read as their text too
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "rankings.jsonl").write_text(
+        json.dumps(
+            {"prompt": "p", "completions": [{"text": "a", "token_ids": None}, {"text": "b"}], "ranks": [1, 2]}
+        )
+    )
+    assert read_batch(tmp_path / "old").rankings[0]["completions"] == ["a", "b"]
+    main(["reward", "--batch", str(batch), "--base", str(micro_base), "--out", str(tmp_path / "rm"),
+          "--device", "cpu", "--set", "batch_size=2"])  # fmt: skip
+    assert (tmp_path / "rm" / "manifest.json").exists()
+
+
+def test_evaluate_prints_completions_and_world_metrics_only_for_world_prompts(
+    micro_base: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["evaluate", "--model", str(micro_base), "--prompt", "Tell me a joke.", "--max-new-tokens", "4",
+          "--temperature", "0.7", "--seed", "0", "--device", "cpu"])  # fmt: skip
+    out = capsys.readouterr().out
+    first = json.loads(out.splitlines()[0])
+    assert first["prompt"] == "Tell me a joke." and isinstance(first["completion"], str)
+    metrics = json.loads(out[out.index("{\n") :])
+    assert metrics["n"] == 1 and "oracle_score" not in metrics and "made_up" not in metrics
+    main(["evaluate", "--model", str(micro_base), "--prompt", "What is 2 plus 3?", "--max-new-tokens", "4",
+          "--device", "cpu"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "oracle_score" in json.loads(out[out.index("{\n") :])
+    assert build_parser().parse_args(["sample", "--model", "m"]).max_new_tokens == (
+        build_parser().parse_args(["evaluate", "--model", "m"]).max_new_tokens
+    )
+
+
+def test_missing_batch_and_malformed_rows_are_named(micro_base: Path, tmp_path: Path) -> None:
+    from training.sft import run_sft
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run_sft(stage_config_sft(), tmp_path / "nope", micro_base, tmp_path / "out")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "sft.jsonl").write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "c"}\n')
+    with pytest.raises(ValueError, match=r"sft.jsonl:2: row has no 'completion'"):
+        read_batch(tmp_path / "b")
+
+
+def stage_config_sft() -> Any:
+    from training.config import SFTConfig
+
+    return SFTConfig(epochs=1, runtime=CPU)
+
+
+def test_reward_logs_skipped_centring_and_few_steps(
+    micro_base: Path, world_batch: Path, tmp_path: Path
+) -> None:
+    from training.reward import run_reward
+
+    rankings = read_batch(world_batch).rankings
+    batch = write_batch(tmp_path / "b", rankings=rankings)  # no demonstrations
+    log = Log()
+    rm = run_reward(RewardConfig(batch_size=64, runtime=CPU), batch, micro_base, tmp_path / "rm", [log])
+    assert any("not centred" in line for line in log.lines)
+    assert any(re.search(r"in batches of 64 prompts leave only \d optimiser steps", x) for x in log.lines)
+    assert json.loads((rm / "manifest.json").read_text())["metrics"]["bias"] == 0.0
+
+
+def test_stopped_ppo_resumes_from_its_checkpoint(micro_base: Path, world_batch: Path, tmp_path: Path) -> None:
+    from training.ppo import run_ppo
+    from training.ppo_state import checkpoint_path
+    from training.reward import run_reward
+
+    rm = run_reward(RewardConfig(batch_size=8, runtime=CPU), world_batch, micro_base, tmp_path / "rm")
+    cfg = PPOConfig(
+        total_episodes=12,
+        rollout_batch_size=4,
+        minibatch_size=4,
+        max_new_tokens=4,
+        checkpoint_every=1,
+        runtime=CPU,
+    )
+    out = tmp_path / "ppo"
+    with pytest.raises(StopTraining):
+        run_ppo(cfg, world_batch, micro_base, rm, out, [Log(stop_after=2)])
+    assert checkpoint_path(out).exists() and not out.exists()
+    log = Log()
+    run_ppo(cfg, world_batch, micro_base, rm, out, [log])
+    assert any("resumed" in line and "after iteration 2 of 3" in line for line in log.lines)
+    assert log.steps == 1  # only the third iteration ran again
+    history = json.loads((out / "manifest.json").read_text())["metrics"]["history"]
+    assert [h["iteration"] for h in history] == [0, 1, 2]
+    assert not checkpoint_path(out).exists()
