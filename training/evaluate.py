@@ -80,7 +80,7 @@ def evaluate_policy(
     from training.models import load_policy, load_reward_model
 
     params = params or SamplingParams(temperature=1.0, max_new_tokens=32, seed=0)
-    sampler = Sampler(policy_dir, device=device)
+    sampler = Sampler(policy_dir, device=None if device == "auto" else device)
     comps = [row[0] for row in sampler.sample(prompts, 1, params)]
     texts = [c.text for c in comps]
     metrics: dict[str, Any] = {
