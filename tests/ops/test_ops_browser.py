@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from app.policies import service as registry
 from app.runs.models import RunStage, TrainingRun
 from tests.factories import Factory
 from tests.ops.conftest import add_log, add_series, make_run, model_dir
+from training.config import PRESETS
 
 pytestmark = pytest.mark.browser
 
@@ -87,5 +89,6 @@ def test_run_page_updates_live_then_stops_and_versions_rollback_confirms(  # typ
     page.goto(f"{live_server.url}/ops")
     assert '"epochs": 4' in page.input_value("#settings_sft")
     page.select_option("#preset", "paper")
-    assert page.input_value("#settings_sft") == "{}" and page.input_value("#settings_ppo") == "{}"
+    assert page.input_value("#settings_sft") == "{}"  # the paper's numbers are the library's defaults
+    assert json.loads(page.input_value("#settings_ppo")) == PRESETS["paper"]["ppo"]  # + checkpoints
     assert page.errors == []  # type: ignore[attr-defined]
