@@ -35,6 +35,7 @@ class SFTConfig:
     rm_eval_prompts: int = 64
     rm_eval_max_new_tokens: int = 32
     grad_accum_steps: int = 1  # micro-batches per process per step; batch_size stays the global batch
+    max_grad_norm: float | None = None  # clip the global gradient norm (None: no clipping)
     gradient_checkpointing: bool = False
     lora_r: int = 0  # LoRA rank (peft); 0 = train every weight
     lora_alpha: int = 16
@@ -61,6 +62,7 @@ class RewardConfig:
     max_length: int = 128
     center_on_demonstrations: bool = True  # bias so labeler demonstrations score 0 on average
     grad_accum_steps: int = 1  # micro-batches per process per step; batch_size stays the global batch
+    max_grad_norm: float | None = None  # clip the global gradient norm (None: no clipping)
     gradient_checkpointing: bool = False
     lora_r: int = 0  # LoRA rank (peft); 0 = train every weight
     lora_alpha: int = 16
