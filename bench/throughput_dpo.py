@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any
 
 GROUPS = 4  # prompts per grouped step
 

@@ -24,18 +24,39 @@ ADAMW = {"betas": (0.9, 0.999), "weight_decay": 0.0, "max_grad_norm": 1.0}  # TR
 EPOCHS = 1000  # more than any window needs; the window stops the stage
 
 
+PAIRS: dict[str, float] = {"pairs": 0.0}  # comparison pairs in the reward-model steps so far
+
+
+def counting_pairs(loss_fn: Any) -> Any:
+    """Wrap the reward model's loss_fn to count the pairs of every batch it sees."""
+
+    def wrapped(model: Any, batch: dict[str, torch.Tensor]) -> Any:
+        PAIRS["pairs"] += batch["winners"].numel()
+        return loss_fn(model, batch)
+
+    return wrapped
+
+
 class WindowCallback:
-    """Ticks the window at every progress report (with `unit` from the metrics) and stops the stage."""
+    """Ticks the window at every progress report (with `unit` from the metrics or a counter) and stops it."""
 
     def __init__(
-        self, win: Window, unit: str | None = None, per_step: dict[str, float] | None = None
+        self,
+        win: Window,
+        unit: str | None = None,
+        counter: dict[str, float] | None = None,
+        per_step: dict[str, float] | None = None,
     ) -> None:
-        self.win, self.unit, self.per_step = win, unit, per_step or {}
+        self.win, self.unit, self.counter, self.per_step = win, unit, counter, per_step or {}
+        self.seen = 0.0
 
     def on_progress(self, stage: str, step: int, total: int, metrics: dict[str, Any]) -> None:
         """One step done."""
         units = dict(self.per_step)
-        if self.unit:
+        if self.unit and self.counter is not None:
+            units[self.unit] = self.counter[self.unit] - self.seen
+            self.seen = self.counter[self.unit]
+        elif self.unit:
             units[self.unit] = float(metrics[self.unit])
         self.win.tick(**units)
 
@@ -67,12 +88,14 @@ def train_phase(args: argparse.Namespace, rt: RuntimeConfig, win: Window) -> Non
         )
         run_stage(run_sft, cfg, args.data, args.model, args.out, [WindowCallback(win)])
     elif args.phase == "reward":
+        from training import reward
         from training.reward import run_reward
 
+        reward.rm_step_loss = counting_pairs(reward.rm_step_loss)  # type: ignore[assignment]
         cfg = RewardConfig(
             epochs=EPOCHS, batch_size=args.batch, max_length=args.max_length, runtime=rt, **ADAMW
         )
-        run_stage(run_reward, cfg, args.data, args.model, args.out, [WindowCallback(win, "pairs")])
+        run_stage(run_reward, cfg, args.data, args.model, args.out, [WindowCallback(win, "pairs", PAIRS)])
     elif args.phase == "dpo":
         from training.dpo import run_dpo
 
@@ -135,7 +158,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     rt = RuntimeConfig(device="cpu", mixed_precision="no")
     Profile.install(args.model)
-    win = Window(args.seconds)
+    win = Window(args.seconds, *((1, 0.0) if args.phase == "sample" else ()))  # one warm-up round
     if args.phase == "sample":
         sample_phase(args, win)
     else:

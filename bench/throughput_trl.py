@@ -22,6 +22,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_DISABLED", "true")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import contextlib
+
 import torch
 from transformers import (
     AutoModelForCausalLM,
@@ -81,10 +83,8 @@ def load_rows(path: str) -> list[dict[str, Any]]:
 
 def train(trainer: Any) -> None:
     """Train until the window callback raises WindowDone."""
-    try:
+    with contextlib.suppress(WindowDone):
         trainer.train()
-    except WindowDone:
-        pass
 
 
 def supervised(ns: argparse.Namespace, tok: Any, rows: list[dict[str, Any]], win: Window) -> None:
@@ -175,9 +175,9 @@ def online(ns: argparse.Namespace, tok: Any, rows: list[dict[str, Any]], win: Wi
             num_ppo_epochs=1,
             response_length=ns.response_length,
             temperature=1.0,
-            stop_token="eos",
+            stop_token="eos",  # noqa: S106
             missing_eos_penalty=1.0,
-            kl_coef=0.02,  # noqa: S106
+            kl_coef=0.02,
             local_rollout_forward_batch_size=ns.batch,
             num_sample_generations=0,
             **args,
@@ -239,7 +239,7 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(ns.model)
     rows = load_rows(ns.data)
     Profile.install(ns.model)
-    win = Window(ns.seconds)
+    win = Window(ns.seconds, *((1, 0.0) if ns.phase == "generate" else ()))  # one warm-up round
     if ns.phase in ("sft", "reward", "dpo"):
         supervised(ns, tok, rows, win)
     elif ns.phase == "generate":

@@ -129,7 +129,7 @@ def run_worker(cmd: list[str], timeout: int = 600) -> dict[str, Any]:
 def phases(args: argparse.Namespace, model: Path, root: Path) -> list[Phase]:
     """Every comparison, its sides' commands, units and targets."""
     files = build_data(root / "data", n_prompts=400)
-    dpo = __import__("bench.throughput_dpo", fromlist=["build_rankings"]).build_rankings(root / "dpo", K, 200)
+    dpo = __import__("bench.throughput_dpo", fromlist=["build_rankings"]).build_rankings(root / "dpo", K, 40)
     rm = save_reward_model(model, root / "rm")
     py, t116, t112 = sys.executable, f"{args.venvs}/trl116/bin/python", f"{args.venvs}/trl112/bin/python"
     ours = [py, "-m", "bench.throughput_ours"]
@@ -329,7 +329,8 @@ def main() -> None:
         res[ph.name] = run_phase(ph, args.rounds)
     threads = os.environ.get("BENCH_THREADS", "1")
     print(
-        f"\nmodel: {n_params / 1e6:.2f}M params, fp32, {threads} thread(s); matmul peak {peak / 1e9:.1f} GFLOP/s; "
+        f"\nmodel: {n_params / 1e6:.2f}M params, fp32, {threads} thread(s); "
+        f"matmul peak {peak / 1e9:.1f} GFLOP/s; "
         f"{args.rounds} alternations x {args.seconds:.0f} s windows; load average (1 min) at start "
         f"{load_start[0]:.1f}, at end {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs; "
         f"whole run {(time.time() - t0) / 60:.1f} min"

@@ -126,7 +126,7 @@ class Window:
         if self.t_start is None:
             self.warm_steps += 1
             if self.warm_steps >= self.warmup_steps and now - self.t_first >= self.warmup_s:
-                self.t_start = now
+                self.t_start = self.t_last = now
                 if Profile.current is not None:
                     Profile.current.on = True
                     Profile.current.tokens = Profile.current.sequences = 0

@@ -3,7 +3,8 @@
     result = train_loop(acc, model, examples, make_batch, loss_fn, LoopConfig(...), stage="sft",
                         callbacks=cbs, weight_fn=..., on_epoch_end=..., select_key=...)
 
-What it does, so the stages do not: AdamW and a cosine schedule, epochs over a seeded shuffle,
+What it does, so the stages do not: AdamW (fused where torch supports it) and a cosine schedule,
+epochs over a seeded shuffle,
 sharding each global batch across processes (rank r takes rows r, r + N, ...), gradient
 accumulation inside a rank, optional gradient checkpointing and clipping, metrics reduced across
 processes and reported from the main process only, and keeping the best epoch's weights by a
@@ -106,6 +107,15 @@ def shard_rows(global_rows: Sequence[int], rank: int, world: int, accum: int) ->
     return [mine[i : i + size] for i in range(0, len(mine), size)]
 
 
+def make_adamw(params: Any, **kwargs: Any) -> torch.optim.AdamW:
+    """AdamW with torch's fused kernel where it supports the parameters (CPU and CUDA), else the default."""
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, ValueError, TypeError):  # a device or dtype the fused kernel does not take
+        return torch.optim.AdamW(params, **kwargs)
+
+
 def enable_gradient_checkpointing(model: Any) -> None:
     """Recompute activations in backward (non-reentrant, so it works under DDP)."""
     kwargs = {"use_reentrant": False}
@@ -198,9 +208,7 @@ def train_loop(
     weigh = weight_fn or (lambda b: float(next(iter(b.values())).shape[0]))
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
-    opt = torch.optim.AdamW(
-        trainable_parameters(model), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
-    )
+    opt = make_adamw(trainable_parameters(model), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(

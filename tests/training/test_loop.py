@@ -112,3 +112,40 @@ def test_gradient_checkpointing_gives_the_same_losses(micro_base: Any) -> None:
     )
     assert getattr(ckpt.model, flag) and not getattr(plain.model, flag)
     assert max(abs(a - b) for a, b in zip(plain.losses, ckpt.losses, strict=True)) < 1e-5
+
+
+def test_make_adamw_uses_the_fused_kernel_on_cpu_and_matches_the_default() -> None:
+    """The loop's optimizer is torch's fused AdamW on CPU and takes the same step as the unfused one."""
+    from training.loop import make_adamw
+
+    torch.manual_seed(0)
+    a = torch.nn.Linear(4, 3)
+    b = torch.nn.Linear(4, 3)
+    b.load_state_dict(a.state_dict())
+    fused = make_adamw(a.parameters(), lr=0.1, betas=(0.9, 0.999), weight_decay=0.01)
+    plain = torch.optim.AdamW(b.parameters(), lr=0.1, betas=(0.9, 0.999), weight_decay=0.01)
+    assert fused.defaults["fused"] is True
+    x = torch.randn(5, 4)
+    for m, opt in ((a, fused), (b, plain)):
+        for _ in range(3):
+            opt.zero_grad()
+            m(x).square().sum().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_make_adamw_falls_back_where_the_fused_kernel_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A torch whose AdamW refuses fused=True for the parameters yields the default AdamW, not an error."""
+    from training import loop
+
+    real = torch.optim.AdamW
+
+    def refusing(params: Any, **kw: Any) -> torch.optim.AdamW:
+        if kw.pop("fused", False):
+            raise RuntimeError("fused=True requires all the params to be on a supported device")
+        return real(params, **kw)
+
+    monkeypatch.setattr(loop.torch.optim, "AdamW", refusing)
+    opt = loop.make_adamw(nn.Linear(2, 2).parameters(), lr=0.1)
+    assert not opt.defaults.get("fused")
