@@ -28,6 +28,7 @@ class SFTConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.0
     max_length: int = 128
+    group_by_length: bool = True  # batches of similar length (less padding; the epoch order stays random)
     eval_every_epoch: bool = True
     select_by: str = (
         "auto"  # "auto": RM score if a reward model is given else valid loss | "rm" | "loss" | "last"

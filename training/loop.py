@@ -96,6 +96,28 @@ def cosine_lr_lambda(total_steps: int, min_ratio: float, warmup: int = 0) -> Cal
     return f
 
 
+def epoch_batches(
+    n: int, batch_size: int, rng: random.Random, lengths: Sequence[int] | None = None, chunk: int = 50
+) -> list[list[int]]:
+    """One epoch's global batches of example indices, in a seeded shuffle.
+
+    With lengths, batches are length-grouped (as HF's group_by_length): the shuffled order is cut into
+    chunks of `chunk` batches, each chunk sorted by length and split into batches, and the batches are
+    shuffled, so a batch pads to nearly its own rows' length while the epoch order stays random.
+    """
+    order = list(range(n))
+    rng.shuffle(order)
+    if lengths is None:
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    span = batch_size * chunk
+    batches = []
+    for start in range(0, n, span):
+        part = sorted(order[start : start + span], key=lambda i: lengths[i])
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
 def shard_rows(global_rows: Sequence[int], rank: int, world: int, accum: int) -> list[list[int]]:
     """This rank's micro-batches of one global batch: rows rank, rank + world, ... split into accum parts.
 
@@ -197,8 +219,11 @@ def train_loop(
     weight_fn: Callable[[Batch], float] | None = None,
     on_epoch_end: Callable[[int, Any], dict[str, float]] | None = None,
     select_key: Callable[[dict[str, float]], float] | None = None,
+    lengths: Sequence[int] | None = None,
 ) -> LoopResult:
     """Train model on examples; see the module docstring. Returns the unwrapped model and selection.
+
+    lengths (tokens per example): batches are length-grouped (epoch_batches), which cuts padding.
 
     make_batch(rows) -> tensors (on CPU; the loop moves them); loss_fn(model, batch) -> (mean loss, stats);
     weight_fn(batch) -> units the mean is over (default: rows); on_epoch_end(epoch, unwrapped model)
@@ -220,11 +245,8 @@ def train_loop(
     result = LoopResult(model=None, steps=0)
     best_key = -math.inf
     for epoch in range(cfg.epochs):
-        order = list(range(len(examples)))
-        rng.shuffle(order)
-        for start in range(0, len(order), cfg.batch_size):
+        for rows in epoch_batches(len(examples), cfg.batch_size, rng, lengths):
             cbs.check_stop()
-            rows = order[start : start + cfg.batch_size]
             batches, weights, ids = _rank_batches(
                 acc, examples, rows, make_batch, weigh, cfg.grad_accum_steps
             )

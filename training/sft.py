@@ -134,6 +134,9 @@ def run_sft(
         weight_fn=sft_units,
         on_epoch_end=on_epoch_end,
         select_key=keys.get(select),
+        lengths=[len(cache[(repr(row_prompt(r)), row_completion(r), config.max_length)][0]) for r in train]
+        if config.group_by_length
+        else None,
     )
     metrics = {
         "selected_epoch": res.best_epoch,

@@ -149,3 +149,33 @@ def test_make_adamw_falls_back_where_the_fused_kernel_refuses(monkeypatch: pytes
     monkeypatch.setattr(loop.torch.optim, "AdamW", refusing)
     opt = loop.make_adamw(nn.Linear(2, 2).parameters(), lr=0.1)
     assert not opt.defaults.get("fused")
+
+
+def test_epoch_batches_without_lengths_are_consecutive_slices_of_the_seeded_shuffle() -> None:
+    """No lengths: the historical order (shuffle, then consecutive slices), so stages keep their results."""
+    import random
+
+    from training.loop import epoch_batches
+
+    order = list(range(23))
+    random.Random(5).shuffle(order)
+    assert epoch_batches(23, 4, random.Random(5)) == [order[i : i + 4] for i in range(0, 23, 4)]
+
+
+def test_epoch_batches_length_grouped_cover_every_row_once_and_cut_padding() -> None:
+    """Length-grouped batches hold each example exactly once and pad far less than random batches."""
+    import random
+
+    from training.loop import epoch_batches
+
+    lengths = [random.Random(i).randint(5, 60) for i in range(400)]
+    grouped = epoch_batches(400, 8, random.Random(0), lengths, chunk=50)
+    plain = epoch_batches(400, 8, random.Random(0))
+    assert sorted(i for b in grouped for i in b) == list(range(400))
+    assert all(len(b) <= 8 for b in grouped)
+
+    def padded(batches: list[list[int]]) -> int:
+        return sum(max(lengths[i] for i in b) * len(b) for b in batches)
+
+    assert padded(grouped) < 0.8 * padded(plain)
+    assert grouped != sorted(grouped, key=lambda b: lengths[b[0]])  # batch order stays shuffled
