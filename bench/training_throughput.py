@@ -98,7 +98,7 @@ def build_data(root: Path, n_prompts: int, seed: int = 0) -> dict[str, Path]:
         for w, lo in g.pairs
     ]
     rng.shuffle(pairs)
-    dump("trl_pairs", pairs)
+    dump("trl_pairs", pairs[:3000])  # more than a window needs; TRL tokenises its whole dataset at start
     dump("trl_prompts", [{"prompt": format_prompt(p.text)} for p in prompts])
     return files
 

@@ -110,7 +110,7 @@ def epoch_batches(
     if lengths is None:
         return [order[i : i + batch_size] for i in range(0, n, batch_size)]
     span = batch_size * chunk
-    batches = []
+    batches: list[list[int]] = []
     for start in range(0, n, span):
         part = sorted(order[start : start + span], key=lambda i: lengths[i])
         batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
