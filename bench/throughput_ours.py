@@ -1,6 +1,9 @@
 """Worker for bench/training_throughput.py: times one phase of this library; prints one JSON line.
 
-python -m bench.throughput_ours {sft|reward|ppo|dpo|sample} --model DIR --data DIR --out DIR [...]
+python -m bench.throughput_ours {sft|reward|ppo|dpo|sample} --model DIR --data DIR --out DIR --seconds S
+
+Each phase runs until its timed window (bench/windows.py: warm-up excluded, then `--seconds`) is
+complete; training phases are stopped by a callback, so nothing is written out.
 """
 
 from __future__ import annotations
@@ -9,189 +12,158 @@ import argparse
 import contextlib
 import json
 import os
-import resource
-import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from bench.windows import Profile, Window
+from training.callbacks import StopTraining
 from training.config import DPOConfig, PPOConfig, RewardConfig, RuntimeConfig, SamplingParams, SFTConfig
 
+ADAMW = {"betas": (0.9, 0.999), "weight_decay": 0.0, "max_grad_norm": 1.0}  # TRL's Trainer defaults
+EPOCHS = 1000  # more than any window needs; the window stops the stage
 
-class StepTimer:
-    """Callback that records the wall-clock time of every progress report."""
 
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.metrics: list[dict[str, Any]] = []
+PAIRS: dict[str, float] = {"pairs": 0.0}  # comparison pairs in the reward-model steps so far
+
+
+def counting_pairs(loss_fn: Any) -> Any:
+    """Wrap the reward model's loss_fn to count the pairs of every batch it sees."""
+
+    def wrapped(model: Any, batch: dict[str, torch.Tensor]) -> Any:
+        PAIRS["pairs"] += batch["winners"].numel()
+        return loss_fn(model, batch)
+
+    return wrapped
+
+
+class WindowCallback:
+    """Ticks the window at every progress report (with `unit` from the metrics or a counter) and stops it."""
+
+    def __init__(
+        self,
+        win: Window,
+        unit: str | None = None,
+        counter: dict[str, float] | None = None,
+        per_step: dict[str, float] | None = None,
+    ) -> None:
+        self.win, self.unit, self.counter, self.per_step = win, unit, counter, per_step or {}
+        self.seen = 0.0
 
     def on_progress(self, stage: str, step: int, total: int, metrics: dict[str, Any]) -> None:
-        """Record the time of each step."""
-        self.times.append(time.perf_counter())
-        self.metrics.append(dict(metrics))
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def steady(timer: StepTimer, skip: int = 1) -> tuple[int, float]:
-    """(steps, seconds) after the first `skip` steps (warm-up excluded)."""
-    t = timer.times
-    return len(t) - 1 - (skip - 1), t[-1] - t[skip - 1]
-
-
-class StopAfter(StepTimer):
-    """A StepTimer that stops the stage after `limit` steps (only the timings are wanted)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
+        """One step done."""
+        units = dict(self.per_step)
+        if self.unit and self.counter is not None:
+            units[self.unit] = self.counter[self.unit] - self.seen
+            self.seen = self.counter[self.unit]
+        elif self.unit:
+            units[self.unit] = float(metrics[self.unit])
+        self.win.tick(**units)
 
     def should_stop(self) -> bool:
-        """True once `limit` steps have run."""
-        return len(self.times) >= self.limit
+        """Stop once the window is complete."""
+        return self.win.done()
 
 
-def time_dpo(args: argparse.Namespace, rt: RuntimeConfig) -> dict[str, Any]:
-    """DPO steps on the batch: grouped (args.batch prompts of K per step) or per pair (args.batch pairs)."""
-    from training.callbacks import StopTraining
-    from training.dpo import run_dpo
-
-    timer = StopAfter(args.steps + 1)
-    cfg = DPOConfig(
-        batch_size=args.batch,
-        max_length=args.max_length,
-        warmup_steps=0,
-        lr=1e-5,
-        grouped=not args.pairs,
-        runtime=rt,
-    )
-    with contextlib.suppress(StopTraining):  # the timer stops the stage after the timed steps
-        run_dpo(cfg, args.data, args.model, Path(args.out), [timer])
-    steps, secs = steady(timer)
-    pairs = sum(m["pairs"] for m in timer.metrics[1:])
-    per_step = 2 * args.batch if args.pairs else args.batch * args.k
-    return {
-        "pairs_per_s": pairs / secs,
-        "sequences_per_s": steps * per_step / secs,
-        "steps": steps,
-        "seconds": secs,
-        "sequences_per_step": per_step,
-    }
+def run_stage(fn: Any, *args: Any) -> None:
+    """Run a stage until the window's callback stops it."""
+    with contextlib.suppress(StopTraining):
+        fn(*args)
 
 
-def main() -> None:
-    """Run one phase and print its measurements as JSON."""
-    ap = argparse.ArgumentParser()
-    ap.add_argument("phase", choices=["sft", "reward", "ppo", "dpo", "sample", "sample_naive"])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--rm", default=None)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--k", type=int, default=9)
-    ap.add_argument("--max-length", type=int, default=128)
-    ap.add_argument("--episodes", type=int, default=64)
-    ap.add_argument("--response-length", type=int, default=32)
-    ap.add_argument("--prompts", type=int, default=16)
-    ap.add_argument("--pairs", action="store_true", help="dpo: one element per pair instead of per prompt")
-    args = ap.parse_args()
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
-    rt = RuntimeConfig(device="cpu", mixed_precision="no")
-    timer = StepTimer()
-    out = Path(args.out)
-    res: dict[str, Any] = {"phase": args.phase, "impl": "ours"}
+def train_phase(args: argparse.Namespace, rt: RuntimeConfig, win: Window) -> None:
+    """SFT, reward model, DPO or PPO on the batch until the window is complete."""
     if args.phase == "sft":
-        from training.data import read_batch
         from training.sft import run_sft
 
-        n = args.steps * args.batch
-        rows = read_batch(args.data).split("sft", "train")[:n]
-        cfg = SFTConfig(
-            epochs=1, batch_size=args.batch, max_length=args.max_length, select_by="last", runtime=rt
+        cfg: Any = SFTConfig(
+            epochs=EPOCHS,
+            batch_size=args.batch,
+            max_length=args.max_length,
+            select_by="last",
+            eval_every_epoch=False,
+            dropout=args.dropout,
+            runtime=rt,
+            **ADAMW,
         )
-        run_sft(cfg, args.data, args.model, out, [timer])
-        from training.batching import sft_batch
-        from training.models import load_tokenizer
-
-        tok = load_tokenizer(args.model)
-        per_step = [
-            int(sft_batch(tok, rows[i : i + args.batch], args.max_length)["attention_mask"].sum())
-            for i in range(0, len(rows), args.batch)
-        ]
-        steps, secs = steady(timer)
-        res.update({"tokens_per_s": sum(per_step[1:]) / secs, "steps": steps, "seconds": secs})
+        run_stage(run_sft, cfg, args.data, args.model, args.out, [WindowCallback(win)])
     elif args.phase == "reward":
+        from training import reward
         from training.reward import run_reward
 
-        run_reward(
-            RewardConfig(batch_size=args.batch, max_length=args.max_length, runtime=rt),
-            args.data,
-            args.model,
-            out,
-            [timer],
+        reward.rm_step_loss = counting_pairs(reward.rm_step_loss)  # type: ignore[assignment]
+        cfg = RewardConfig(
+            epochs=EPOCHS, batch_size=args.batch, max_length=args.max_length, runtime=rt, **ADAMW
         )
-        steps, secs = steady(timer)
-        pairs = sum(m["pairs"] for m in timer.metrics[1:])
-        res.update(
-            {
-                "pairs_per_s": pairs / secs,
-                "steps": steps,
-                "seconds": secs,
-                "sequences_per_step": args.batch * args.k,
-            }
+        run_stage(run_reward, cfg, args.data, args.model, args.out, [WindowCallback(win, "pairs", PAIRS)])
+    elif args.phase == "dpo":
+        from training.dpo import run_dpo
+
+        cfg = DPOConfig(
+            epochs=EPOCHS,
+            batch_size=args.batch,
+            max_length=args.max_length,
+            warmup_steps=0,
+            lr=1e-5,
+            grouped=not args.pairs,
+            runtime=rt,
         )
-    elif args.phase == "ppo":
+        run_stage(run_dpo, cfg, args.data, args.model, args.out, [WindowCallback(win, "pairs")])
+    else:
         from training.ppo import run_ppo
 
         cfg = PPOConfig(
-            total_episodes=args.episodes,
+            total_episodes=10**7,
             rollout_batch_size=args.batch,
             minibatch_size=args.batch // 2,
             max_new_tokens=args.response_length,
             ema_decay=None,
             runtime=rt,
         )
-        run_ppo(cfg, args.data, args.model, args.rm, out, [timer])
-        steps, secs = steady(timer)
-        res.update(
-            {
-                "episodes_per_s": steps * args.batch / secs,
-                "steps": steps,
-                "seconds": secs,
-                "mean_response_tokens": sum(m["response_length"] for m in timer.metrics) / len(timer.metrics),
-            }
-        )
-    elif args.phase == "dpo":
-        res.update(time_dpo(args, rt))
-    else:
-        from training.data import read_batch
-        from training.generate import Sampler, generate_per_completion
+        cb = WindowCallback(win, per_step={"episodes": float(args.batch)})
+        run_stage(run_ppo, cfg, args.data, args.model, args.rm, args.out, [cb])
 
-        prompts = [r["prompt"] for r in read_batch(args.data).prompts[: args.prompts]]
-        params = SamplingParams(temperature=1.0, max_new_tokens=args.response_length, seed=0)
-        s = Sampler(args.model, device="cpu")
-        s.sample(prompts[:2], 2, params)  # warm-up
-        t = time.perf_counter()
-        if args.phase == "sample":
-            comps = s.sample(prompts, args.k, params)
-            tokens = sum(len(c.token_ids) for row in comps for c in row)
-        else:
-            texts = generate_per_completion(s.model, s.tokenizer, prompts, args.k, params)
-            tokens = sum(len(s.tokenizer(c)["input_ids"]) + 1 for row in texts for c in row)
-        secs = time.perf_counter() - t
-        res.update(
-            {
-                "completions_per_s": len(prompts) * args.k / secs,
-                "seconds": secs,
-                "tokens_per_completion": tokens / (len(prompts) * args.k),
-            }
-        )
-    res["peak_rss_mb"] = peak_rss_mb()
+
+def sample_phase(args: argparse.Namespace, win: Window) -> None:
+    """Rounds of K completions for each of the prompts until the window is complete."""
+    from training.data import read_batch
+    from training.generate import Sampler
+
+    prompts = [r["prompt"] for r in read_batch(args.data).prompts[: args.prompts]]
+    params = SamplingParams(temperature=1.0, max_new_tokens=args.response_length, seed=0)
+    s = Sampler(args.model, device="cpu")
+    while not win.done():
+        comps = s.sample(prompts, args.k, params)
+        tokens = sum(len(c.token_ids) for row in comps for c in row)
+        win.tick(completions=len(prompts) * args.k, new_tokens=tokens)
+
+
+def main() -> None:
+    """Run one phase and print its measurements as JSON."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("phase", choices=["sft", "reward", "ppo", "dpo", "sample"])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--rm", default=None)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--k", type=int, default=9)
+    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--response-length", type=int, default=32)
+    ap.add_argument("--prompts", type=int, default=64)
+    ap.add_argument("--dropout", type=float, default=0.2, help="sft: residual dropout (our default)")
+    ap.add_argument("--pairs", action="store_true", help="dpo: one element per pair instead of per prompt")
+    args = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    rt = RuntimeConfig(device="cpu", mixed_precision="no")
+    Profile.install(args.model)
+    win = Window(args.seconds, *((1, 0.0) if args.phase == "sample" else ()))  # one warm-up round
+    if args.phase == "sample":
+        sample_phase(args, win)
+    else:
+        train_phase(args, rt, win)
+    res: dict[str, Any] = {"phase": args.phase, "impl": "ours", **win.result()}
     print("RESULT " + json.dumps(res))
 
 

@@ -1,10 +1,13 @@
 """Worker for bench/training_throughput.py, run inside a TRL venv (bench/setup_trl.sh); prints one JSON line.
 
-    .bench-venvs/trl116/bin/python bench/throughput_trl.py {sft|reward|dpo} --model DIR --data FILE --out DIR
+    .bench-venvs/trl116/bin/python bench/throughput_trl.py {sft|reward|dpo|rloo|generate} --model DIR ...
     .bench-venvs/trl112/bin/python bench/throughput_trl.py ppo --model DIR --rm DIR --data FILE --out DIR
 
 TRL gets a fair run on CPU: fp32 (bf16 off), gradient checkpointing off, no logging or saving, the
-same batch shapes, lengths, dropout and one epoch as ours. Timing skips the first optimizer step.
+same batch shapes, lengths and dropout as ours, and the same optimizer as ours (fused AdamW, betas
+0.9/0.999, eps 1e-8, no weight decay, gradient norm clipped at 1; PPO: eps 1e-5 as ours). Each
+trainer runs until its timed window (bench/windows.py: warm-up excluded, then `--seconds`) is done.
+`generate` is the sampling peer: HF `generate(..., num_return_sequences=K)` over batches of prompts.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import time
+import sys
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_DISABLED", "true")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import contextlib
 
 import torch
 from transformers import (
@@ -27,16 +32,20 @@ from transformers import (
     TrainerCallback,
 )
 
+from bench.windows import Profile, Window, WindowDone
 
-class StepTimes(TrainerCallback):  # type: ignore[misc]
-    """Records the time at the end of every optimizer step."""
 
-    def __init__(self) -> None:
-        self.times: list[float] = []
+class WindowTicks(TrainerCallback):  # type: ignore[misc]
+    """Ticks the window at the end of every optimizer step and leaves the loop once it is complete."""
+
+    def __init__(self, win: Window, per_step: dict[str, float]) -> None:
+        self.win, self.per_step = win, per_step
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Record the time."""
-        self.times.append(time.perf_counter())
+        """One optimizer step done."""
+        self.win.tick(**self.per_step)
+        if self.win.done():
+            raise WindowDone
 
 
 def common_args(ns: argparse.Namespace) -> dict[str, Any]:
@@ -45,8 +54,7 @@ def common_args(ns: argparse.Namespace) -> dict[str, Any]:
         "output_dir": ns.out,
         "per_device_train_batch_size": ns.batch,
         "learning_rate": 1e-5,
-        "num_train_epochs": 1,
-        "max_steps": ns.steps,
+        "num_train_epochs": 1000,
         "logging_steps": 10_000,
         "save_strategy": "no",
         "report_to": "none",
@@ -58,6 +66,12 @@ def common_args(ns: argparse.Namespace) -> dict[str, Any]:
         "seed": 0,
         "lr_scheduler_type": "cosine",
         "disable_tqdm": True,
+        "optim": "adamw_torch_fused",
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.999,
+        "adam_epsilon": 1e-8,
+        "weight_decay": 0.0,
+        "max_grad_norm": 1.0,
     }
 
 
@@ -67,126 +81,97 @@ def load_rows(path: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def time_dpo(
-    ns: argparse.Namespace, tok: Any, rows: list[dict[str, Any]], timer: StepTimes
-) -> dict[str, Any]:
-    """TRL's DPOTrainer on preference pairs; reference log-probs precomputed once, as ours."""
-    from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
+def train(trainer: Any) -> None:
+    """Train until the window callback raises WindowDone."""
+    with contextlib.suppress(WindowDone):
+        trainer.train()
 
-    model = AutoModelForCausalLM.from_pretrained(ns.model)
-    model.config.pad_token_id = tok.pad_token_id
+
+def supervised(ns: argparse.Namespace, tok: Any, rows: list[dict[str, Any]], win: Window) -> None:
+    """SFTTrainer, RewardTrainer or DPOTrainer (reference log-probs precomputed once, as ours)."""
+    from datasets import Dataset
+
+    ds = Dataset.from_list(rows)
     args = common_args(ns)
-    cfg = DPOConfig(max_length=ns.max_length, beta=0.1, precompute_ref_log_probs=True, **args)
-    trainer = DPOTrainer(
-        model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok, callbacks=[timer]
-    )
-    trainer.train()
-    secs = timer.times[-1] - timer.times[0]
-    steps = len(timer.times) - 1
-    return {
-        "pairs_per_s": steps * ns.batch / secs,
-        "sequences_per_s": steps * 2 * ns.batch / secs,
-        "steps": steps,
-        "seconds": secs,
-        "sequences_per_step": 2 * ns.batch,
-    }
-
-
-def main() -> None:
-    """Run one TRL trainer and print measurements."""
-    ap = argparse.ArgumentParser()
-    ap.add_argument("phase", choices=["sft", "reward", "ppo", "dpo"])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--rm", default=None)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--max-length", type=int, default=128)
-    ap.add_argument("--episodes", type=int, default=64)
-    ap.add_argument("--response-length", type=int, default=32)
-    ns = ap.parse_args()
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
-    from datasets import Dataset
-
-    tok = AutoTokenizer.from_pretrained(ns.model)
-    rows = load_rows(ns.data)
-    timer = StepTimes()
-    res: dict[str, Any] = {"phase": ns.phase, "impl": "trl"}
-    import trl
-
-    res["trl_version"] = trl.__version__
     if ns.phase == "sft":
         from trl import SFTConfig, SFTTrainer
 
-        model = AutoModelForCausalLM.from_pretrained(ns.model)
-        cfg = SFTConfig(max_length=ns.max_length, packing=False, completion_only_loss=True, **common_args(ns))
-        trainer = SFTTrainer(
-            model=model,
-            args=cfg,
-            train_dataset=Dataset.from_list(rows),
-            processing_class=tok,
-            callbacks=[timer],
-        )
-        trainer.train()
-        secs = timer.times[-1] - timer.times[0]
-        tokens = 0
-        for i in range(ns.batch, ns.batch * len(timer.times), ns.batch):  # steps 2..N, same rows in order
-            for r in rows[i : i + ns.batch]:
-                tokens += min(ns.max_length, len(tok(r["prompt"] + r["completion"])["input_ids"]) + 1)
-        res.update(
-            {
-                "tokens_per_s": tokens / secs,
-                "steps": len(timer.times) - 1,
-                "seconds": secs,
-                "note": "data order: TRL shuffles; token count from the same number of rows",
-            }
-        )
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            ns.model, resid_pdrop=ns.dropout, embd_pdrop=ns.dropout, attn_pdrop=ns.dropout
+        )  # the same dropout as our SFT stage (its default, 0.2)
+        cfg: Any = SFTConfig(max_length=ns.max_length, packing=False, completion_only_loss=True, **args)
+        cls: Any = SFTTrainer
+        per_step: dict[str, float] = {}
     elif ns.phase == "reward":
         from trl import RewardConfig, RewardTrainer
 
         model = AutoModelForSequenceClassification.from_pretrained(ns.model, num_labels=1)
-        model.config.pad_token_id = tok.pad_token_id
-        cfg = RewardConfig(max_length=ns.max_length, **common_args(ns))
-        trainer = RewardTrainer(
-            model=model,
+        cfg, cls, per_step = (
+            RewardConfig(max_length=ns.max_length, **args),
+            RewardTrainer,
+            {"pairs": ns.batch},
+        )
+    else:
+        from trl import DPOConfig, DPOTrainer
+
+        model = AutoModelForCausalLM.from_pretrained(ns.model)
+        cfg = DPOConfig(max_length=ns.max_length, beta=0.1, precompute_ref_log_probs=True, **args)
+        cls, per_step = DPOTrainer, {"pairs": ns.batch}
+    model.config.pad_token_id = tok.pad_token_id
+    cb = WindowTicks(win, per_step)
+    train(cls(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[cb]))
+
+
+def online(ns: argparse.Namespace, tok: Any, rows: list[dict[str, Any]], win: Window) -> None:
+    """TRL 1.16 RLOOTrainer or TRL 1.12's experimental PPOTrainer on the same reward model."""
+    from datasets import Dataset
+
+    args = common_args(ns)
+    args["adam_epsilon"] = 1e-5  # as our PPO optimizer
+    policy = AutoModelForCausalLM.from_pretrained(ns.model)
+    rm = AutoModelForSequenceClassification.from_pretrained(ns.rm, num_labels=1)
+    for m in (policy, rm):
+        m.config.pad_token_id = tok.pad_token_id
+    # ours: 16 rollouts per iteration in 2 minibatches of 8, one PPO epoch: one tick per rollout batch
+    cb = WindowTicks(win, {"episodes": ns.batch // 2})
+    if ns.phase == "rloo":
+        from trl import RLOOConfig, RLOOTrainer
+
+        args["per_device_train_batch_size"] = ns.batch // 2
+        cfg: Any = RLOOConfig(
+            num_generations=4,
+            steps_per_generation=2,
+            max_completion_length=ns.response_length,
+            temperature=1.0,
+            beta=0.02,
+            num_iterations=1,
+            **args,
+        )
+        ds = Dataset.from_list([{"prompt": r["prompt"]} for r in rows])
+        trainer: Any = RLOOTrainer(
+            model=policy,
+            reward_funcs=rm,
             args=cfg,
-            train_dataset=Dataset.from_list(rows),
+            train_dataset=ds,
             processing_class=tok,
-            callbacks=[timer],
+            reward_processing_classes=tok,
+            callbacks=[cb],
         )
-        trainer.train()
-        secs = timer.times[-1] - timer.times[0]
-        res.update(
-            {
-                "pairs_per_s": (len(timer.times) - 1) * ns.batch / secs,
-                "steps": len(timer.times) - 1,
-                "seconds": secs,
-                "sequences_per_step": 2 * ns.batch,
-            }
-        )
-    elif ns.phase == "dpo":
-        res.update(time_dpo(ns, tok, rows, timer))
     else:
         from trl.experimental.ppo import PPOConfig, PPOTrainer
 
-        policy = AutoModelForCausalLM.from_pretrained(ns.model)
         ref = AutoModelForCausalLM.from_pretrained(ns.model)
-        rm = AutoModelForSequenceClassification.from_pretrained(ns.rm, num_labels=1)
         value = AutoModelForSequenceClassification.from_pretrained(ns.rm, num_labels=1)
-        for m in (policy, ref, rm, value):
+        for m in (ref, value):
             m.config.pad_token_id = tok.pad_token_id
         ds = Dataset.from_list([{"input_ids": tok(r["prompt"])["input_ids"]} for r in rows])
-        args = common_args(ns)
-        args.pop("max_steps")
-        args.pop("lr_scheduler_type")
+        for k in ("num_train_epochs", "lr_scheduler_type"):
+            args.pop(k)
         # TRL 1.12: rollout batch = per_device_train_batch_size * gradient_accumulation_steps, split
         # into num_mini_batches minibatches: 16 rollouts in minibatches of 8, as ours.
-        args["per_device_train_batch_size"] = ns.batch
         cfg = PPOConfig(
             num_mini_batches=2,
-            total_episodes=ns.episodes,
+            total_episodes=10**7,
             num_ppo_epochs=1,
             response_length=ns.response_length,
             temperature=1.0,
@@ -197,6 +182,7 @@ def main() -> None:
             num_sample_generations=0,
             **args,
         )
+        cb.per_step = {"episodes": ns.batch}  # PPOTrainer calls on_step_end once per rollout batch
         trainer = PPOTrainer(
             args=cfg,
             processing_class=tok,
@@ -205,18 +191,64 @@ def main() -> None:
             reward_model=rm,
             train_dataset=ds,
             value_model=value,
-            callbacks=[timer],
+            callbacks=[cb],
         )
-        trainer.train()
-        secs = timer.times[-1] - timer.times[0]
-        res.update(
-            {
-                "episodes_per_s": (len(timer.times) - 1) * ns.batch / secs,
-                "steps": len(timer.times) - 1,
-                "seconds": secs,
-            }
-        )
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    train(trainer)
+
+
+@torch.no_grad()
+def generate(ns: argparse.Namespace, tok: Any, rows: list[dict[str, Any]], win: Window) -> None:
+    """Batched HF generate with num_return_sequences=K over --gen-batch prompts per call, in rounds."""
+    model = AutoModelForCausalLM.from_pretrained(ns.model).eval()
+    tok.padding_side = "left"
+    prompts = [r["prompt"] for r in rows[: ns.prompts]]
+    while not win.done():
+        for i in range(0, len(prompts), ns.gen_batch):
+            enc = tok(prompts[i : i + ns.gen_batch], return_tensors="pt", padding=True)
+            model.generate(
+                **enc,
+                do_sample=True,
+                temperature=1.0,
+                top_p=1.0,
+                max_new_tokens=ns.response_length,
+                num_return_sequences=ns.k,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+            )
+        win.tick(completions=len(prompts) * ns.k)
+
+
+def main() -> None:
+    """Run one TRL trainer (or the generate peer) and print measurements."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("phase", choices=["sft", "reward", "dpo", "rloo", "ppo", "generate"])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--rm", default=None)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--response-length", type=int, default=32)
+    ap.add_argument("--k", type=int, default=9)
+    ap.add_argument("--prompts", type=int, default=64)
+    ap.add_argument("--dropout", type=float, default=0.2, help="sft: dropout (GPT-2 keys, as our SFT)")
+    ap.add_argument("--gen-batch", type=int, default=16)
+    ns = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    tok = AutoTokenizer.from_pretrained(ns.model)
+    rows = load_rows(ns.data)
+    Profile.install(ns.model)
+    win = Window(ns.seconds, *((1, 0.0) if ns.phase == "generate" else ()))  # one warm-up round
+    if ns.phase in ("sft", "reward", "dpo"):
+        supervised(ns, tok, rows, win)
+    elif ns.phase == "generate":
+        generate(ns, tok, rows, win)
+    else:
+        online(ns, tok, rows, win)
+    import trl
+
+    res: dict[str, Any] = {"phase": ns.phase, "impl": "trl", "trl_version": trl.__version__, **win.result()}
     print("RESULT " + json.dumps(res))
 
 

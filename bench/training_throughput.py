@@ -1,16 +1,19 @@
 """Throughput against TRL, side by side in one run on the same model, data and lengths (CPU, fp32).
 
-    bench/setup_trl.sh                     # once: TRL 1.16 and 1.12 venvs under .bench-venvs/
-    python -m bench.training_throughput    # prints the table
+    bench/setup_trl.sh                                   # once: TRL 1.16 and 1.12 venvs under .bench-venvs/
+    python -m bench.training_throughput                  # the table (about 17 minutes on 2 cores)
+    python -m bench.training_throughput --seconds 3 --rounds 1 --only sft,rm   # a smoke test
 
-Phases: SFT tokens/s (ours vs TRL 1.16 SFTTrainer); reward model at K = 9 in comparison pairs/s
-(ours: each completion forwarded once per prompt; TRL 1.16 RewardTrainer forwards every pair);
-PPO episodes/s (ours vs TRL 1.12 trl.experimental.ppo.PPOTrainer); sampling K completions per prompt
-(ours: prompt computed once, KV cache, batched; peer: one `generate` call per completion); DPO at
-K = 4 and 9 in pairs/s and sequences/s (ours grouped and per pair vs TRL 1.16 DPOTrainer,
-bench/throughput_dpo.py; `--only dpo` runs just those rows).
-Each measurement runs in its own process (peak RSS per process); model FLOP/s is reported as a
-fraction of this machine's measured fp32 matmul peak.
+Phases: SFT (tokens/s, TRL 1.16 SFTTrainer), reward model at K = 9 (pairs/s and sequences/s,
+RewardTrainer), sampling K = 9 completions for 64 prompts of 32 tokens (ours against HF
+`generate(..., num_return_sequences=9)` over batches of 16 prompts), DPO at K = 9 (pairs/s and
+sequences/s, DPOTrainer), online RL (episodes/s; ours PPO against TRL 1.16 RLOOTrainer and TRL 1.12's
+experimental PPOTrainer). Every measurement is its own process with a warm-up and then a timed window
+of `--seconds` (bench/windows.py); the sides of a phase alternate (ABAB...) for `--rounds` rounds and
+the table prints each side's median and min-max, the ratio of medians, the load average, the MFU
+(6 x parameters x trained tokens/s over this machine's measured fp32 matmul peak) and, beside it, the
+per-phase profile (share of the window in generate, forwards with and without grad, backward,
+optimizer, other) of each side's median run.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +35,19 @@ ROOT = Path(__file__).resolve().parent.parent
 K = 9
 
 
+@dataclass
+class Phase:
+    """Sides (label, command) of one comparison, the units shown and each unit's target ratio."""
+
+    name: str
+    sides: list[tuple[str, list[str]]]
+    units: list[str]
+    targets: dict[str, float] = field(default_factory=dict)
+    mfu: bool = False
+
+
 def matmul_peak_flops(seconds: float = 3.0, n: int = 1024) -> float:
-    """Measured fp32 matmul FLOP/s with 2 threads."""
+    """Measured fp32 matmul FLOP/s with BENCH_THREADS threads."""
     import torch
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
@@ -72,287 +88,256 @@ def build_data(root: Path, n_prompts: int, seed: int = 0) -> dict[str, Path]:
     dump(
         "trl_sft", [{"prompt": format_prompt(r["prompt"]), "completion": " " + r["completion"]} for r in sft]
     )
-    pairs = []
-    for g in group_comparisons(rankings, []):
-        for w, lo in g.pairs:
-            pairs.append(
-                {
-                    "prompt": format_prompt(g.prompt),
-                    "chosen": " " + g.completions[w],
-                    "rejected": " " + g.completions[lo],
-                }
-            )
-    dump("trl_pairs", pairs)
+    pairs = [
+        {
+            "prompt": format_prompt(g.prompt),
+            "chosen": " " + g.completions[w],
+            "rejected": " " + g.completions[lo],
+        }
+        for g in group_comparisons(rankings, [])
+        for w, lo in g.pairs
+    ]
+    rng.shuffle(pairs)
+    dump("trl_pairs", pairs[:3000])  # more than a window needs; TRL tokenises its whole dataset at start
     dump("trl_prompts", [{"prompt": format_prompt(p.text)} for p in prompts])
     return files
 
 
-def run_worker(cmd: list[str], timeout: int = 1800) -> dict[str, Any]:
+def save_reward_model(model: Path, out: Path) -> Path:
+    """An (untrained) reward model from the base model, in our format, for the online phase."""
+    from training.models import reward_model_from_lm
+
+    rm, tok = reward_model_from_lm(model)
+    rm.save_files(out, tok)
+    return out
+
+
+def run_worker(cmd: list[str], timeout: int = 600) -> dict[str, Any]:
     """Run a worker process and return its RESULT JSON (or the error)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    print("$ " + " ".join(cmd), flush=True)
     t = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout, check=False)
     for line in r.stdout.splitlines():
         if line.startswith("RESULT "):
             res: dict[str, Any] = json.loads(line[7:])
-            res["wall_s"] = time.time() - t
-            print(f"  -> {res}", flush=True)
+            res["wall_s"] = round(time.time() - t, 1)
             return res
-    print(r.stderr[-3000:], flush=True)
+    print("$ " + " ".join(cmd) + "\n" + r.stderr[-3000:], flush=True)
     return {"error": (r.stderr or r.stdout)[-500:]}
 
 
-def mean_tokens(model_dir: Path, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> float:
-    """Average tokens per sequence of prompt + each key's text."""
-    from training.models import load_tokenizer
+def phases(args: argparse.Namespace, model: Path, root: Path) -> list[Phase]:
+    """Every comparison, its sides' commands, units and targets."""
+    files = build_data(root / "data", n_prompts=400)
+    dpo = __import__("bench.throughput_dpo", fromlist=["build_rankings"]).build_rankings(root / "dpo", K, 40)
+    rm = save_reward_model(model, root / "rm")
+    py, t116, t112 = sys.executable, f"{args.venvs}/trl116/bin/python", f"{args.venvs}/trl112/bin/python"
+    ours = [py, "-m", "bench.throughput_ours"]
+    trl = ["bench/throughput_trl.py"]
+    c = [
+        "--model",
+        str(model),
+        "--max-length",
+        "128",
+        "--seconds",
+        str(args.seconds),
+        "--out",
+        str(root / "o"),
+    ]
+    online = [*c, "--rm", str(rm), "--batch", "16", "--response-length", "32"]
+    sample = [*c, "--k", str(K), "--prompts", "64", "--response-length", "32"]
+    batch, prompts, pairs = str(files["batch"]), str(files["trl_prompts"]), str(files["trl_pairs"])
+    return [
+        Phase(
+            "sft",
+            [
+                ("ours", [*ours, "sft", *c, "--data", batch, "--batch", "8"]),
+                (
+                    "TRL 1.16 SFTTrainer",
+                    [t116, *trl, "sft", *c, "--data", str(files["trl_sft"]), "--batch", "8"],
+                ),
+            ],
+            ["tokens"],
+            {"tokens": 1.2},
+            mfu=True,
+        ),
+        Phase(
+            "rm",  # equal sequences per step: ours 4 prompts x 9 completions = 36; TRL 18 pairs x 2 = 36
+            [
+                ("ours", [*ours, "reward", *c, "--data", batch, "--batch", "4", "--k", str(K)]),
+                ("TRL 1.16 RewardTrainer", [t116, *trl, "reward", *c, "--data", pairs, "--batch", "18"]),
+            ],
+            ["pairs", "sequences", "tokens"],
+            {"pairs": 4.0, "sequences": 1.0},
+            mfu=True,
+        ),
+        Phase(
+            "sampling",
+            [
+                ("ours", [*ours, "sample", *sample, "--data", batch]),
+                (
+                    "HF generate(num_return_sequences=9), 16 prompts/call",
+                    [t116, *trl, "generate", *sample, "--data", prompts],
+                ),
+            ],
+            ["completions"],
+            {"completions": 1.5},
+        ),
+        Phase(
+            "dpo",
+            [
+                (
+                    "ours (grouped)",
+                    [*ours, "dpo", *c, "--data", str(dpo["batch"]), "--batch", "4", "--k", str(K)],
+                ),
+                (
+                    "TRL 1.16 DPOTrainer",
+                    [t116, *trl, "dpo", *c, "--data", str(dpo["trl_pairs"]), "--batch", "18"],
+                ),
+            ],
+            ["pairs", "sequences", "tokens"],
+            mfu=True,
+        ),
+        Phase(
+            "online",
+            [
+                ("ours PPO", [*ours, "ppo", *online, "--data", batch]),
+                ("TRL 1.16 RLOOTrainer", [t116, *trl, "rloo", *online, "--data", prompts]),
+                ("TRL 1.12 PPOTrainer (experimental)", [t112, *trl, "ppo", *online, "--data", prompts]),
+            ],
+            ["episodes"],
+        ),
+    ]
 
-    tok = load_tokenizer(model_dir)
-    lens = [len(tok(r["prompt"] + r[k])["input_ids"]) + 1 for r in rows[:500] for k in keys]
-    return sum(lens) / len(lens)
+
+def run_phase(phase: Phase, rounds: int) -> dict[str, list[dict[str, Any]]]:
+    """Alternate the sides (ABAB...) for `rounds` rounds; every run's result, by side."""
+    out: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in phase.sides}
+    for r in range(rounds):
+        for label, cmd in phase.sides:
+            res = run_worker(cmd)
+            out[label].append(res)
+            shown = {
+                k: (round(v, 1) if isinstance(v, float) else v)
+                for k, v in res.items()
+                if k.endswith("_per_s")
+            }
+            print(
+                f"  {phase.name} round {r + 1} {label}: {shown} load {res.get('load')} "
+                f"wall {res.get('wall_s')} s",
+                flush=True,
+            )
+    return out
+
+
+def stats(runs: list[dict[str, Any]], key: str) -> tuple[float, float, float]:
+    """Median, min and max of key over the runs that have it (nan when none)."""
+    xs = [float(r[key]) for r in runs if key in r]
+    return (statistics.median(xs), min(xs), max(xs)) if xs else (float("nan"),) * 3
+
+
+def median_run(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The run whose key is the median (for its profile)."""
+    ok = sorted((r for r in runs if key in r), key=lambda r: r[key])
+    return ok[len(ok) // 2] if ok else {}
+
+
+def fmt(x: float) -> str:
+    """A rate, with sensible digits."""
+    return f"{x:.0f}" if x >= 100 else f"{x:.1f}"
+
+
+def report(
+    res: dict[str, dict[str, list[dict[str, Any]]]], plist: list[Phase], peak: float, n_params: int
+) -> None:
+    """Print the comparison table (medians, min-max, ratio of medians, MFU) and the profile beside it."""
+    print(
+        "| phase | unit (/s) | ours: median (min-max) | peer | peer: median (min-max) | ratio | target | "
+        "| MFU ours / peer | peak RSS ours / peer (MiB) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for ph in plist:
+        ours_label, ours_runs = ph.sides[0][0], res[ph.name][ph.sides[0][0]]
+        for peer, _ in ph.sides[1:]:
+            runs = res[ph.name][peer]
+            for unit in ph.units:
+                key = f"{unit}_per_s"
+                a, b = stats(ours_runs, key), stats(runs, key)
+                ratio = a[0] / b[0] if b[0] > 0 else float("nan")
+                target = ph.targets.get(unit)
+                verdict = "-" if target is None else ("PASS" if ratio >= target else "MISS")
+                mfu = "-"
+                if ph.mfu and unit == "tokens":
+                    mfu = (
+                        f"{100 * 6 * n_params * a[0] / peak:.1f} % / {100 * 6 * n_params * b[0] / peak:.1f} %"
+                    )
+                rss = f"{stats(ours_runs, 'peak_rss_mb')[0]:.0f} / {stats(runs, 'peak_rss_mb')[0]:.0f}"
+                print(
+                    f"| {ph.name} | {unit} | {fmt(a[0])} ({fmt(a[1])}-{fmt(a[2])}) | {peer} | "
+                    f"{fmt(b[0])} ({fmt(b[1])}-{fmt(b[2])}) | {ratio:.2f}x | "
+                    f"{'' if target is None else f'>= {target}x'} | {verdict} | {mfu} | {rss} |"
+                )
+        del ours_label
+    keys = ["generate", "forward_train", "forward_nograd", "backward", "optimizer", "other"]
+    print("\nProfile: share of the timed window (median run of each side)")
+    print(
+        "| phase | side | generate | forward (grad) | forward (no grad) | backward | optimizer | other "
+        "(batching, loss, Python) | load during runs |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for ph in plist:
+        for label, _ in ph.sides:
+            runs = res[ph.name][label]
+            prof = median_run(runs, f"{ph.units[0]}_per_s").get("profile_pct", {})
+            loads = [x for r in runs for x in r.get("load", [])]
+            load = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"
+            cells = " | ".join(f"{prof[k]:.0f} %" if k in prof else "-" for k in keys)
+            print(f"| {ph.name} | {label} | {cells} | {load} |")
 
 
 def main() -> None:
-    """Run every phase for both implementations and print the table."""
+    """Run every phase, sides alternating, and print the table."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=".bench/throughput")
     ap.add_argument("--cache", default=".bench/models")
     ap.add_argument("--venvs", default=str(ROOT / ".bench-venvs"))
     ap.add_argument("--size", default="tiny")
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["all", "dpo"], default="all", help="dpo: only the DPO rows")
+    ap.add_argument("--seconds", type=float, default=20.0, help="timed window per run (after warm-up)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternations of ours and the peers per phase")
+    ap.add_argument("--only", default="sft,rm,sampling,dpo,online", help="comma list of phases")
     args = ap.parse_args()
+    t0 = time.time()
     from training.models import count_params, ensure_base_model, load_policy
 
     root = Path(args.out)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    steps = 4 if args.quick else args.steps
     # The demo architecture with untrained weights: throughput does not depend on them, and an untrained
     # model never emits EOS, so every implementation generates exactly the same number of tokens.
     model = ensure_base_model(args.cache, args.size, steps=0)
     n_params = count_params(load_policy(model)[0])
     load_start = os.getloadavg()
     peak = matmul_peak_flops()
-    if args.only == "dpo":
-        run_dpo_rows(args, model, root, steps, n_params, peak, load_start)
-        return
-    files = build_data(root, n_prompts=(steps + 1) * 8)  # ours: one SFT epoch = steps + 1 batches of 8
-    py, trl116, trl112 = sys.executable, f"{args.venvs}/trl116/bin/python", f"{args.venvs}/trl112/bin/python"
-    sft_batch, rm_groups, ppo_batch, episodes = 8, 4, 16, (32 if args.quick else 96)
-    res: dict[str, dict[str, Any]] = {}
-    common = ["--model", str(model), "--max-length", "128"]
-    res["sft_ours"] = run_worker(
-        [
-            py,
-            "-m",
-            "bench.throughput_ours",
-            "sft",
-            *common,
-            "--data",
-            str(files["batch"]),
-            "--out",
-            str(root / "o_sft"),
-            "--steps",
-            str(steps),
-            "--batch",
-            str(sft_batch),
-        ]
-    )
-    res["sft_trl"] = run_worker(
-        [
-            trl116,
-            "bench/throughput_trl.py",
-            "sft",
-            *common,
-            "--data",
-            str(files["trl_sft"]),
-            "--out",
-            str(root / "t_sft"),
-            "--steps",
-            str(steps),
-            "--batch",
-            str(sft_batch),
-        ]
-    )
-    # equal sequences forwarded per step: ours 4 prompts x 9 completions = 36; TRL 18 pairs x 2 = 36
-    res["rm_ours"] = run_worker(
-        [
-            py,
-            "-m",
-            "bench.throughput_ours",
-            "reward",
-            *common,
-            "--data",
-            str(files["batch"]),
-            "--out",
-            str(root / "o_rm"),
-            "--batch",
-            str(rm_groups),
-            "--k",
-            str(K),
-        ]
-    )
-    res["rm_trl"] = run_worker(
-        [
-            trl116,
-            "bench/throughput_trl.py",
-            "reward",
-            *common,
-            "--data",
-            str(files["trl_pairs"]),
-            "--out",
-            str(root / "t_rm"),
-            "--steps",
-            str(steps),
-            "--batch",
-            str(rm_groups * K // 2),
-        ]
-    )
-    rm_dir = root / "o_rm"
-    ppo_common = [
-        *common,
-        "--rm",
-        str(rm_dir),
-        "--episodes",
-        str(episodes),
-        "--batch",
-        str(ppo_batch),
-        "--response-length",
-        "32",
-    ]
-    res["ppo_ours"] = run_worker(
-        [
-            py,
-            "-m",
-            "bench.throughput_ours",
-            "ppo",
-            *ppo_common,
-            "--data",
-            str(files["batch"]),
-            "--out",
-            str(root / "o_ppo"),
-        ]
-    )
-    res["ppo_trl"] = run_worker(
-        [
-            trl112,
-            "bench/throughput_trl.py",
-            "ppo",
-            *ppo_common,
-            "--data",
-            str(files["trl_prompts"]),
-            "--out",
-            str(root / "t_ppo"),
-        ]
-    )
-    for phase in ("sample", "sample_naive"):
-        res[phase] = run_worker(
-            [
-                py,
-                "-m",
-                "bench.throughput_ours",
-                phase,
-                "--model",
-                str(model),
-                "--data",
-                str(files["batch"]),
-                "--out",
-                str(root / phase),
-                "--k",
-                str(K),
-                "--prompts",
-                "8" if args.quick else "24",
-                "--response-length",
-                "32",
-            ]
-        )
-    pair_rows = [json.loads(line) for line in files["trl_pairs"].read_text().splitlines()]
-    seq_tokens = mean_tokens(model, pair_rows, ("chosen", "rejected"))
-    report(res, peak, n_params, seq_tokens, load_start, root)
-    run_dpo_rows(args, model, root, steps, n_params, peak, os.getloadavg())
-
-
-def run_dpo_rows(
-    args: argparse.Namespace,
-    model: Path,
-    root: Path,
-    steps: int,
-    n_params: int,
-    peak: float,
-    load_start: tuple[float, float, float],
-) -> None:
-    """Time and print the DPO rows (ours grouped and per pair vs TRL 1.16 DPOTrainer at K = 4 and 9)."""
-    from bench.throughput_dpo import report_dpo, run_dpo_phases
-
-    res = run_dpo_phases(run_worker, model, root, sys.executable, f"{args.venvs}/trl116/bin/python", steps)
-    threads = os.environ.get("BENCH_THREADS", "1")
-    print(
-        f"\nmodel: {n_params / 1e6:.2f}M params, fp32, {threads} thread(s); "
-        f"matmul peak {peak / 1e9:.1f} GFLOP/s; "
-        f"load average at start {load_start[0]:.1f}, at end {os.getloadavg()[0]:.1f}"
-    )
-    report_dpo(res)
-    (root / "results_dpo.json").write_text(json.dumps(res, indent=2))
-
-
-def _get(r: dict[str, Any], key: str) -> float:
-    return float(r.get(key, float("nan")))
-
-
-def report(
-    res: dict[str, dict[str, Any]],
-    peak: float,
-    n_params: int,
-    seq_tokens: float,
-    load_start: tuple[float, float, float],
-    root: Path,
-) -> None:
-    """Print the comparison table and write results.json."""
-    pairs_per_seq_ours = (K - 1) / 2  # 36 pairs from 9 sequences
-    rows = [
-        ("SFT tokens/s", "sft_ours", "sft_trl", "tokens_per_s", 1.0, "TRL 1.16 SFTTrainer"),
-        ("RM pairs/s (K=9)", "rm_ours", "rm_trl", "pairs_per_s", 4.0, "TRL 1.16 RewardTrainer"),
-        ("PPO episodes/s", "ppo_ours", "ppo_trl", "episodes_per_s", 1.5, "TRL 1.12 experimental PPOTrainer"),
-        (
-            "sampling completions/s (K=9)",
-            "sample",
-            "sample_naive",
-            "completions_per_s",
-            1.5,
-            "HF generate per completion",
-        ),
-    ]
-    threads = os.environ.get("BENCH_THREADS", "1")
-    mfu = {
-        "sft_ours": 6 * n_params * _get(res["sft_ours"], "tokens_per_s"),
-        "sft_trl": 6 * n_params * _get(res["sft_trl"], "tokens_per_s"),
-        "rm_ours": 6 * n_params * _get(res["rm_ours"], "pairs_per_s") / pairs_per_seq_ours * seq_tokens,
-        "rm_trl": 6 * n_params * _get(res["rm_trl"], "pairs_per_s") * 2 * seq_tokens,
-    }
-    print(
-        f"\nmodel: {n_params / 1e6:.2f}M params, fp32, {threads} thread(s); "
-        f"matmul peak {peak / 1e9:.1f} GFLOP/s; "
-        f"load average at start {load_start[0]:.1f}, at end {os.getloadavg()[0]:.1f}"
-    )
-    print(
-        "| phase | ours | peer | peer is | ratio | target | | peak RSS ours / peer (MiB) | MFU ours / peer |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, a, b, key, target, peer in rows:
-        x, y = _get(res[a], key), _get(res[b], key)
-        ratio = x / y if y == y and y > 0 else float("nan")
-        ok = "PASS" if ratio >= target else "MISS"
-        m = f"{100 * mfu[a] / peak:.1f} % / {100 * mfu[b] / peak:.1f} %" if a in mfu else "-"
+    wanted = args.only.split(",")
+    plist = [p for p in phases(args, model, root) if p.name in wanted]
+    res = {}
+    for ph in plist:
         print(
-            f"| {name} | {x:.1f} | {y:.1f} | {peer} | {ratio:.2f}x | >= {target}x | {ok} | "
-            f"{_get(res[a], 'peak_rss_mb'):.0f} / {_get(res[b], 'peak_rss_mb'):.0f} | {m} |"
+            f"phase {ph.name}: {args.rounds} rounds x {len(ph.sides)} sides x {args.seconds:.0f} s",
+            flush=True,
         )
+        res[ph.name] = run_phase(ph, args.rounds)
+    threads = os.environ.get("BENCH_THREADS", "1")
+    print(
+        f"\nmodel: {n_params / 1e6:.2f}M params, fp32, {threads} thread(s); "
+        f"matmul peak {peak / 1e9:.1f} GFLOP/s; "
+        f"{args.rounds} alternations x {args.seconds:.0f} s windows; load average (1 min) at start "
+        f"{load_start[0]:.1f}, at end {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs; "
+        f"whole run {(time.time() - t0) / 60:.1f} min"
+    )
+    report(res, plist, peak, n_params)
     (root / "results.json").write_text(
-        json.dumps(
-            {"results": res, "matmul_peak_flops": peak, "n_params": n_params, "mfu_flops": mfu}, indent=2
-        )
+        json.dumps({"results": res, "matmul_peak_flops": peak, "n_params": n_params}, indent=2)
     )
 
 

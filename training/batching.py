@@ -26,6 +26,30 @@ def encode_example(
     return p + c, len(p)
 
 
+EncodeCache = dict[tuple[str, str, int], tuple[list[int], int]]
+
+
+def encode_cached(
+    cache: EncodeCache | None, tokenizer: Any, prompt: Prompt, completion: str, max_length: int
+) -> tuple[list[int], int]:
+    """encode_example, memoised in `cache` (one dict per training run: each example is tokenised once)."""
+    if cache is None:
+        return encode_example(tokenizer, prompt, completion, max_length)
+    key = (repr(prompt), completion, max_length)
+    hit = cache.get(key)
+    if hit is None:
+        hit = cache[key] = encode_example(tokenizer, prompt, completion, max_length)
+    return hit
+
+
+def pretokenize(tokenizer: Any, pairs: Any, max_length: int, cache: EncodeCache | None = None) -> EncodeCache:
+    """Tokenise every (prompt, completion) once, before training; the cache the batch builders take."""
+    cache = {} if cache is None else cache
+    for prompt, completion in pairs:
+        encode_cached(cache, tokenizer, prompt, completion, max_length)
+    return cache
+
+
 def right_pad(
     seqs: list[list[int]], pad_id: int, fill: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,11 +63,13 @@ def right_pad(
     return ids, mask
 
 
-def sft_batch(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> dict[str, torch.Tensor]:
-    """input_ids, attention_mask and labels (-100 on prompt and padding) for SFT rows."""
+def sft_batch(
+    tokenizer: Any, rows: list[dict[str, Any]], max_length: int, cache: EncodeCache | None = None
+) -> dict[str, torch.Tensor]:
+    """input_ids, attention_mask and labels (-100 on prompt and padding) for SFT rows (cache: pretokenize)."""
     seqs, labels = [], []
     for r in rows:
-        ids, n_prompt = encode_example(tokenizer, row_prompt(r), row_completion(r), max_length)
+        ids, n_prompt = encode_cached(cache, tokenizer, row_prompt(r), row_completion(r), max_length)
         seqs.append(ids)
         labels.append([-100] * n_prompt + ids[n_prompt:])
     input_ids, mask = right_pad(seqs, tokenizer.pad_token_id)

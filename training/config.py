@@ -28,6 +28,7 @@ class SFTConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.0
     max_length: int = 128
+    group_by_length: bool = True  # batches of similar length (less padding; the epoch order stays random)
     eval_every_epoch: bool = True
     select_by: str = (
         "auto"  # "auto": RM score if a reward model is given else valid loss | "rm" | "loss" | "last"
@@ -35,6 +36,7 @@ class SFTConfig:
     rm_eval_prompts: int = 64
     rm_eval_max_new_tokens: int = 32
     grad_accum_steps: int = 1  # micro-batches per process per step; batch_size stays the global batch
+    max_grad_norm: float | None = None  # clip the global gradient norm (None: no clipping)
     gradient_checkpointing: bool = False
     lora_r: int = 0  # LoRA rank (peft); 0 = train every weight
     lora_alpha: int = 16
@@ -61,6 +63,7 @@ class RewardConfig:
     max_length: int = 128
     center_on_demonstrations: bool = True  # bias so labeler demonstrations score 0 on average
     grad_accum_steps: int = 1  # micro-batches per process per step; batch_size stays the global batch
+    max_grad_norm: float | None = None  # clip the global gradient norm (None: no clipping)
     gradient_checkpointing: bool = False
     lora_r: int = 0  # LoRA rank (peft); 0 = train every weight
     lora_alpha: int = 16

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from training.adapters import plain_copy, wrap_policy
-from training.batching import sft_batch
+from training.batching import EncodeCache, pretokenize, sft_batch
 from training.callbacks import Callbacks
 from training.checkpoints import write_model_dir
 from training.config import DPOConfig
@@ -31,9 +31,11 @@ from training.models import load_policy, make_accelerator, seed_everything, set_
 Refs = list[list[float]]  # per group, per completion: summed response log-prob under the reference
 
 
-def pair_batch(tokenizer: Any, groups: list[ComparisonGroup], max_length: int) -> dict[str, torch.Tensor]:
+def pair_batch(
+    tokenizer: Any, groups: list[ComparisonGroup], max_length: int, cache: EncodeCache | None = None
+) -> dict[str, torch.Tensor]:
     """Each group's completions once: input_ids/attention_mask/labels [N, T] (sft_batch layout) and
-    the pair indices group/winners/losers [P] that dpo_group_loss takes."""
+    the pair indices group/winners/losers [P] that dpo_group_loss takes (cache: pretokenize)."""
     rows: list[dict[str, Any]] = []
     group, winners, losers = [], [], []
     for g_i, g in enumerate(groups):
@@ -43,7 +45,7 @@ def pair_batch(tokenizer: Any, groups: list[ComparisonGroup], max_length: int) -
             group.append(g_i)
             winners.append(offset + w)
             losers.append(offset + lo)
-    b = sft_batch(tokenizer, rows, max_length)
+    b = sft_batch(tokenizer, rows, max_length, cache)
     b.update(group=torch.tensor(group), winners=torch.tensor(winners), losers=torch.tensor(losers))
     return b
 
@@ -144,9 +146,10 @@ def train_dpo(
     log-probs; the mean is over prompts, so a step equals the one-process step at the same global batch.
     After each epoch the implicit-reward accuracy and margin on `monitor` (held-out groups) are recorded."""
     examples = list(zip(units, refs, strict=True))
+    cache = pretokenize(tokenizer, ((u.prompt, c) for u in units for c in u.completions), config.max_length)
 
     def make_batch(rows: list[tuple[ComparisonGroup, list[float]]]) -> dict[str, torch.Tensor]:
-        b = pair_batch(tokenizer, [u for u, _ in rows], config.max_length)
+        b = pair_batch(tokenizer, [u for u, _ in rows], config.max_length, cache)
         b["ref"] = torch.tensor([x for _, r in rows for x in r])
         return b
 

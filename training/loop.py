@@ -3,7 +3,8 @@
     result = train_loop(acc, model, examples, make_batch, loss_fn, LoopConfig(...), stage="sft",
                         callbacks=cbs, weight_fn=..., on_epoch_end=..., select_key=...)
 
-What it does, so the stages do not: AdamW and a cosine schedule, epochs over a seeded shuffle,
+What it does, so the stages do not: AdamW (fused where torch supports it) and a cosine schedule,
+epochs over a seeded shuffle,
 sharding each global batch across processes (rank r takes rows r, r + N, ...), gradient
 accumulation inside a rank, optional gradient checkpointing and clipping, metrics reduced across
 processes and reported from the main process only, and keeping the best epoch's weights by a
@@ -95,6 +96,28 @@ def cosine_lr_lambda(total_steps: int, min_ratio: float, warmup: int = 0) -> Cal
     return f
 
 
+def epoch_batches(
+    n: int, batch_size: int, rng: random.Random, lengths: Sequence[int] | None = None, chunk: int = 50
+) -> list[list[int]]:
+    """One epoch's global batches of example indices, in a seeded shuffle.
+
+    With lengths, batches are length-grouped (as HF's group_by_length): the shuffled order is cut into
+    chunks of `chunk` batches, each chunk sorted by length and split into batches, and the batches are
+    shuffled, so a batch pads to nearly its own rows' length while the epoch order stays random.
+    """
+    order = list(range(n))
+    rng.shuffle(order)
+    if lengths is None:
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    span = batch_size * chunk
+    batches: list[list[int]] = []
+    for start in range(0, n, span):
+        part = sorted(order[start : start + span], key=lambda i: lengths[i])
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
 def shard_rows(global_rows: Sequence[int], rank: int, world: int, accum: int) -> list[list[int]]:
     """This rank's micro-batches of one global batch: rows rank, rank + world, ... split into accum parts.
 
@@ -104,6 +127,15 @@ def shard_rows(global_rows: Sequence[int], rank: int, world: int, accum: int) ->
     mine = list(global_rows[rank::world]) or [global_rows[0]]
     size = math.ceil(len(mine) / max(1, accum))
     return [mine[i : i + size] for i in range(0, len(mine), size)]
+
+
+def make_adamw(params: Any, **kwargs: Any) -> torch.optim.AdamW:
+    """AdamW with torch's fused kernel where it supports the parameters (CPU and CUDA), else the default."""
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, ValueError, TypeError):  # a device or dtype the fused kernel does not take
+        return torch.optim.AdamW(params, **kwargs)
 
 
 def enable_gradient_checkpointing(model: Any) -> None:
@@ -188,8 +220,11 @@ def train_loop(
     on_epoch_end: Callable[[int, Any], dict[str, float]] | None = None,
     select_key: Callable[[dict[str, float]], float] | None = None,
     on_step: Callable[[int, int, Any], None] | None = None,
+    lengths: Sequence[int] | None = None,
 ) -> LoopResult:
     """Train model on examples; see the module docstring. Returns the unwrapped model and selection.
+
+    lengths (tokens per example): batches are length-grouped (epoch_batches), which cuts padding.
 
     make_batch(rows) -> tensors (on CPU; the loop moves them); loss_fn(model, batch) -> (mean loss, stats);
     weight_fn(batch) -> units the mean is over (default: rows); on_epoch_end(epoch, unwrapped model)
@@ -200,9 +235,7 @@ def train_loop(
     weigh = weight_fn or (lambda b: float(next(iter(b.values())).shape[0]))
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
-    opt = torch.optim.AdamW(
-        trainable_parameters(model), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
-    )
+    opt = make_adamw(trainable_parameters(model), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -214,11 +247,8 @@ def train_loop(
     result = LoopResult(model=None, steps=0)
     best_key = -math.inf
     for epoch in range(cfg.epochs):
-        order = list(range(len(examples)))
-        rng.shuffle(order)
-        for start in range(0, len(order), cfg.batch_size):
+        for rows in epoch_batches(len(examples), cfg.batch_size, rng, lengths):
             cbs.check_stop()
-            rows = order[start : start + cfg.batch_size]
             batches, weights, ids = _rank_batches(
                 acc, examples, rows, make_batch, weigh, cfg.grad_accum_steps
             )

@@ -26,7 +26,7 @@ from training.chat import Prompt, prompt_text, row_prompt
 from training.checkpoints import write_model_dir
 from training.config import PPOConfig
 from training.data import read_batch
-from training.loop import disable_gradient_checkpointing, enable_gradient_checkpointing, log_shard
+from training.loop import disable_gradient_checkpointing, enable_gradient_checkpointing, log_shard, make_adamw
 from training.losses import (
     ema_update,
     entropy_of,
@@ -266,7 +266,7 @@ def run_ppo(
         raise ValueError(f"{batch_dir}: no train prompts in prompts.jsonl")
     local = _local_config(config, acc.num_processes)
     policy, ref, rm, value, tok = _ppo_models(config, policy_dir, reward_model_dir, acc)
-    opt = torch.optim.AdamW(
+    opt = make_adamw(
         [
             {"params": trainable_parameters(policy), "lr": config.lr},
             {"params": trainable_parameters(value), "lr": config.value_lr},

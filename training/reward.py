@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from training.adapters import plain_copy, wrap_reward_model
-from training.batching import encode_example, right_pad, rm_scores
+from training.batching import EncodeCache, encode_cached, pretokenize, right_pad, rm_scores
 from training.callbacks import Callbacks
 from training.chat import row_completion, row_prompt
 from training.checkpoints import write_model_dir
@@ -20,14 +20,16 @@ from training.losses import rm_group_loss
 from training.models import RewardModel, make_accelerator, reward_model_from_lm, seed_everything
 
 
-def group_batch(tokenizer: Any, groups: list[ComparisonGroup], max_length: int) -> dict[str, torch.Tensor]:
+def group_batch(
+    tokenizer: Any, groups: list[ComparisonGroup], max_length: int, cache: EncodeCache | None = None
+) -> dict[str, torch.Tensor]:
     """Flatten groups so each completion appears once: input_ids/attention_mask [N, T] and the
-    pair index tensors (group, winners, losers) [P] that rm_group_loss takes."""
+    pair index tensors (group, winners, losers) [P] that rm_group_loss takes (cache: pretokenize)."""
     seqs: list[list[int]] = []
     group, winners, losers = [], [], []
     for g_i, g in enumerate(groups):
         offset = len(seqs)
-        seqs.extend(encode_example(tokenizer, g.prompt, c, max_length)[0] for c in g.completions)
+        seqs.extend(encode_cached(cache, tokenizer, g.prompt, c, max_length)[0] for c in g.completions)
         for w, lo in g.pairs:
             group.append(g_i)
             winners.append(offset + w)
@@ -143,11 +145,12 @@ def run_reward(
         )
     valid = held["valid"] if config.early_stopping else []
     best = BestOnValid(tok, valid, config, config.eval_every or max(1, steps_per_epoch // 4), cbs)
+    cache = pretokenize(tok, ((g.prompt, c) for g in train for c in g.completions), config.max_length)
     res = train_loop(
         acc,
         rm,
         train,
-        lambda groups: group_batch(tok, groups, config.max_length),
+        lambda groups: group_batch(tok, groups, config.max_length, cache),
         rm_step_loss,
         LoopConfig.from_stage(config),
         stage="reward",

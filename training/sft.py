@@ -10,9 +10,9 @@ from typing import Any
 import torch
 
 from training.adapters import plain_copy, wrap_policy
-from training.batching import rm_scores, sft_batch
+from training.batching import pretokenize, rm_scores, sft_batch
 from training.callbacks import Callbacks
-from training.chat import Prompt, row_prompt
+from training.chat import Prompt, row_completion, row_prompt
 from training.checkpoints import write_model_dir
 from training.config import SamplingParams, SFTConfig
 from training.data import read_batch
@@ -127,11 +127,12 @@ def run_sft(
         "rm": lambda m: m.get("valid_rm_score", -math.inf),
         "loss": lambda m: -m.get("valid_loss", math.inf),
     }
+    cache = pretokenize(tok, ((row_prompt(r), row_completion(r)) for r in train), config.max_length)
     res = train_loop(
         acc,
         model,
         train,
-        lambda rows: sft_batch(tok, rows, config.max_length),
+        lambda rows: sft_batch(tok, rows, config.max_length, cache),
         sft_step_loss,
         LoopConfig.from_stage(config),
         stage="sft",
@@ -139,6 +140,9 @@ def run_sft(
         weight_fn=sft_units,
         on_epoch_end=on_epoch_end,
         select_key=keys.get(select),
+        lengths=[len(cache[(repr(row_prompt(r)), row_completion(r), config.max_length)][0]) for r in train]
+        if config.group_by_length
+        else None,
     )
     metrics = {
         "selected_epoch": res.best_epoch,

@@ -112,3 +112,70 @@ def test_gradient_checkpointing_gives_the_same_losses(micro_base: Any) -> None:
     )
     assert getattr(ckpt.model, flag) and not getattr(plain.model, flag)
     assert max(abs(a - b) for a, b in zip(plain.losses, ckpt.losses, strict=True)) < 1e-5
+
+
+def test_make_adamw_uses_the_fused_kernel_on_cpu_and_matches_the_default() -> None:
+    """The loop's optimizer is torch's fused AdamW on CPU and takes the same step as the unfused one."""
+    from training.loop import make_adamw
+
+    torch.manual_seed(0)
+    a = torch.nn.Linear(4, 3)
+    b = torch.nn.Linear(4, 3)
+    b.load_state_dict(a.state_dict())
+    fused = make_adamw(a.parameters(), lr=0.1, betas=(0.9, 0.999), weight_decay=0.01)
+    plain = torch.optim.AdamW(b.parameters(), lr=0.1, betas=(0.9, 0.999), weight_decay=0.01)
+    assert fused.defaults["fused"] is True
+    x = torch.randn(5, 4)
+    for m, opt in ((a, fused), (b, plain)):
+        for _ in range(3):
+            opt.zero_grad()
+            m(x).square().sum().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_make_adamw_falls_back_where_the_fused_kernel_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A torch whose AdamW refuses fused=True for the parameters yields the default AdamW, not an error."""
+    from training import loop
+
+    real = torch.optim.AdamW
+
+    def refusing(params: Any, **kw: Any) -> torch.optim.AdamW:
+        if kw.pop("fused", False):
+            raise RuntimeError("fused=True requires all the params to be on a supported device")
+        return real(params, **kw)
+
+    monkeypatch.setattr(loop.torch.optim, "AdamW", refusing)
+    opt = loop.make_adamw(nn.Linear(2, 2).parameters(), lr=0.1)
+    assert not opt.defaults.get("fused")
+
+
+def test_epoch_batches_without_lengths_are_consecutive_slices_of_the_seeded_shuffle() -> None:
+    """No lengths: the historical order (shuffle, then consecutive slices), so stages keep their results."""
+    import random
+
+    from training.loop import epoch_batches
+
+    order = list(range(23))
+    random.Random(5).shuffle(order)
+    assert epoch_batches(23, 4, random.Random(5)) == [order[i : i + 4] for i in range(0, 23, 4)]
+
+
+def test_epoch_batches_length_grouped_cover_every_row_once_and_cut_padding() -> None:
+    """Length-grouped batches hold each example exactly once and pad far less than random batches."""
+    import random
+
+    from training.loop import epoch_batches
+
+    lengths = [random.Random(i).randint(5, 60) for i in range(400)]
+    grouped = epoch_batches(400, 8, random.Random(0), lengths, chunk=50)
+    plain = epoch_batches(400, 8, random.Random(0))
+    assert sorted(i for b in grouped for i in b) == list(range(400))
+    assert all(len(b) <= 8 for b in grouped)
+
+    def padded(batches: list[list[int]]) -> int:
+        return sum(max(lengths[i] for i in b) * len(b) for b in batches)
+
+    assert padded(grouped) < 0.8 * padded(plain)
+    assert grouped != sorted(grouped, key=lambda b: lengths[b[0]])  # batch order stays shuffled
