@@ -34,6 +34,7 @@ class SFTConfig:
     )
     rm_eval_prompts: int = 64
     rm_eval_max_new_tokens: int = 32
+    min_steps: int = 0  # more epochs when `epochs` gives fewer optimizer steps (a small data set)
     grad_accum_steps: int = 1  # micro-batches per process per step; batch_size stays the global batch
     gradient_checkpointing: bool = False
     lora_r: int = 0  # LoRA rank (peft); 0 = train every weight
@@ -60,6 +61,7 @@ class RewardConfig:
     weight_decay: float = 0.0
     max_length: int = 128
     center_on_demonstrations: bool = True  # bias so labeler demonstrations score 0 on average
+    min_steps: int = 0  # more epochs when `epochs` gives fewer optimizer steps (a small data set)
     grad_accum_steps: int = 1  # micro-batches per process per step; batch_size stays the global batch
     gradient_checkpointing: bool = False
     lora_r: int = 0  # LoRA rank (peft); 0 = train every weight
@@ -136,6 +138,7 @@ class DPOConfig:
     grouped: bool = True  # each completion forwarded once per prompt, its pairs form one batch element
     max_length: int = 128
     max_grad_norm: float = 1.0
+    min_steps: int = 0  # more epochs when `epochs` gives fewer optimizer steps (a small data set)
     grad_accum_steps: int = 1  # micro-batches per process per step; batch_size stays the global batch
     gradient_checkpointing: bool = False
     lora_r: int = 0  # LoRA rank (peft); 0 = train every weight
