@@ -175,6 +175,9 @@ def is_deployable(name: str) -> bool:
 
 
 _QUICK_LM = {"batch_size": 16, "max_length": 96}
+# A quick round trains on a demo's few dozen labels: epochs alone would give a handful of steps
+# (10 demonstrations at batch 16 for 4 epochs is 4 steps), so each stage gets a floor of steps.
+_QUICK_MIN_STEPS = {"sft": 64, "reward": 32, "dpo": 32}
 
 register(
     Stage(
@@ -187,7 +190,15 @@ register(
         data=("sft.jsonl",),
         policy_arg="base_model_dir",
         reward_arg="reward_model_dir",  # optional: selects the checkpoint by RM score
-        presets={"quick": {"epochs": 4, "lr": 3e-4, "dropout": 0.1, **_QUICK_LM}},
+        presets={
+            "quick": {
+                "epochs": 4,
+                "min_steps": _QUICK_MIN_STEPS["sft"],
+                "lr": 3e-4,
+                "dropout": 0.1,
+                **_QUICK_LM,
+            }
+        },
     )
 )
 register(
@@ -200,7 +211,7 @@ register(
         deployable=False,
         data=("rankings.jsonl", "pairwise.jsonl", "sft.jsonl"),
         policy_arg="base_model_dir",
-        presets={"quick": {"epochs": 1, "lr": 1e-4, **_QUICK_LM}},
+        presets={"quick": {"epochs": 1, "min_steps": _QUICK_MIN_STEPS["reward"], "lr": 1e-4, **_QUICK_LM}},
     )
 )
 register(
@@ -238,7 +249,16 @@ register(
         deployable=True,
         data=("rankings.jsonl", "pairwise.jsonl"),
         policy_arg="base_model_dir",
-        presets={"quick": {"epochs": 2, "lr": 1e-4, "beta": 0.1, "warmup_steps": 0, **_QUICK_LM}},
+        presets={
+            "quick": {
+                "epochs": 2,
+                "min_steps": _QUICK_MIN_STEPS["dpo"],
+                "lr": 1e-4,
+                "beta": 0.1,
+                "warmup_steps": 0,
+                **_QUICK_LM,
+            }
+        },
     )
 )
 register_method(
