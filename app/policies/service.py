@@ -151,9 +151,12 @@ def deploy(
     db.add(record)
     db.flush()
     db.refresh(version)
-    from app.sampling.service import retire_stale_tasks
+    from app.sampling.service import request_restock_for, retire_stale_tasks
 
-    retire_stale_tasks(db)  # ranking queues then restock from the new policy and its baseline
+    # Labelers are served the oldest task first: untouched tasks without the new policy's answers
+    # go, and the ranking queues are restocked from the new policy and its baseline once this commits.
+    retire_stale_tasks(db)
+    request_restock_for(db, None)
     return record
 
 

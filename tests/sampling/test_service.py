@@ -189,3 +189,17 @@ def test_a_deployment_retires_untouched_tasks_without_its_completions(db, factor
     assert [status[i] for i in sampled[1:]] == ["retired", "retired"]
     job = service.plan_restock(db, q)  # restocks from the new policy and the one it replaced
     assert job is not None and [v.id for v in job.versions] == [ppo.id, old.id]
+
+
+def test_a_deployment_asks_for_a_restock_at_once(db, factory, tmp_path: Path, monkeypatch) -> None:
+    """Not at the next scheduled restock (a minute later): labelers would find no task from it meanwhile."""
+    sent: list[int] = []
+    monkeypatch.setattr(
+        "app.queueing.enqueue_after_commit", lambda db, name, qid, queue, on_sent: sent.append(qid)
+    )
+    monkeypatch.setattr(service, "_last_request", {})
+    old = _policy(db, tmp_path, "restock-old")
+    q = factory.queue("ranking", k=4, low_water=2, sampling={"mix": "deployed+parent"})
+    factory.queue("demonstration")
+    registry.deploy(db, old.id)
+    assert sent == [q.id]
