@@ -175,11 +175,8 @@ def test_a_deployment_retires_untouched_tasks_without_its_completions(db, factor
     job = service.plan_restock(db, q)
     assert job is not None and service.store_samples(db, job, _fake_samples(job)) == 3
     sampled = sorted(db.scalars(select(Task.id).where(Task.id != seeded.id)))
-    db.add(
-        Assignment(
-            task_id=sampled[0], user_id=factory.user("labeler").id, display_order=[], lease_expires_at=utcnow()
-        )
-    )
+    labeler = factory.user("labeler")
+    db.add(Assignment(task_id=sampled[0], user_id=labeler.id, display_order=[], lease_expires_at=utcnow()))
     db.flush()
 
     _, ppo = _round_policies(db, tmp_path, old)
