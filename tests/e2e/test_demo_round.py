@@ -30,11 +30,11 @@ from app.runs import service as rounds
 from app.runs.schemas import DeployGate, RoundRequest
 from app.simulate import simulate
 from tests.e2e.conftest import wait_for
-from tests.e2e.test_loop import FAST_BEATS, _run
+from tests.e2e.test_loop import _run
 
 pytestmark = pytest.mark.slow
 
-SIMULATE_TASKS = 40  # per labeler: what the README tells a new user to run (`rlhf simulate --tasks 40`)
+SIMULATE_TASKS = 100  # per labeler: what the README tells a new user to run (`rlhf simulate --tasks 100`)
 LABELERS = [("alice", "alice-demo-pass"), ("bob", "bob-demo-pass")]
 
 
@@ -84,17 +84,18 @@ def test_a_quick_demo_round_passes_the_default_gate_and_labelers_prefer_it(  # t
     base_id = base.id
     assert committed_db.scalar(select(func.count(ModelVersion.id))) == 1
     committed_db.commit()
-    spawn_worker("default,sampling,training", beat=True, name="demo", **FAST_BEATS)
+    # The schedule of `make run` (restock every 60 s, deploys and leases ask at once), not test beats.
+    spawn_worker("default,sampling,training", beat=True, name="demo")
     done = simulate(live_server.url, LABELERS, tasks_each=SIMULATE_TASKS)
     assert (
-        sum(c["demonstration"] for c in done.values()) >= 16
+        sum(c["demonstration"] for c in done.values()) >= 64
         and sum(c["ranking"] for c in done.values()) >= 24
     )
 
     with session_scope() as db:  # what `rlhf rounds start --auto-deploy` does: the quick preset, default gate
         run_id = rounds.start_round(db, RoundRequest(gate=DeployGate(auto_deploy=True)), by=None).id
     run = wait_for(
-        lambda: (r := _run(run_id)).status in (*rounds.TERMINAL, "awaiting_approval") and r, 600, "the round"
+        lambda: (r := _run(run_id)).status in (*rounds.TERMINAL, "awaiting_approval") and r, 900, "the round"
     )
     metrics: dict[str, Any] = next(s.metrics for s in run.stages if s.name == "evaluate") or {}
     assert run.status == RunStatus.succeeded.value, (run.status, run.error, metrics)
