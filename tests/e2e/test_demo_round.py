@@ -98,6 +98,7 @@ def test_a_quick_demo_round_passes_the_default_gate_and_labelers_prefer_it(  # t
         lambda: (r := _run(run_id)).status in (*rounds.TERMINAL, "awaiting_approval") and r, 900, "the round"
     )
     metrics: dict[str, Any] = next(s.metrics for s in run.stages if s.name == "evaluate") or {}
+    print("simulated:", dict(done), "round:", run.status, metrics)  # shown with -s: the figures
     assert run.status == RunStatus.succeeded.value, (run.status, run.error, metrics)
     assert metrics["new_n"] >= 64 and metrics["rm_gain_lo"] > 0.0 and metrics["oracle_win_rate"] >= 0.5
     with session_scope() as db:
@@ -113,4 +114,5 @@ def test_a_quick_demo_round_passes_the_default_gate_and_labelers_prefer_it(  # t
         win = _win_rate(new_id, base_id)
         if win.n >= 96:
             break
+    print("win-rate of the new policy over the one it replaced:", win, win.rate, win.interval)
     assert win.interval is not None and win.interval[0] > 0.5, (win, win.rate, win.interval)
