@@ -35,6 +35,9 @@ from tests.e2e.test_loop import _run
 pytestmark = pytest.mark.slow
 
 SIMULATE_TASKS = 100  # per labeler: what the README tells a new user to run (`rlhf simulate --tasks 100`)
+# The new policy's preference is about 60 % (203 of 338 in three runs of this test: 49, 72, 59 % on
+# about 110 each): its 95 % interval clears 50 % reliably only from about 400 decided comparisons.
+DECIDED_COMPARISONS = 400
 LABELERS = [("alice", "alice-demo-pass"), ("bob", "bob-demo-pass")]
 
 
@@ -108,11 +111,11 @@ def test_a_quick_demo_round_passes_the_default_gate_and_labelers_prefer_it(  # t
 
     # The next rankings mix the new policy with the one it replaced; labelers prefer the new one.
     queue_id = _ranking_queue()
-    for _ in range(12):
+    for _ in range(60):
         wait_for(lambda: _open_tasks_from(queue_id, new_id) >= 1, 180, "tasks sampled from the new policy")
         simulate(live_server.url, LABELERS, tasks_each=8, queue_id=queue_id)
         win = _win_rate(new_id, base_id)
-        if win.n >= 96:
+        if win.n >= DECIDED_COMPARISONS:
             break
     print("win-rate of the new policy over the one it replaced:", win, win.rate, win.interval)
     assert win.interval is not None and win.interval[0] > 0.5, (win, win.rate, win.interval)
