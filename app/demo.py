@@ -33,15 +33,25 @@ When ranking, put the best completion first. Put completions of equal quality in
 """
 
 
+# Two prompts per customer: the split by user id (10 % valid, 10 % test) then holds out about a fifth
+# of the prompts, so a round's evaluation compares policies on 64 or more held-out prompts, not 3.
+DEMO_PROMPTS = 360
+PROMPTS_PER_CUSTOMER = 2
+# Ranking tasks with world-written candidates (good and bad answers, so the first reward model has
+# something to learn); later ranking tasks are sampled from the deployed policy and its parent.
+SEEDED_RANKING_TASKS = 24
+
+
 def _demo_prompts(n: int, seed: int) -> list[tuple[str, str, list[str]]]:
     """(prompt, external user id, candidate completions) from the simulated world (pure Python)."""
     from training.world import candidate_completions, make_prompts
 
     rng = random.Random(seed)
-    # Twelve customers, so the split by user id puts some prompts in valid and test.
+    # The world repeats prompts (the import would drop the repeats): draw until n distinct ones.
+    distinct = list({p.text: p for p in make_prompts(12 * n, seed=seed)}.values())[:n]
     return [
-        (p.text, f"demo-customer-{i % 12}", candidate_completions(p, 9, rng))
-        for i, p in enumerate(make_prompts(n, seed=seed))
+        (p.text, f"demo-customer-{i // PROMPTS_PER_CUSTOMER}", candidate_completions(p, 9, rng))
+        for i, p in enumerate(distinct)
     ]
 
 
@@ -87,12 +97,12 @@ def _queue(db: Session, name: str, kind: TaskKind, **fields: object) -> PromptQu
     return queue
 
 
-def seed_demo(db: Session, n_prompts: int = 24, seed: int = 7) -> list[tuple[str, str, str]]:
+def seed_demo(db: Session, n_prompts: int = DEMO_PROMPTS, seed: int = 7) -> list[tuple[str, str, str]]:
     """Create the demo users and queues if missing; return (username, password, roles).
 
     Prompts come from the simulated world through the real import path (dedup, per-user cap,
-    split by user id, personal-data screen). Half of the ranking prompts get tasks at once with
-    world-written candidates; the rest wait for the sampling worker and the deployed policy.
+    split by user id, personal-data screen). SEEDED_RANKING_TASKS ranking prompts get tasks at once
+    with world-written candidates; the rest wait for the sampling worker and the deployed policy.
     """
     from app.config import get_settings
     from app.errors import AppError
@@ -134,6 +144,8 @@ def seed_demo(db: Session, n_prompts: int = 24, seed: int = 7) -> list[tuple[str
     rng = random.Random(seed)
     ranking_prompts = db.scalars(select(Prompt).where(Prompt.queue_id == ranks.id).order_by(Prompt.id))
     for i, prompt in enumerate(ranking_prompts):
+        if i >= 2 * SEEDED_RANKING_TASKS:
+            break
         if i % 2 == 0 and prompt.pii_status in (PIIStatus.clear.value, PIIStatus.redacted.value):
             texts = rng.sample(candidates[prompt.text], k=ranks.k)
             completions = [Completion(text=t, sampling_params={"source": "demo-seed"}) for t in texts]

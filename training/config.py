@@ -35,6 +35,7 @@ class SFTConfig:
     )
     rm_eval_prompts: int = 64
     rm_eval_max_new_tokens: int = 32
+    min_steps: int = 0  # more epochs when `epochs` gives fewer optimizer steps (a small data set)
     grad_accum_steps: int = 1  # micro-batches per process per step; batch_size stays the global batch
     max_grad_norm: float | None = None  # clip the global gradient norm (None: no clipping)
     gradient_checkpointing: bool = False
@@ -62,6 +63,7 @@ class RewardConfig:
     weight_decay: float = 0.0
     max_length: int = 128
     center_on_demonstrations: bool = True  # bias so labeler demonstrations score 0 on average
+    min_steps: int = 0  # more epochs when `epochs` gives fewer optimizer steps (a small data set)
     grad_accum_steps: int = 1  # micro-batches per process per step; batch_size stays the global batch
     max_grad_norm: float | None = None  # clip the global gradient norm (None: no clipping)
     gradient_checkpointing: bool = False
@@ -143,6 +145,7 @@ class DPOConfig:
     grouped: bool = True  # each completion forwarded once per prompt, its pairs form one batch element
     max_length: int = 128
     max_grad_norm: float = 1.0
+    min_steps: int = 0  # more epochs when `epochs` gives fewer optimizer steps (a small data set)
     grad_accum_steps: int = 1  # micro-batches per process per step; batch_size stays the global batch
     gradient_checkpointing: bool = False
     lora_r: int = 0  # LoRA rank (peft); 0 = train every weight
@@ -194,9 +197,11 @@ class BaseModelConfig:
 
 # Per-stage settings by preset, shared by the web app's rounds and `python -m training --preset`.
 # "quick": small enough for a round on a CPU model of a few million parameters to finish in minutes.
+# A quick round trains on a demo's few dozen labels: epochs alone would give a handful of steps
+# (10 demonstrations at batch 16 for 4 epochs is 4 steps), so SFT, RM and DPO get a floor of steps.
 QUICK_PRESET: dict[str, dict[str, Any]] = {
-    "sft": {"epochs": 4, "lr": 3e-4, "batch_size": 16, "dropout": 0.1, "max_length": 96},
-    "reward": {"epochs": 1, "lr": 1e-4, "batch_size": 16, "max_length": 96},
+    "sft": {"epochs": 4, "min_steps": 64, "lr": 3e-4, "batch_size": 16, "dropout": 0.1, "max_length": 96},
+    "reward": {"epochs": 1, "min_steps": 32, "lr": 1e-4, "batch_size": 16, "max_length": 96},
     "ppo": {
         "total_episodes": 256,
         "rollout_batch_size": 64,
@@ -206,7 +211,15 @@ QUICK_PRESET: dict[str, dict[str, Any]] = {
         "max_new_tokens": 24,
         "checkpoint_every": 2,
     },
-    "dpo": {"epochs": 2, "lr": 1e-4, "beta": 0.1, "warmup_steps": 0, "batch_size": 16, "max_length": 96},
+    "dpo": {
+        "epochs": 2,
+        "min_steps": 32,
+        "lr": 1e-4,
+        "beta": 0.1,
+        "warmup_steps": 0,
+        "batch_size": 16,
+        "max_length": 96,
+    },
 }
 # The paper's numbers are the library's defaults.
 PAPER_PRESET: dict[str, dict[str, Any]] = {

@@ -53,6 +53,7 @@ class LoopConfig:
     max_grad_norm: float | None = None
     gradient_checkpointing: bool = False
     seed: int = 0
+    min_steps: int = 0  # train more epochs when `epochs` would give fewer optimizer steps than this
 
     @classmethod
     def from_stage(cls, config: Any) -> LoopConfig:
@@ -69,7 +70,15 @@ class LoopConfig:
             max_grad_norm=getattr(config, "max_grad_norm", None),
             gradient_checkpointing=getattr(config, "gradient_checkpointing", False),
             seed=config.runtime.seed,
+            min_steps=getattr(config, "min_steps", 0),
         )
+
+
+def epochs_for(steps_per_epoch: int, epochs: int, min_steps: int) -> int:
+    """Epochs to run: `epochs`, or more when a small data set would give fewer than `min_steps` steps."""
+    if steps_per_epoch <= 0 or min_steps <= 0:
+        return epochs
+    return max(epochs, math.ceil(min_steps / steps_per_epoch))
 
 
 @dataclass
@@ -237,7 +246,8 @@ def train_loop(
         enable_gradient_checkpointing(model)
     opt = make_adamw(trainable_parameters(model), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
+    epochs = epochs_for(steps_per_epoch, cfg.epochs, cfg.min_steps)
+    total = steps_per_epoch * epochs
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, cosine_lr_lambda(total, cfg.min_lr_ratio, cfg.warmup_steps)
     )
@@ -246,7 +256,7 @@ def train_loop(
     rng = random.Random(cfg.seed)  # the same order on every rank; each takes its own rows
     result = LoopResult(model=None, steps=0)
     best_key = -math.inf
-    for epoch in range(cfg.epochs):
+    for epoch in range(epochs):
         for rows in epoch_batches(len(examples), cfg.batch_size, rng, lengths):
             cbs.check_stop()
             batches, weights, ids = _rank_batches(

@@ -339,6 +339,7 @@ class VersionRow:
     method: str = ""  # the label of the round's method ("" for versions registered outside a round)
     stage: str = ""  # the label of the stage that produced it
     ancestry: list[str] = field(default_factory=list)  # oldest first, ending with the parent
+    baseline_name: str = ""  # the policy the win-rate is against: its round's starting policy
 
 
 def _ancestry(version: ModelVersion, by_id: dict[int, ModelVersion], limit: int = 12) -> list[str]:
@@ -390,9 +391,11 @@ def versions_page(db: Session) -> VersionsPage:
     rows: list[VersionRow] = []
     for v in versions:
         parent = by_id.get(v.parent_id) if v.parent_id else None
-        win = None
-        if v.kind == ModelKind.policy.value and parent is not None and parent.kind == ModelKind.policy.value:
-            win = registry.win_rate(db, v.id, parent.id)
+        win, baseline = None, None
+        if v.kind == ModelKind.policy.value:
+            # against the policy its round started from: what its evaluation and the sampling mix compare
+            baseline = registry.baseline_of(db, v)
+            win = registry.win_rate(db, v.id, baseline.id) if baseline is not None else None
         stage = str((v.manifest or {}).get("round", {}).get("stage", ""))
         rows.append(
             VersionRow(
@@ -403,6 +406,7 @@ def versions_page(db: Session) -> VersionsPage:
                 method=methods.get(v.run_id or 0, ""),
                 stage=stage_defs.label(stage) if stage else "",
                 ancestry=_ancestry(v, by_id),
+                baseline_name=baseline.name if baseline is not None else "",
             )
         )
     points = [

@@ -100,6 +100,21 @@ def deployed_policy(db: Session) -> ModelVersion | None:
     return db.scalar(select(ModelVersion).where(ModelVersion.is_deployed.is_(True)))
 
 
+def baseline_of(db: Session, version: ModelVersion) -> ModelVersion | None:
+    """The policy a version is compared with: the one its round started from, else its parent.
+
+    A round's evaluation and deploy gate compare its final policy with the policy the round started
+    from (an InstructGPT round's PPO policy has its SFT policy as parent, but replaces the round's
+    starting policy), so the human win-rate is measured against the same one.
+    """
+    from app.runs.models import TrainingRun
+
+    run = db.get(TrainingRun, version.run_id) if version.run_id else None
+    baseline_id = run.parent_policy_id if run is not None and run.parent_policy_id else version.parent_id
+    baseline = db.get(ModelVersion, baseline_id) if baseline_id and baseline_id != version.id else None
+    return baseline if baseline is not None and baseline.kind == ModelKind.policy.value else None
+
+
 def get_version(db: Session, version_id: int) -> ModelVersion:
     """A version by id, or NotFound."""
     version = db.get(ModelVersion, version_id)
@@ -136,6 +151,12 @@ def deploy(
     db.add(record)
     db.flush()
     db.refresh(version)
+    from app.sampling.service import request_restock_for, retire_stale_tasks
+
+    # Labelers are served the oldest task first: untouched tasks without the new policy's answers
+    # go, and the ranking queues are restocked from the new policy and its baseline once this commits.
+    retire_stale_tasks(db)
+    request_restock_for(db, None)
     return record
 
 

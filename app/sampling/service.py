@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from app.enums import PIIStatus, TaskKind, TaskStatus
 from app.labeling import service as labeling
 from app.labeling.models import Task
 from app.policies import service as registry
-from app.policies.models import ModelVersion
 from app.prompts.models import Prompt, PromptQueue
 from app.rankings.models import Completion
 
@@ -59,6 +58,39 @@ def fresh_open_tasks(db: Session, queue_id: int) -> int:
     return int(count or 0)
 
 
+def retire_stale_tasks(db: Session) -> int:
+    """Retire open ranking tasks that no one has started and that show no completion of the deployed policy.
+
+    After a deployment the oldest tasks (served first) would still be those sampled from the old
+    policy; retiring the untouched ones lets the restock put the new policy and its baseline in
+    front of labelers at once, so their win-rate is measured. Started or partly done tasks stay,
+    and so do tasks without a policy's completions (seeded or imported candidates).
+    """
+    from app.labeling.models import Assignment
+
+    deployed = registry.deployed_policy(db)
+    if deployed is None:
+        return 0
+    from_policy = exists().where(Completion.task_id == Task.id, Completion.policy_version_id.is_not(None))
+    from_current = exists().where(Completion.task_id == Task.id, Completion.policy_version_id == deployed.id)
+    started = exists().where(Assignment.task_id == Task.id)
+    ranking = select(PromptQueue.id).where(PromptQueue.kind == TaskKind.ranking.value)
+    stale = db.execute(
+        update(Task)
+        .where(
+            Task.queue_id.in_(ranking),
+            Task.status == TaskStatus.open.value,
+            Task.done_count == 0,
+            from_policy,
+            ~from_current,
+            ~started,
+        )
+        .values(status=TaskStatus.retired.value)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(stale, "rowcount", 0) or 0)
+
+
 def queues_running_low(db: Session) -> list[PromptQueue]:
     """Unpaused ranking queues with fewer fresh open tasks than their low-water mark."""
     queues = db.scalars(
@@ -70,13 +102,16 @@ def queues_running_low(db: Session) -> list[PromptQueue]:
 
 
 def versions_for(db: Session, queue: PromptQueue) -> list[VersionRef]:
-    """The deployed policy, or the deployed policy and its parent sharing K, per the queue's mix."""
+    """The deployed policy, or the deployed policy and its baseline sharing K, per the queue's mix.
+
+    The baseline is the policy its round started from (what the deploy gate compared it with).
+    """
     deployed = registry.deployed_policy(db)
     if deployed is None:
         return []
     mix = (queue.sampling or {}).get("mix", "deployed")
-    parent = db.get(ModelVersion, deployed.parent_id) if deployed.parent_id else None
-    if mix == "deployed+parent" and parent is not None and parent.kind == "policy":
+    parent = registry.baseline_of(db, deployed)
+    if mix == "deployed+parent" and parent is not None:
         first = (queue.k + 1) // 2
         return [
             VersionRef(deployed.id, deployed.path, first),

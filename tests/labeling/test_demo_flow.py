@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from app.demo import seed_demo
+from app.demo import SEEDED_RANKING_TASKS, seed_demo
 from app.demonstrations.models import Demonstration
-from app.labeling.models import Assignment
+from app.labeling.models import Assignment, Task
 from app.prompts.models import Prompt, PromptQueue
 from app.rankings.models import Ranking
 from app.rankings.service import letter
@@ -43,3 +43,14 @@ def test_demo_labeler_can_do_each_kind_of_task(app, db) -> None:
     assert web.post(f"/label/a/{a.id}/prompt", data={"text": "Write a haiku about rain."}).status_code == 303
     assert db.query(Demonstration).count() == 1 and db.query(Ranking).count() == 1
     assert db.query(Prompt).filter_by(source="labeler").one().text == "Write a haiku about rain."
+
+
+def test_demo_seed_holds_out_enough_prompts_for_the_evaluation(db) -> None:  # type: ignore[no-untyped-def]
+    """A round evaluates on the valid/test prompts: the demo must hold out >= 64 of them (it held out 3-5)."""
+    from app.runs.executor import EVAL_PROMPTS
+
+    seed_demo(db)
+    held = db.query(Prompt).filter(Prompt.split.in_(["valid", "test"]), Prompt.pii_status == "clear").count()
+    assert held >= EVAL_PROMPTS == 64
+    ranking_tasks = db.query(Task).filter(Task.kind == "ranking").count()
+    assert 0 < ranking_tasks <= SEEDED_RANKING_TASKS  # the rest are sampled from the deployed policy

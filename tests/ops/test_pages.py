@@ -186,6 +186,21 @@ def test_versions_page_shows_lineage_metrics_and_win_rate_against_parent(
     assert f'id="deploy-{rm.id}"' not in html
 
 
+def test_a_rounds_ppo_policy_is_compared_with_the_policy_the_round_started_from(
+    db, factory, login, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Its parent is the round's SFT policy, but the gate and the sampling mix compare it with the start."""
+    start = policy(factory, tmp_path, "start", is_deployed=True)
+    run = make_run(db, status="succeeded", parent_policy_id=start.id)
+    sft = policy(factory, tmp_path, "sft-r1", parent_id=start.id, run_id=run.id)
+    ppo = policy(factory, tmp_path, "ppo-r1", parent_id=sft.id, run_id=run.id)
+    _ranking(db, factory, factory.user("labeler"), ppo.id, start.id, [1, 1, 2, 2])  # 4 wins of 4
+    html = login("ops").get("/ops/versions").text
+    row = html[html.index(f'id="v{ppo.id}"') :]
+    row = row[: row.index("</tr>")]
+    assert "<strong>100 %</strong>" in row and "n = 4" in row and "vs start" in row
+
+
 def test_access_by_role(db, factory, login, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     a, b = policy(factory, tmp_path, "acc-a"), policy(factory, tmp_path, "acc-b")
     registry.deploy(db, a.id)

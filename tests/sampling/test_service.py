@@ -129,3 +129,74 @@ def test_a_new_deployment_is_sampled_although_old_tasks_are_open(db, factory, tm
     registry.deploy(db, new.id)
     job = service.plan_restock(db, q)  # the old version's open tasks do not count
     assert job is not None and job.versions[0].id == new.id and len(job.prompt_ids) == 2
+
+
+def _round_policies(db, tmp_path: Path, start):  # type: ignore[no-untyped-def]
+    """An InstructGPT round started from `start`: SFT (parent start), then PPO (parent SFT)."""
+    from app.runs.models import TrainingRun
+
+    run = TrainingRun(status="succeeded", config={"stages": ["sft", "ppo"]}, parent_policy_id=start.id)
+    db.add(run)
+    db.flush()
+    sft = _policy(db, tmp_path, f"sft-r{run.id}", parent_id=start.id)
+    ppo = _policy(db, tmp_path, f"ppo-r{run.id}", parent_id=sft.id)
+    sft.run_id = ppo.run_id = run.id
+    db.flush()
+    return sft, ppo
+
+
+def test_the_mix_compares_a_rounds_policy_with_the_policy_the_round_started_from(
+    db, factory, tmp_path: Path
+) -> None:
+    """The deploy gate compared PPO with the round's starting policy; the rankings must too (not with SFT)."""
+    base = _policy(db, tmp_path, "start")
+    registry.deploy(db, base.id)
+    _, ppo = _round_policies(db, tmp_path, base)
+    registry.deploy(db, ppo.id)
+    q = factory.queue("ranking", k=4, sampling={"mix": "deployed+parent"})
+    assert [(v.id, v.share) for v in service.versions_for(db, q)] == [(ppo.id, 2), (base.id, 2)]
+
+
+def test_a_deployment_retires_untouched_tasks_without_its_completions(db, factory, tmp_path: Path) -> None:
+    """Labelers are served the oldest task first: stale tasks from the old policy would hide the new one."""
+    from sqlalchemy import select
+
+    from app.db import utcnow
+    from app.labeling.models import Assignment, Task
+    from app.labeling.service import add_ranking_task
+    from app.rankings.models import Completion
+
+    old = _policy(db, tmp_path, "stale-old")
+    registry.deploy(db, old.id)
+    q = factory.queue("ranking", k=4, low_water=3, overlap=2, sampling={"mix": "deployed+parent"})
+    seeded = add_ranking_task(db, q, factory.prompt(q), [Completion(text=f"seed {i}") for i in range(4)])
+    for _ in range(3):
+        factory.prompt(q)
+    job = service.plan_restock(db, q)
+    assert job is not None and service.store_samples(db, job, _fake_samples(job)) == 3
+    sampled = sorted(db.scalars(select(Task.id).where(Task.id != seeded.id)))
+    labeler = factory.user("labeler")
+    db.add(Assignment(task_id=sampled[0], user_id=labeler.id, display_order=[], lease_expires_at=utcnow()))
+    db.flush()
+
+    _, ppo = _round_policies(db, tmp_path, old)
+    registry.deploy(db, ppo.id)
+    status = dict(db.execute(select(Task.id, Task.status)).tuples().all())
+    assert status[seeded.id] == "open" and status[sampled[0]] == "open"  # world-written; started
+    assert [status[i] for i in sampled[1:]] == ["retired", "retired"]
+    job = service.plan_restock(db, q)  # restocks from the new policy and the one it replaced
+    assert job is not None and [v.id for v in job.versions] == [ppo.id, old.id]
+
+
+def test_a_deployment_asks_for_a_restock_at_once(db, factory, tmp_path: Path, monkeypatch) -> None:
+    """Not at the next scheduled restock (a minute later): labelers would find no task from it meanwhile."""
+    sent: list[int] = []
+    monkeypatch.setattr(
+        "app.queueing.enqueue_after_commit", lambda db, name, qid, queue, on_sent: sent.append(qid)
+    )
+    monkeypatch.setattr(service, "_last_request", {})
+    old = _policy(db, tmp_path, "restock-old")
+    q = factory.queue("ranking", k=4, low_water=2, sampling={"mix": "deployed+parent"})
+    factory.queue("demonstration")
+    registry.deploy(db, old.id)
+    assert sent == [q.id]
