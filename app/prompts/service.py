@@ -320,10 +320,10 @@ def recent_imports(db: Session, queue_id: int | None = None, limit: int = 20) ->
 
 def queue_overview(db: Session, queue_id: int) -> dict[str, Any]:
     """Everything the queue page shows: settings, progress, agreement, guideline versions, imports."""
-    from app.quality.service import agreement
+    from app.quality.counters import queue_agreement
 
     queue = get_queue(db, queue_id)
-    total, per_user = agreement(db, queue.id)
+    total, per_user = queue_agreement(db, queue.id)
     names = (
         dict(db.execute(select(User.id, User.username).where(User.id.in_(per_user))).all())
         if per_user
