@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
@@ -374,12 +374,33 @@ class Series:
     points: list[tuple[int, float]]
 
 
-def metric_series(db: Session, run_id: int) -> list[Series]:
-    """Every metric series of a run, grouped by stage and name, in step order."""
-    rows = db.execute(
-        select(RunMetric.stage, RunMetric.name, RunMetric.step, RunMetric.value)
+# The run page draws at most this many points per series (it polls every 2 s while a round runs).
+SERIES_POINTS = 200
+
+
+def metric_series(db: Session, run_id: int, max_points: int = SERIES_POINTS) -> list[Series]:
+    """Every metric series of a run by stage and name in step order, downsampled in SQL.
+
+    A series longer than `max_points` keeps its first and last points and every s-th point
+    between them (s chosen so at most max_points remain); one window query on both databases,
+    so only the kept rows leave the database.
+    """
+    part = (RunMetric.stage, RunMetric.name)
+    rn = func.row_number().over(partition_by=part, order_by=(RunMetric.step, RunMetric.id))
+    n = func.count().over(partition_by=part)
+    ranked = (
+        select(RunMetric.stage, RunMetric.name, RunMetric.step, RunMetric.value, rn.label("rn"), n.label("n"))
         .where(RunMetric.run_id == run_id)
-        .order_by(RunMetric.stage, RunMetric.name, RunMetric.step)
+        .subquery()
+    )
+    m = max(3, max_points)
+    # stride = ceil((n - 1) / (m - 2)), integer division on both databases.
+    stride = (ranked.c.n - 1 + (m - 3)) // (m - 2)
+    keep = or_(ranked.c.n <= m, ranked.c.rn == 1, ranked.c.rn == ranked.c.n, (ranked.c.rn - 1) % stride == 0)
+    rows = db.execute(
+        select(ranked.c.stage, ranked.c.name, ranked.c.step, ranked.c.value)
+        .where(keep)
+        .order_by(ranked.c.stage, ranked.c.name, ranked.c.rn)
     ).all()
     grouped: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for stage, name, step, value in rows:
