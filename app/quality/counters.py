@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.demonstrations.models import Demonstration
 from app.labeling.models import Task
 from app.quality import metrics
 from app.quality.models import LabelerAgreement, QueueAgreement
@@ -77,21 +78,42 @@ def ranking_added(db: Session, ranking: Ranking) -> None:
     after = metrics.task_counts([(u, t) for _, u, t in rows])
     delta = metrics.counts_delta(before, after)
     if None in delta:
-        _bump(db, QueueAgreement, {"queue_id": task.queue_id}, delta[None])
-    for user_id in sorted(k for k in delta if k is not None):
-        _bump(db, LabelerAgreement, {"queue_id": task.queue_id, "user_id": user_id}, delta[user_id])
+        _bump(db, QueueAgreement, {"queue_id": task.queue_id}, _values(delta[None]))
+    for user_id in sorted({k for k in delta if k is not None} | {ranking.user_id}):
+        values = _values(delta.get(user_id, metrics.ZERO)) | {"labels": int(user_id == ranking.user_id)}
+        _bump(db, LabelerAgreement, {"queue_id": task.queue_id, "user_id": user_id}, values)
+
+
+def label_added(db: Session, queue_id: int, user_id: int) -> None:
+    """Count a stored demonstration (rankings are counted by ranking_added)."""
+    keys = {"queue_id": queue_id, "user_id": user_id}
+    _bump(db, LabelerAgreement, keys, {**_values(metrics.ZERO), "labels": 1})
 
 
 def _bump(db: Session, model: type[QueueAgreement] | type[LabelerAgreement], keys: dict[str, int],
-          counts: metrics.Counts) -> None:
+          values: dict[str, float | int]) -> None:
     """INSERT the counts, or add them to the existing row (one atomic statement on both databases)."""
     dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(model).values(**keys, **_values(counts))
+    stmt = dialect.insert(model).values(**keys, **values)
     table = model.__table__
     stmt = stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in COLUMNS}
+        index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in values}
     )
     db.execute(stmt)
+
+
+def _label_counts(db: Session) -> dict[tuple[int, int], int]:
+    """(queue id, user id) -> rankings and demonstrations stored."""
+    out: dict[tuple[int, int], int] = {}
+    for model in (Ranking, Demonstration):
+        rows = db.execute(
+            select(Task.queue_id, model.user_id, func.count())
+            .join(Task, Task.id == model.task_id)
+            .group_by(Task.queue_id, model.user_id)
+        )
+        for queue_id, user_id, n in rows:
+            out[(queue_id, user_id)] = out.get((queue_id, user_id), 0) + int(n)
+    return out
 
 
 def _values(sums: list[float] | metrics.Counts) -> dict[str, float | int]:
@@ -132,6 +154,14 @@ def all_agreement(db: Session) -> tuple[Agreement, dict[int, Agreement], dict[in
     return total, per_queue, per_user
 
 
+def labels_per_user(db: Session) -> dict[int, int]:
+    """user id -> rankings and demonstrations stored, over all queues (from the counters)."""
+    per_user = select(LabelerAgreement.user_id, func.sum(LabelerAgreement.labels)).group_by(
+        LabelerAgreement.user_id
+    )
+    return {int(u): int(n) for u, n in db.execute(per_user)}
+
+
 def _add(into: Agreement, a: Agreement) -> None:
     into.items += a.items
     into.agree += a.agree
@@ -165,9 +195,14 @@ def rebuild(db: Session) -> int:
             )
             for i, c in enumerate(counts):
                 target[i] += c
+    labels = _label_counts(db)
+    for pair in labels:
+        labelers.setdefault(pair, [0.0] * 5)
     for queue_id, sums in queues.items():
         db.add(QueueAgreement(queue_id=queue_id, **_values(sums)))
     for (queue_id, user_id), sums in labelers.items():
-        db.add(LabelerAgreement(queue_id=queue_id, user_id=user_id, **_values(sums)))
+        db.add(LabelerAgreement(
+            queue_id=queue_id, user_id=user_id, labels=labels.get((queue_id, user_id), 0), **_values(sums)
+        ))
     db.flush()
     return len(tasks)

@@ -24,7 +24,8 @@ class QueueAgreement(Base):
 
 
 class LabelerAgreement(Base):
-    """One labeler's running agreement sums within one queue."""
+    """One labeler's running sums within one queue: labels stored (rankings and demonstrations)
+    and the agreement sums."""
 
     __tablename__ = "labeler_agreement"
 
@@ -32,6 +33,7 @@ class LabelerAgreement(Base):
         ForeignKey("prompt_queues.id", ondelete="CASCADE"), primary_key=True
     )
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    labels: Mapped[int] = mapped_column(Integer, default=0)
     items: Mapped[int] = mapped_column(Integer, default=0)
     agree: Mapped[int] = mapped_column(Integer, default=0)
     compared: Mapped[int] = mapped_column(Integer, default=0)

@@ -29,7 +29,7 @@ from app.rankings.models import Ranking, RankingEntry
 
 GOLD_OVERLAP = 1000
 # The quality page's time per task is the median over each labeler's latest this-many labels.
-RECENT_LABELS = 500
+RECENT_LABELS = 200
 
 
 @dataclass
@@ -128,20 +128,20 @@ def gold_accuracy(db: Session) -> dict[int, tuple[int, float]]:
 def throughput(db: Session, now: datetime | None = None) -> dict[int, tuple[int, int, float | None]]:
     """user id -> (labels, labels in the last 24 h, median seconds per label) from rankings and demos.
 
-    Counts are aggregated in SQL; the median is over each labeler's latest RECENT_LABELS labels,
-    so the page reads a bounded number of rows per labeler whatever the number of labels.
+    Totals come from the counters, the last 24 h from a created_at range, the median from each
+    labeler's latest RECENT_LABELS labels: the rows read do not grow with the number of labels.
     """
     since = (now or utcnow()) - timedelta(hours=24)
-    labels: dict[int, int] = defaultdict(int)
+    labels = counters.labels_per_user(db)
     recent: dict[int, int] = defaultdict(int)
     for model in (Ranking, Demonstration):
-        by_user = select(model.user_id, func.count()).group_by(model.user_id)
+        by_user = select(model.user_id, func.count()).where(model.created_at >= since).group_by(model.user_id)
         for user_id, n in db.execute(by_user):
-            labels[user_id] += n
-        for user_id, n in db.execute(by_user.where(model.created_at >= since)):
             recent[user_id] += n
     out = {}
     for user_id, n in labels.items():
+        if not n:
+            continue
         positive = [s for s in _latest_times(db, user_id) if s > 0]
         median_s = statistics.median(positive) / 1000 if positive else None
         out[user_id] = (n, recent[user_id], median_s)

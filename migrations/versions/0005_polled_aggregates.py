@@ -1,4 +1,4 @@
-"""Polled pages: agreement counters per queue and per labeler (backfilled), latest-labels indexes
+"""Polled pages: agreement counters per queue and per labeler (backfilled), latest-labels and recent-labels indexes
 
 Revision ID: 0005
 Revises: 0004
@@ -40,6 +40,7 @@ def upgrade() -> None:
     op.create_table('labeler_agreement',
     sa.Column('queue_id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('labels', sa.Integer(), nullable=False),
     *_counter_columns(),
     sa.ForeignKeyConstraint(['queue_id'], ['prompt_queues.id'], name=op.f('fk_labeler_agreement_queue_id_prompt_queues'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_labeler_agreement_user_id_users'), ondelete='CASCADE'),
@@ -49,6 +50,8 @@ def upgrade() -> None:
         batch_op.create_index('ix_rankings_user_id_id', ['user_id', 'id'], unique=False)
     with op.batch_alter_table('demonstrations', schema=None) as batch_op:
         batch_op.create_index('ix_demonstrations_user_id_id', ['user_id', 'id'], unique=False)
+    with op.batch_alter_table('assignments', schema=None) as batch_op:
+        batch_op.create_index('ix_assignments_status_finished', ['status', 'finished_at'], unique=False)
     _backfill()
 
 
@@ -65,18 +68,27 @@ def _backfill() -> None:
     sums: dict[tuple[int, int | None], list[float]] = {}
     for queue_id, by_ranking in tasks.values():
         for key, counts in task_counts(list(by_ranking.values())).items():
-            acc = sums.setdefault((queue_id, key), [0.0] * 5)
+            acc = sums.setdefault((queue_id, key), [0.0] * 6)
             for i, c in enumerate(counts):
                 acc[i] += c
+    for model in ("rankings", "demonstrations"):
+        labels = op.get_bind().execute(sa.text(
+            f"SELECT t.queue_id, x.user_id, count(*) FROM {model} x JOIN tasks t ON t.id = x.task_id "  # noqa: S608
+            "GROUP BY t.queue_id, x.user_id"
+        ))
+        for queue_id, user_id, n in labels:
+            acc = sums.setdefault((queue_id, user_id), [0.0] * 6)
+            acc[5] += n
     queue_t = sa.table('queue_agreement', sa.column('queue_id'), *(sa.column(c) for c in COLUMNS))
-    labeler_t = sa.table('labeler_agreement', sa.column('queue_id'), sa.column('user_id'),
+    labeler_t = sa.table('labeler_agreement', sa.column('queue_id'), sa.column('user_id'), sa.column('labels'),
                          *(sa.column(c) for c in COLUMNS))
 
     def values(acc: list[float]) -> dict[str, float | int]:
-        return {c: float(v) if c == "tau_sum" else int(v) for c, v in zip(COLUMNS, acc, strict=True)}
+        return {c: float(v) if c == "tau_sum" else int(v) for c, v in zip(COLUMNS, acc[:5], strict=True)}
 
     queues = [{"queue_id": q, **values(a)} for (q, u), a in sums.items() if u is None]
-    labelers = [{"queue_id": q, "user_id": u, **values(a)} for (q, u), a in sums.items() if u is not None]
+    labelers = [{"queue_id": q, "user_id": u, "labels": int(a[5]), **values(a)}
+                for (q, u), a in sums.items() if u is not None]
     if queues:
         op.bulk_insert(queue_t, queues)
     if labelers:
@@ -84,6 +96,8 @@ def _backfill() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('assignments', schema=None) as batch_op:
+        batch_op.drop_index('ix_assignments_status_finished')
     with op.batch_alter_table('demonstrations', schema=None) as batch_op:
         batch_op.drop_index('ix_demonstrations_user_id_id')
     with op.batch_alter_table('rankings', schema=None) as batch_op:

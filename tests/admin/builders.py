@@ -92,4 +92,5 @@ def demonstration(
     )
     db.add(d)
     db.flush()
+    counters.label_added(db, task.queue_id, user.id)  # what submit_demonstration does
     return d

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 
 from app.auth.models import User
 from app.db import get_engine, session_factory
@@ -54,6 +54,8 @@ def _assert_matches_recomputation(db, queue_id: int) -> None:  # type: ignore[no
     _same(everything, service.agreement(db)[0])
     for user_id, fresh in service.agreement(db)[1].items():
         _same(users_everywhere[user_id], fresh)
+    stored = db.execute(select(Ranking.user_id, func.count()).group_by(Ranking.user_id)).all()
+    assert {u: n for u, n in counters.labels_per_user(db).items() if n} == dict(stored)
 
 
 def test_counters_equal_a_recomputation_after_submits_skips_and_a_gold_relabel(db, factory) -> None:
