@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import BigInteger, ColumnElement, Integer, cast, func, literal, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
@@ -376,36 +376,65 @@ class Series:
 
 # The run page draws at most this many points per series (it polls every 2 s while a round runs).
 SERIES_POINTS = 200
+MAX_SERIES = 64
 
 
 def metric_series(db: Session, run_id: int, max_points: int = SERIES_POINTS) -> list[Series]:
-    """Every metric series of a run by stage and name in step order, downsampled in SQL.
+    """Every metric series of a run by stage and name in step order, at most `max_points` each.
 
-    A series longer than `max_points` keeps its first and last points and every s-th point
-    between them (s chosen so at most max_points remain); one window query on both databases,
-    so only the kept rows leave the database.
+    Reads by index seeks only (the index on run, stage, name, step), so the cost does not grow
+    with the length of the series: a long series keeps its first and last points and, between
+    them, the first point at or after each of max_points evenly spaced steps.
     """
-    part = (RunMetric.stage, RunMetric.name)
-    rn = func.row_number().over(partition_by=part, order_by=(RunMetric.step, RunMetric.id))
-    n = func.count().over(partition_by=part)
-    ranked = (
-        select(RunMetric.stage, RunMetric.name, RunMetric.step, RunMetric.value, rn.label("rn"), n.label("n"))
-        .where(RunMetric.run_id == run_id)
-        .subquery()
+    out = []
+    for stage, name in _series_keys(db, run_id):
+        same = (RunMetric.run_id == run_id, RunMetric.stage == stage, RunMetric.name == name)
+        head = db.execute(
+            select(RunMetric.step, RunMetric.value).where(*same).order_by(RunMetric.step, RunMetric.id)
+            .limit(max_points + 1)
+        ).all()
+        points = [(step, value) for step, value in head]
+        if len(points) > max_points:
+            points = _sampled(db, same, max(2, max_points))
+        out.append(Series(stage, name, points))
+    return out
+
+
+def _series_keys(db: Session, run_id: int) -> list[tuple[str, str]]:
+    """A run's (stage, name) pairs in order: one index seek each (a loose index scan), no table scan."""
+    keys: list[tuple[str, str]] = []
+    while len(keys) < MAX_SERIES:
+        q = select(RunMetric.stage, RunMetric.name).where(RunMetric.run_id == run_id)
+        if keys:
+            q = q.where(tuple_(RunMetric.stage, RunMetric.name) > tuple_(*keys[-1]))
+        row = db.execute(q.order_by(RunMetric.stage, RunMetric.name).limit(1)).first()
+        if row is None:
+            break
+        keys.append((row[0], row[1]))
+    return keys
+
+
+def _sampled(db: Session, same: tuple[ColumnElement[bool], ...], m: int) -> list[tuple[int, float]]:
+    """For m evenly spaced steps from the first to the last, the first point at or after each."""
+    lo, hi = db.execute(
+        select(
+            select(func.min(RunMetric.step)).where(*same).scalar_subquery(),
+            select(func.max(RunMetric.step)).where(*same).scalar_subquery(),
+        )
+    ).one()
+    i = select(literal(0, Integer).label("i")).cte("idx", recursive=True)
+    i = i.union_all(select(i.c.i + 1).where(i.c.i < m - 1))
+    target = lo + cast(i.c.i, BigInteger) * (hi - lo) // (m - 1)
+    pick = (
+        select(RunMetric.id).where(*same, RunMetric.step >= target)
+        .order_by(RunMetric.step, RunMetric.id).limit(1).scalar_subquery()
     )
-    m = max(3, max_points)
-    # stride = ceil((n - 1) / (m - 2)), integer division on both databases.
-    stride = (ranked.c.n - 1 + (m - 3)) // (m - 2)
-    keep = or_(ranked.c.n <= m, ranked.c.rn == 1, ranked.c.rn == ranked.c.n, (ranked.c.rn - 1) % stride == 0)
     rows = db.execute(
-        select(ranked.c.stage, ranked.c.name, ranked.c.step, ranked.c.value)
-        .where(keep)
-        .order_by(ranked.c.stage, ranked.c.name, ranked.c.rn)
+        select(RunMetric.step, RunMetric.value)
+        .where(RunMetric.id.in_(select(pick).select_from(i)))
+        .order_by(RunMetric.step, RunMetric.id)
     ).all()
-    grouped: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    for stage, name, step, value in rows:
-        grouped.setdefault((stage, name), []).append((step, value))
-    return [Series(stage, name, pts) for (stage, name), pts in grouped.items()]
+    return [(step, value) for step, value in rows]
 
 
 def log_tail(db: Session, run_id: int, n: int = 30) -> list[RunLog]:

@@ -7,15 +7,13 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from app.auth.models import User
-from app.db import get_engine, session_factory
+from app.db import session_factory
 from app.enums import TaskKind
 from app.errors import AlreadySubmitted
 from app.labeling import service as labeling
@@ -26,6 +24,7 @@ from app.rankings.schemas import parse_ranking_form
 from app.rankings.service import letter, submit_ranking
 from tests.admin.builders import ranking
 from tests.factories import Factory
+from tests.helpers import sql_statements
 
 
 def _form(k: int, rng: random.Random) -> Any:
@@ -157,23 +156,6 @@ def test_concurrent_submits_of_one_task_are_all_counted(committed_db) -> None:
     assert counters.queue_agreement(committed_db, queue.id)[0].items == 1
 
 
-@contextmanager
-def _statements() -> Iterator[list[str]]:
-    """Every SQL statement the engine runs inside the block."""
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        if not statement.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):  # the test session's nesting
-            seen.append(statement)
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 def _add_overlapped(db, factory, queue, people, n_tasks: int) -> None:  # type: ignore[no-untyped-def]
     rng = random.Random(n_tasks)
     for _ in range(n_tasks):
@@ -188,11 +170,11 @@ def test_progress_fragment_statements_do_not_grow_with_the_rankings(login, db, f
     people = [factory.user() for _ in range(3)]
     _add_overlapped(db, factory, queue, people, 2)
     web.get(f"/admin/queues/{queue.id}/progress")  # warm caches (templates, session)
-    with _statements() as small:
+    with sql_statements() as small:
         page = web.get(f"/admin/queues/{queue.id}/progress")
     assert "on 2 overlapped items" in page.text
     _add_overlapped(db, factory, queue, people, 40)
-    with _statements() as large:
+    with sql_statements() as large:
         page = web.get(f"/admin/queues/{queue.id}/progress")
     assert "on 42 overlapped items" in page.text
     assert len(large) == len(small) <= 20
