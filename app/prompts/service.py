@@ -234,9 +234,8 @@ def queue_progress(db: Session, queue: PromptQueue, now: datetime | None = None)
             .where(
                 Prompt.queue_id == queue.id,
                 Prompt.pii_status.in_([PIIStatus.clear.value, PIIStatus.redacted.value]),
-                ~Prompt.id.in_(
-                    select(Task.prompt_id).where(Task.queue_id == queue.id, Task.prompt_id.is_not(None))
-                ),
+                # NOT EXISTS, not NOT IN: an anti-join on tasks.prompt_id on both databases.
+                ~select(Task.id).where(Task.prompt_id == Prompt.id, Task.queue_id == queue.id).exists(),
             )
         )
         or 0

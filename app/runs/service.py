@@ -425,16 +425,23 @@ def _sampled(db: Session, same: tuple[ColumnElement[bool], ...], m: int) -> list
     i = select(literal(0, Integer).label("i")).cte("idx", recursive=True)
     i = i.union_all(select(i.c.i + 1).where(i.c.i < m - 1))
     target = lo + cast(i.c.i, BigInteger) * (hi - lo) // (m - 1)
-    pick = (
-        select(RunMetric.id).where(*same, RunMetric.step >= target)
-        .order_by(RunMetric.step, RunMetric.id).limit(1).scalar_subquery()
-    )
+
+    def first_at_target(col: Any) -> Any:
+        # One index seek per evenly spaced step: the first point at or after it.
+        return select(col).where(*same, RunMetric.step >= target).order_by(RunMetric.step).limit(1)
+
     rows = db.execute(
-        select(RunMetric.step, RunMetric.value)
-        .where(RunMetric.id.in_(select(pick).select_from(i)))
-        .order_by(RunMetric.step, RunMetric.id)
+        select(
+            first_at_target(RunMetric.step).scalar_subquery(),
+            first_at_target(RunMetric.value).scalar_subquery(),
+        )
+        .select_from(i)
+        .order_by(i.c.i)
     ).all()
-    return [(step, value) for step, value in rows]
+    points: dict[int, float] = {}
+    for step, value in rows:
+        points.setdefault(step, value)
+    return list(points.items())
 
 
 def log_tail(db: Session, run_id: int, n: int = 30) -> list[RunLog]:
