@@ -240,11 +240,12 @@ def queue_progress(db: Session, queue: PromptQueue, now: datetime | None = None)
         )
         or 0
     )
+    # Driven by the (status, finished_at) index: the cost follows the recent labels, not all of them.
+    in_queue = select(Task.id).where(Task.id == Assignment.task_id, Task.queue_id == queue.id).exists()
     submitted = (
         select(func.count())
         .select_from(Assignment)
-        .join(Task, Task.id == Assignment.task_id)
-        .where(Task.queue_id == queue.id, Assignment.status == AssignmentStatus.submitted.value)
+        .where(Assignment.status == AssignmentStatus.submitted.value, in_queue)
     )
     out.labels_last_hour = db.scalar(submitted.where(Assignment.finished_at >= now - timedelta(hours=1))) or 0
     day = db.scalar(submitted.where(Assignment.finished_at >= now - timedelta(hours=24))) or 0
