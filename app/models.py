@@ -6,6 +6,7 @@ from app.exports.models import ExportBatch
 from app.labeling.models import Assignment, Task
 from app.policies.models import Deployment, ModelVersion
 from app.prompts.models import GuidelineVersion, PIIRedaction, Prompt, PromptImport, PromptQueue
+from app.quality.models import LabelerAgreement, QueueAgreement
 from app.rankings.models import Completion, Ranking, RankingEntry
 from app.runs.models import RunLog, RunMetric, RunStage, TrainingRun
 from app.system.models import WorkerHeartbeat
@@ -18,12 +19,14 @@ __all__ = [
     "Deployment",
     "ExportBatch",
     "GuidelineVersion",
+    "LabelerAgreement",
     "LoginAttempt",
     "ModelVersion",
     "PIIRedaction",
     "Prompt",
     "PromptImport",
     "PromptQueue",
+    "QueueAgreement",
     "Ranking",
     "RankingEntry",
     "RunLog",

@@ -1,11 +1,16 @@
-"""A TestClient that behaves like a browser form user: it carries the CSRF token."""
+"""A TestClient acting as a browser form user (it carries the CSRF token); a SQL statement recorder."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import event
+
+from app.db import get_engine
 
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
@@ -59,3 +64,20 @@ class WebClient(TestClient):
     def delete(self, url: Any, *, csrf: bool = True, **kw: Any) -> Any:  # type: ignore[override]
         """DELETE with the CSRF header."""
         return self.request("DELETE", url, csrf=csrf, **kw)
+
+
+@contextmanager
+def sql_statements() -> Iterator[list[str]]:
+    """Every SQL statement the engine runs inside the block."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if not statement.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):  # the test session's nesting
+            seen.append(statement)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

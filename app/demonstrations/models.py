@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, Text
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
@@ -14,6 +14,8 @@ class Demonstration(Base):
     """A submitted answer to a prompt, traceable to its labeler, time and guideline version."""
 
     __tablename__ = "demonstrations"
+    # A labeler's latest demonstrations (the quality page's time per task), newest first.
+    __table_args__ = (Index("ix_demonstrations_user_id_id", "user_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # One label per assignment: a double submit cannot store two.

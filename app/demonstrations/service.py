@@ -22,6 +22,7 @@ from app.labeling import service as labeling
 from app.labeling.models import Assignment, Task
 from app.prompts.models import Prompt
 from app.prompts.review import screen_prompt, screen_text
+from app.quality import counters
 
 
 class TextInvalid(AppError):
@@ -72,6 +73,7 @@ def submit_demonstration(db: Session, user: User, assignment_id: int, text: str)
     a.draft_text = text
     db.add(demo)
     db.flush()
+    counters.label_added(db, task.queue_id, user.id)
     return demo
 
 

@@ -66,6 +66,8 @@ class Assignment(Base):
         Index("ix_assignments_user_status", "user_id", "status"),
         Index("ix_assignments_task_status", "task_id", "status"),
         Index("ix_assignments_status_expires", "status", "lease_expires_at"),
+        # Labels in the last hour / 24 h (queue progress): a range of recent labels, not all of them.
+        Index("ix_assignments_status_finished", "status", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

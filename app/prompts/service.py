@@ -234,18 +234,18 @@ def queue_progress(db: Session, queue: PromptQueue, now: datetime | None = None)
             .where(
                 Prompt.queue_id == queue.id,
                 Prompt.pii_status.in_([PIIStatus.clear.value, PIIStatus.redacted.value]),
-                ~Prompt.id.in_(
-                    select(Task.prompt_id).where(Task.queue_id == queue.id, Task.prompt_id.is_not(None))
-                ),
+                # NOT EXISTS, not NOT IN: an anti-join on tasks.prompt_id on both databases.
+                ~select(Task.id).where(Task.prompt_id == Prompt.id, Task.queue_id == queue.id).exists(),
             )
         )
         or 0
     )
+    # Driven by the (status, finished_at) index: the cost follows the recent labels, not all of them.
+    in_queue = select(Task.id).where(Task.id == Assignment.task_id, Task.queue_id == queue.id).exists()
     submitted = (
         select(func.count())
         .select_from(Assignment)
-        .join(Task, Task.id == Assignment.task_id)
-        .where(Task.queue_id == queue.id, Assignment.status == AssignmentStatus.submitted.value)
+        .where(Assignment.status == AssignmentStatus.submitted.value, in_queue)
     )
     out.labels_last_hour = db.scalar(submitted.where(Assignment.finished_at >= now - timedelta(hours=1))) or 0
     day = db.scalar(submitted.where(Assignment.finished_at >= now - timedelta(hours=24))) or 0
@@ -320,10 +320,10 @@ def recent_imports(db: Session, queue_id: int | None = None, limit: int = 20) ->
 
 def queue_overview(db: Session, queue_id: int) -> dict[str, Any]:
     """Everything the queue page shows: settings, progress, agreement, guideline versions, imports."""
-    from app.quality.service import agreement
+    from app.quality.counters import queue_agreement
 
     queue = get_queue(db, queue_id)
-    total, per_user = agreement(db, queue.id)
+    total, per_user = queue_agreement(db, queue.id)
     names = (
         dict(db.execute(select(User.id, User.username).where(User.id.in_(per_user))).all())
         if per_user

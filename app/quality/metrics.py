@@ -82,3 +82,51 @@ def gold_score(answer: Tiers, given: Tiers) -> float | None:
         return None
     mine = strict_pairs(given)
     return sum(mine.get(k) == v for k, v in gold.items()) / len(gold)
+
+
+# One task's share of the agreement counters: (items, agree, compared, tau_sum, tau_n).
+Counts = tuple[int, int, int, float, int]
+ZERO: Counts = (0, 0, 0, 0.0, 0)
+
+
+def task_counts(rankings: Sequence[tuple[int, Tiers]]) -> dict[int | None, Counts]:
+    """One task's contribution to its queue's (key None) and each labeler's agreement counters.
+
+    `rankings` is every (user id, tiers) of the task. A task counts once it has two rankings:
+    one item, each labeler pair's shared comparisons (credited to both labelers), and each
+    labeler's tau against the consensus of the others. Summing this over tasks gives the
+    from-scratch agreement, so counters kept as after-minus-before deltas stay exact.
+    """
+    if len(rankings) < 2:
+        return {}
+    acc: dict[int | None, list[float]] = {None: [1, 0, 0, 0.0, 0]}
+    for i, (u, tiers) in enumerate(rankings):
+        mine = acc.setdefault(u, [0, 0, 0, 0.0, 0])
+        mine[0] += 1
+        tau = tau_against_consensus(tiers, [t for j, (_, t) in enumerate(rankings) if j != i])
+        if tau is not None:
+            for key in (None, u):
+                acc[key][3] += tau
+                acc[key][4] += 1
+        for v, other in rankings[i + 1 :]:
+            agree, compared = pair_agreement(tiers, other)
+            acc[None][1] += agree
+            acc[None][2] += compared
+            for who in (u, v):
+                row = acc.setdefault(who, [0, 0, 0, 0.0, 0])
+                row[1] += agree
+                row[2] += compared
+    return {k: (int(v[0]), int(v[1]), int(v[2]), float(v[3]), int(v[4])) for k, v in acc.items()}
+
+
+def counts_delta(
+    before: dict[int | None, Counts], after: dict[int | None, Counts]
+) -> dict[int | None, Counts]:
+    """after - before per key, leaving out keys whose counts did not change."""
+    out = {}
+    for key in before.keys() | after.keys():
+        b, a = before.get(key, ZERO), after.get(key, ZERO)
+        d = (a[0] - b[0], a[1] - b[1], a[2] - b[2], a[3] - b[3], a[4] - b[4])
+        if d != ZERO:
+            out[key] = d
+    return out

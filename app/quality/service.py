@@ -23,30 +23,13 @@ from app.enums import Role, TaskKind, TaskStatus
 from app.errors import NotFound
 from app.labeling.models import Assignment, Task
 from app.prompts.models import PromptQueue
-from app.quality import metrics
+from app.quality import counters, metrics
+from app.quality.counters import Agreement
 from app.rankings.models import Ranking, RankingEntry
 
 GOLD_OVERLAP = 1000
-
-
-@dataclass
-class Agreement:
-    """Pairwise agreement and mean tau for one labeler or one queue."""
-
-    agree: int = 0
-    compared: int = 0
-    taus: list[float] = field(default_factory=list)
-    items: int = 0
-
-    @property
-    def rate(self) -> float | None:
-        """Share of shared comparisons that agree."""
-        return self.agree / self.compared if self.compared else None
-
-    @property
-    def tau(self) -> float | None:
-        """Mean Kendall's tau against the consensus of the other labelers."""
-        return sum(self.taus) / len(self.taus) if self.taus else None
+# The quality page's time per task is the median over each labeler's latest this-many labels.
+RECENT_LABELS = 200
 
 
 @dataclass
@@ -64,8 +47,10 @@ class LabelerStats:
     below_gold: bool = False
 
 
-def _tiers_by_task(db: Session, queue_id: int | None = None) -> dict[int, list[tuple[int, dict[int, int]]]]:
-    """task id -> [(user id, {completion id: tier})] for every ranking (optionally of one queue)."""
+def _tiers_by_task(
+    db: Session, queue_id: int | None = None, task_ids: list[int] | None = None
+) -> dict[int, list[tuple[int, dict[int, int]]]]:
+    """task id -> [(user id, {completion id: tier})] for every ranking (of one queue or some tasks)."""
     q = (
         select(Ranking.task_id, Ranking.user_id, Ranking.id, RankingEntry.completion_id, RankingEntry.tier)
         .join(RankingEntry, RankingEntry.ranking_id == Ranking.id)
@@ -73,6 +58,8 @@ def _tiers_by_task(db: Session, queue_id: int | None = None) -> dict[int, list[t
     )
     if queue_id is not None:
         q = q.join(Task, Task.id == Ranking.task_id).where(Task.queue_id == queue_id)
+    if task_ids is not None:
+        q = q.where(Ranking.task_id.in_(task_ids))
     by_ranking: dict[int, tuple[int, int, dict[int, int]]] = {}
     for task_id, user_id, ranking_id, completion_id, tier in db.execute(q):
         by_ranking.setdefault(ranking_id, (task_id, user_id, {}))[2][completion_id] = tier
@@ -83,7 +70,11 @@ def _tiers_by_task(db: Session, queue_id: int | None = None) -> dict[int, list[t
 
 
 def agreement(db: Session, queue_id: int | None = None) -> tuple[Agreement, dict[int, Agreement]]:
-    """Overall (or one queue's) agreement, and each labeler's, over items ranked by 2+ labelers."""
+    """Overall (or one queue's) agreement, and each labeler's, recomputed from every ranking.
+
+    Reads every ranking: the pages read app.quality.counters instead; this is the reference
+    the counters are tested against.
+    """
     total = Agreement()
     per_user: defaultdict[int, Agreement] = defaultdict(Agreement)
     for rankings in _tiers_by_task(db, queue_id).values():
@@ -94,8 +85,8 @@ def agreement(db: Session, queue_id: int | None = None) -> tuple[Agreement, dict
             per_user[u].items += 1
             tau = metrics.tau_against_consensus(tiers, [t for j, (_, t) in enumerate(rankings) if j != i])
             if tau is not None:
-                per_user[u].taus.append(tau)
-                total.taus.append(tau)
+                per_user[u].add_tau(tau)
+                total.add_tau(tau)
             for v, other in rankings[i + 1 :]:
                 agree, compared = metrics.pair_agreement(tiers, other)
                 total.agree += agree
@@ -106,10 +97,12 @@ def agreement(db: Session, queue_id: int | None = None) -> tuple[Agreement, dict
     return total, dict(per_user)
 
 
-def queue_agreements(db: Session) -> dict[int, Agreement]:
-    """Agreement per queue id (ranking queues with overlapped items)."""
+def queue_agreements(db: Session, per_queue: dict[int, Agreement] | None = None) -> dict[int, Agreement]:
+    """Agreement per ranking queue id, from the counters."""
+    if per_queue is None:
+        per_queue = counters.all_agreement(db)[1]
     return {
-        q.id: agreement(db, q.id)[0]
+        q.id: per_queue.get(q.id, Agreement())
         for q in db.scalars(
             select(PromptQueue).where(PromptQueue.kind == TaskKind.ranking.value).order_by(PromptQueue.id)
         )
@@ -117,12 +110,12 @@ def queue_agreements(db: Session) -> dict[int, Agreement]:
 
 
 def gold_accuracy(db: Session) -> dict[int, tuple[int, float]]:
-    """user id -> (gold items answered, mean gold score) over gold ranking tasks."""
+    """user id -> (gold items answered, mean gold score) from gold rankings only."""
     scores: dict[int, list[float]] = defaultdict(list)
     gold = {t.id: t.gold_answer for t in db.scalars(select(Task).where(Task.is_gold.is_(True)))}
     if not gold:
         return {}
-    tiers = _tiers_by_task(db)
+    tiers = _tiers_by_task(db, task_ids=list(gold))
     for task_id, answer in gold.items():
         ranks = {int(k): int(v) for k, v in ((answer or {}).get("ranks") or {}).items()}
         for user_id, given in tiers.get(task_id, []):
@@ -133,21 +126,41 @@ def gold_accuracy(db: Session) -> dict[int, tuple[int, float]]:
 
 
 def throughput(db: Session, now: datetime | None = None) -> dict[int, tuple[int, int, float | None]]:
-    """user id -> (labels, labels in the last 24 h, median seconds per label) from rankings and demos."""
-    now = now or utcnow()
-    times: dict[int, list[int]] = defaultdict(list)
+    """user id -> (labels, labels in the last 24 h, median seconds per label) from rankings and demos.
+
+    Totals come from the counters, the last 24 h from a created_at range, the median from each
+    labeler's latest RECENT_LABELS labels: the rows read do not grow with the number of labels.
+    """
+    since = (now or utcnow()) - timedelta(hours=24)
+    labels = counters.labels_per_user(db)
     recent: dict[int, int] = defaultdict(int)
     for model in (Ranking, Demonstration):
-        for user_id, spent, at in db.execute(select(model.user_id, model.time_spent_ms, model.created_at)):
-            times[user_id].append(int(spent or 0))
-            if at is not None and _aware(at) >= now - timedelta(hours=24):
-                recent[user_id] += 1
+        # Counted here, not by GROUP BY, so the created_at index drives the read (the day's labels).
+        for user_id in db.scalars(select(model.user_id).where(model.created_at >= since)):
+            recent[user_id] += 1
     out = {}
-    for user_id, spent_list in times.items():
-        positive = [s for s in spent_list if s > 0]
+    for user_id, n in labels.items():
+        if not n:
+            continue
+        positive = [s for s in _latest_times(db, user_id) if s > 0]
         median_s = statistics.median(positive) / 1000 if positive else None
-        out[user_id] = (len(spent_list), recent[user_id], median_s)
+        out[user_id] = (n, recent[user_id], median_s)
     return out
+
+
+def _latest_times(db: Session, user_id: int) -> list[int]:
+    """Time spent (ms) on a labeler's latest RECENT_LABELS rankings and demonstrations together."""
+    rows: list[tuple[datetime, int]] = []
+    for model in (Ranking, Demonstration):
+        latest = (
+            select(model.created_at, model.time_spent_ms)
+            .where(model.user_id == user_id)
+            .order_by(model.id.desc())
+            .limit(RECENT_LABELS)
+        )
+        rows += [(at, spent) for at, spent in db.execute(latest)]
+    rows.sort(key=lambda r: _aware(r[0]), reverse=True)
+    return [int(spent or 0) for _, spent in rows[:RECENT_LABELS]]
 
 
 def _aware(at: datetime) -> datetime:
@@ -156,9 +169,12 @@ def _aware(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def labeler_stats(db: Session, settings: Settings) -> list[LabelerStats]:
+def labeler_stats(
+    db: Session, settings: Settings, per_user: dict[int, Agreement] | None = None
+) -> list[LabelerStats]:
     """One row per labeler: agreement, tau, gold accuracy, throughput and time per task."""
-    _, per_user = agreement(db)
+    if per_user is None:
+        per_user = counters.all_agreement(db)[2]
     gold, speed = gold_accuracy(db), throughput(db)
     users = db.scalars(
         select(User).join(UserRole).where(UserRole.role == Role.labeler.value).order_by(User.username)
@@ -270,12 +286,12 @@ def pick_gold_task(
 
 def quality_overview(db: Session, settings: Settings) -> dict[str, Any]:
     """The quality page: overall and per-queue agreement, per-labeler rows, the gold threshold."""
-    total, _ = agreement(db)
+    total, per_queue, per_user = counters.all_agreement(db)
     queues = {q.id: q for q in db.scalars(select(PromptQueue))}
     return {
         "total": total,
-        "per_queue": [(queues[qid], a) for qid, a in queue_agreements(db).items()],
-        "labelers": labeler_stats(db, settings),
+        "per_queue": [(queues[qid], a) for qid, a in queue_agreements(db, per_queue).items()],
+        "labelers": labeler_stats(db, settings, per_user),
         "threshold": settings.gold_min_accuracy,
         "min_items": settings.gold_min_items,
         "gold_tasks": list(db.scalars(select(Task).where(Task.is_gold.is_(True)).order_by(Task.id))),

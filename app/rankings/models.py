@@ -11,6 +11,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     Text,
     UniqueConstraint,
@@ -46,6 +47,8 @@ class Ranking(Base):
     """One labeler's ordering of a task's K completions into tiers (ties allowed)."""
 
     __tablename__ = "rankings"
+    # A labeler's latest rankings (the quality page's time per task), newest first.
+    __table_args__ = (Index("ix_rankings_user_id_id", "user_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # One ranking per assignment: a double submit stores one.

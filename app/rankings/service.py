@@ -10,6 +10,7 @@ from app.enums import AssignmentStatus, TaskKind
 from app.errors import AlreadySubmitted, AppError, Conflict
 from app.labeling import service as labeling
 from app.labeling.models import Assignment, Task
+from app.quality import counters
 from app.rankings.models import Completion, Ranking, RankingEntry
 from app.rankings.schemas import RankingIn, check_against, dense_tiers, to_draft
 
@@ -72,6 +73,7 @@ def submit_ranking(db: Session, user: User, assignment_id: int, sub: RankingIn) 
         ))
     db.add(ranking)
     db.flush()
+    counters.ranking_added(db, ranking)
     return ranking
 
 

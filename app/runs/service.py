@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, ColumnElement, Integer, cast, func, literal, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
@@ -374,17 +374,74 @@ class Series:
     points: list[tuple[int, float]]
 
 
-def metric_series(db: Session, run_id: int) -> list[Series]:
-    """Every metric series of a run, grouped by stage and name, in step order."""
+# The run page draws at most this many points per series (it polls every 2 s while a round runs).
+SERIES_POINTS = 200
+MAX_SERIES = 64
+
+
+def metric_series(db: Session, run_id: int, max_points: int = SERIES_POINTS) -> list[Series]:
+    """Every metric series of a run by stage and name in step order, at most `max_points` each.
+
+    Reads by index seeks only (the index on run, stage, name, step), so the cost does not grow
+    with the length of the series: a long series keeps its first and last points and, between
+    them, the first point at or after each of max_points evenly spaced steps.
+    """
+    out = []
+    for stage, name in _series_keys(db, run_id):
+        same = (RunMetric.run_id == run_id, RunMetric.stage == stage, RunMetric.name == name)
+        head = db.execute(
+            select(RunMetric.step, RunMetric.value).where(*same).order_by(RunMetric.step, RunMetric.id)
+            .limit(max_points + 1)
+        ).all()
+        points = [(step, value) for step, value in head]
+        if len(points) > max_points:
+            points = _sampled(db, same, max(2, max_points))
+        out.append(Series(stage, name, points))
+    return out
+
+
+def _series_keys(db: Session, run_id: int) -> list[tuple[str, str]]:
+    """A run's (stage, name) pairs in order: one index seek each (a loose index scan), no table scan."""
+    keys: list[tuple[str, str]] = []
+    while len(keys) < MAX_SERIES:
+        q = select(RunMetric.stage, RunMetric.name).where(RunMetric.run_id == run_id)
+        if keys:
+            q = q.where(tuple_(RunMetric.stage, RunMetric.name) > tuple_(*keys[-1]))
+        row = db.execute(q.order_by(RunMetric.stage, RunMetric.name).limit(1)).first()
+        if row is None:
+            break
+        keys.append((row[0], row[1]))
+    return keys
+
+
+def _sampled(db: Session, same: tuple[ColumnElement[bool], ...], m: int) -> list[tuple[int, float]]:
+    """For m evenly spaced steps from the first to the last, the first point at or after each."""
+    lo, hi = db.execute(
+        select(
+            select(func.min(RunMetric.step)).where(*same).scalar_subquery(),
+            select(func.max(RunMetric.step)).where(*same).scalar_subquery(),
+        )
+    ).one()
+    i = select(literal(0, Integer).label("i")).cte("idx", recursive=True)
+    i = i.union_all(select(i.c.i + 1).where(i.c.i < m - 1))
+    target = lo + cast(i.c.i, BigInteger) * (hi - lo) // (m - 1)
+
+    def first_at_target(col: Any) -> Any:
+        # One index seek per evenly spaced step: the first point at or after it.
+        return select(col).where(*same, RunMetric.step >= target).order_by(RunMetric.step).limit(1)
+
     rows = db.execute(
-        select(RunMetric.stage, RunMetric.name, RunMetric.step, RunMetric.value)
-        .where(RunMetric.run_id == run_id)
-        .order_by(RunMetric.stage, RunMetric.name, RunMetric.step)
+        select(
+            first_at_target(RunMetric.step).scalar_subquery(),
+            first_at_target(RunMetric.value).scalar_subquery(),
+        )
+        .select_from(i)
+        .order_by(i.c.i)
     ).all()
-    grouped: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    for stage, name, step, value in rows:
-        grouped.setdefault((stage, name), []).append((step, value))
-    return [Series(stage, name, pts) for (stage, name), pts in grouped.items()]
+    points: dict[int, float] = {}
+    for step, value in rows:
+        points.setdefault(step, value)
+    return list(points.items())
 
 
 def log_tail(db: Session, run_id: int, n: int = 30) -> list[RunLog]:

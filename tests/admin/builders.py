@@ -12,6 +12,7 @@ from app.db import utcnow
 from app.demonstrations.models import Demonstration
 from app.enums import AssignmentStatus
 from app.labeling.models import Assignment, Task
+from app.quality import counters
 from app.rankings.models import Completion, Ranking, RankingEntry
 
 
@@ -65,6 +66,7 @@ def ranking(
     ]
     db.add(r)
     db.flush()
+    counters.ranking_added(db, r)  # what submit_ranking does after storing one
     return r
 
 
@@ -90,4 +92,5 @@ def demonstration(
     )
     db.add(d)
     db.flush()
+    counters.label_added(db, task.queue_id, user.id)  # what submit_demonstration does
     return d
