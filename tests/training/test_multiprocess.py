@@ -149,7 +149,9 @@ def test_two_process_loss_curves_match_one_process(
 def test_cli_runs_under_torchrun(micro_base: Path, world_batch: Path, tmp_path: Path) -> None:
     """The plain CLI under torchrun: what a user types (`--set` overrides, no config file)."""
     out = tmp_path / "o" / "sft"
+    # --preset paper: the library's defaults (the quick preset's floor of steps would add epochs)
     args = ["--batch", str(world_batch), "--base", str(micro_base), "--out", str(out), "--device", "cpu",
+            "--preset", "paper",
             "--set", "epochs=1", "--set", "batch_size=16", "--set", "grad_accum_steps=2"]  # fmt: skip
     r = subprocess.run(
         launch_command(["-m", "training", "sft", *args], 2),
