@@ -15,8 +15,12 @@ def test_keyboard_sign_in_and_out(committed_db, live_server, page) -> None:  # t
 
     page.goto(live_server.url + "/")
     assert page.url.endswith("/login?next=/")
-    page.keyboard.type("kbd_user")  # the username field has autofocus
+    # The username field has autofocus; Chromium applies it after the load event on a busy
+    # machine, so wait for the focus before typing (keys typed earlier go nowhere).
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'username'")
+    page.keyboard.type("kbd_user")
     page.keyboard.press("Tab")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'password'")
     page.keyboard.type(Factory.password)
     page.keyboard.press("Enter")
     page.wait_for_url(live_server.url + "/")
