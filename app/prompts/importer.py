@@ -22,7 +22,7 @@ from app.auth.models import ApiToken, User
 from app.config import Settings
 from app.enums import PIIStatus, TaskKind
 from app.errors import AppError
-from app.prompts import pii, rules
+from app.prompts import conversation, pii, rules
 from app.prompts.models import Prompt, PromptImport, PromptQueue
 
 BATCH_ROWS = 1000
@@ -133,6 +133,7 @@ class _Pending:
     line: int
     row: rules.CleanRow
     key: str
+    findings: list[dict[str, Any]]
 
 
 class Importer:
@@ -221,8 +222,14 @@ class Importer:
         except rules.RowError as exc:
             self._reject(raw.line, str(exc))
             return
-        key = rules.dedup_key(row.text, self.settings.prompt_dedup_prefix_chars)
-        self._batch.append(_Pending(raw.line, row, key))
+        if row.messages is not None:
+            key = conversation.dedup_key(row.messages)
+            findings = conversation.screen(row.messages)  # every message, positions in the transcript
+        else:
+            key = rules.dedup_key(row.text, self.settings.prompt_dedup_prefix_chars)
+            findings = [f.as_dict() for f in pii.detect(row.text)]
+        # Screened here, before its batch takes the per-user locks and writes.
+        self._batch.append(_Pending(raw.line, row, key, findings))
 
     def _reject(self, line: int, reason: str) -> None:
         self.imp.rejected += 1
@@ -294,7 +301,7 @@ class Importer:
             self._note(
                 p.line,
                 "duplicate",
-                "shares its first "
+                "repeats an earlier conversation" if p.row.messages is not None else "shares its first "
                 f"{self.settings.prompt_dedup_prefix_chars} characters with an earlier prompt",
             )
             return None
@@ -308,7 +315,7 @@ class Importer:
         self._seen.add(digest)
         if user is not None:
             self._user_counts[user] = self._user_counts.get(user, 0) + 1
-        findings = [f.as_dict() for f in pii.detect(p.row.text)]
+        findings = p.findings
         self.imp.accepted += 1
         self.imp.held_for_pii += bool(findings)
         split = rules.split_for(
@@ -319,6 +326,7 @@ class Importer:
         return {
             "queue_id": self.queue.id,
             "text": p.row.text,
+            "messages": p.row.messages,
             "source": self.source,
             "external_user_id": user,
             "split": split.value,

@@ -209,7 +209,18 @@ def pii_reject(
 INGEST_EXAMPLE = {
     "queue": "Customer prompts",
     "mode": "valid_rows",
-    "prompts": [{"prompt": "Explain tides to a child.", "user_id": "customer-17", "meta": {"app": "web"}}],
+    "prompts": [
+        {"prompt": "Explain tides to a child.", "user_id": "customer-17", "meta": {"app": "web"}},
+        {
+            "messages": [
+                {"role": "system", "content": "You are a patient tutor."},
+                {"role": "user", "content": "What makes the tides?"},
+                {"role": "assistant", "content": "Mostly the Moon's pull on the oceans."},
+                {"role": "user", "content": "Then why are there two a day?"},
+            ],
+            "user_id": "customer-17",
+        },
+    ],
 }
 
 
@@ -228,9 +239,21 @@ INGEST_BODY = {
             "maxItems": service.MAX_API_PROMPTS,
             "items": {
                 "type": "object",
-                "required": ["prompt"],
+                "oneOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
                 "properties": {
                     "prompt": {"type": "string"},
+                    "messages": {
+                        "type": "array",
+                        "description": "a conversation (OpenAI/TRL format) ending with the user's turn",
+                        "items": {
+                            "type": "object",
+                            "required": ["role", "content"],
+                            "properties": {
+                                "role": {"type": "string", "enum": ["system", "user", "assistant"]},
+                                "content": {"type": "string"},
+                            },
+                        },
+                    },
                     "user_id": {"type": "string", "description": "the end user the prompt came from"},
                     "meta": {"type": "object"},
                 },
@@ -268,7 +291,7 @@ _ERROR = {
 def ingest(
     db: DB, settings: SettingsDep, token: TokenWrite, payload: Annotated[dict[str, Any], Body()]
 ) -> JSONResponse:
-    """Ingest prompts: {"queue", "mode"?, "prompts": [{"prompt", "user_id"?, "meta"?}]} (422: none valid)."""
+    """Ingest prompts: {"queue", "mode"?, "prompts": [{"prompt" | "messages", "user_id"?, "meta"?}]} (422: none valid)."""
     imp = service.ingest(db, settings, token, payload)
     body = {
         "import_id": imp.id,

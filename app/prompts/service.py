@@ -282,7 +282,7 @@ def import_file(
 
 
 def ingest(db: Session, settings: Settings, token: ApiToken, payload: dict[str, Any]) -> PromptImport:
-    """The ingestion API: {"queue": id|name, "mode": ..., "prompts": [{prompt, user_id, meta}]}."""
+    """The ingestion API: {"queue": id|name, "mode": ..., "prompts": [{prompt | messages, user_id, meta}]}."""
     if not isinstance(payload, dict):
         raise AppError("The body must be a JSON object with 'queue' and 'prompts'.")
     ref, items = payload.get("queue"), payload.get("prompts")
