@@ -106,7 +106,8 @@ def screen(messages: list[Message]) -> list[dict[str, Any]]:
     for i, ((start, _end), m) in enumerate(zip(content_ranges(messages), messages, strict=True)):
         for f in pii.detect(m["content"]):
             d = f.as_dict()
-            findings.append({**d, "start": int(d["start"]) + start, "end": int(d["end"]) + start, "message": i})
+            at = {"start": int(d["start"]) + start, "end": int(d["end"]) + start, "message": i}
+            findings.append({**d, **at})
     return findings
 
 

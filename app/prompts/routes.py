@@ -291,7 +291,10 @@ _ERROR = {
 def ingest(
     db: DB, settings: SettingsDep, token: TokenWrite, payload: Annotated[dict[str, Any], Body()]
 ) -> JSONResponse:
-    """Ingest prompts: {"queue", "mode"?, "prompts": [{"prompt" | "messages", "user_id"?, "meta"?}]} (422: none valid)."""
+    """Ingest prompts: {"queue", "mode"?, "prompts": [{"prompt" | "messages", "user_id"?, "meta"?}]}.
+
+    422 when no row was valid.
+    """
     imp = service.ingest(db, settings, token, payload)
     body = {
         "import_id": imp.id,

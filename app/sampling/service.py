@@ -177,7 +177,8 @@ def store_samples(db: Session, job: StockJob, samples: dict[int, list[list[Any]]
             continue
         rows = [
             Completion(
-                text=c.text,
+                # PostgreSQL text cannot hold NUL, which a byte-level model can sample.
+                text=c.text.replace("\x00", "\ufffd"),
                 finished=bool(c.finished),
                 policy_version_id=v.id,
                 sampling_params={**dict(c.params), "version": v.id},

@@ -44,8 +44,11 @@ def test_conversation_rows_carry_messages_in_every_dataset(db, factory) -> None:
 
     root = Path(create_export_batch(db, ExportFilters(), None).path)
     sft = _rows(root / "sft.jsonl")
-    assert [set(r) for r in sft] == [{"messages", "split", "provenance"}, {"prompt", "completion", "split", "provenance"}]
-    assert sft[0]["messages"] == [*CONV, {"role": "assistant", "content": "Sunlight pushes its gas and dust away."}]
+    assert [set(r) for r in sft] == [
+        {"messages", "split", "provenance"}, {"prompt", "completion", "split", "provenance"}
+    ]
+    reply = {"role": "assistant", "content": "Sunlight pushes its gas and dust away."}
+    assert sft[0]["messages"] == [*CONV, reply]
     assert sft[1]["prompt"] == "Explain gravity." and sft[1]["completion"] == "Masses attract."
     (rank_row,) = _rows(root / "rankings.jsonl")
     assert rank_row["messages"] == CONV[:2] and "prompt" not in rank_row and rank_row["completions"] == texts
@@ -62,7 +65,7 @@ def test_conversation_rows_carry_messages_in_every_dataset(db, factory) -> None:
     from training.data import group_comparisons, read_batch
 
     batch = read_batch(root)
-    assert row_prompt(batch.sft[0]) == CONV and row_completion(batch.sft[0]) == sft[0]["messages"][-1]["content"]
+    assert row_prompt(batch.sft[0]) == CONV and row_completion(batch.sft[0]) == reply["content"]
     assert row_prompt(batch.sft[1]) == "Explain gravity."
     (group, *_) = group_comparisons(batch.rankings, [])
     assert group.prompt == CONV[:2] and len(group.pairs) == 6

@@ -109,7 +109,7 @@ def test_dedup_compares_the_whole_normalised_conversation(db, factory) -> None:
 def test_the_per_user_cap_counts_a_conversation_as_one_prompt(db, factory) -> None:
     settings = get_settings().model_copy(update={"prompt_max_per_user": 2})
     queue = factory.queue(TaskKind.demonstration)
-    rows = [{"messages": [user(f"Q{i}"), bot("A"), user(f"Follow-up {i}")], "user_id": "heavy"} for i in range(3)]
+    rows = [{"messages": [user(f"Q{i}"), bot("A"), user(f"More {i}")], "user_id": "heavy"} for i in range(3)]
     imp = service.import_file(db, settings, queue.id, "c.jsonl", _jsonl(*rows), "valid_rows", None)
     assert (imp.accepted, imp.capped) == (2, 1) and imp.report[0]["line"] == 3
 
@@ -173,3 +173,14 @@ def test_ingestion_api_takes_conversations(db, factory, client) -> None:
     conv = db.scalar(select(Prompt).where(Prompt.queue_id == queue.id, Prompt.messages.is_not(None)))
     assert conv is not None and conv.messages == CONV and conv.source == "api"
     assert conv.meta["app"] == "chat"
+
+
+def test_the_sample_conversations_file_exercises_the_rules(db, factory) -> None:
+    from pathlib import Path
+
+    queue = factory.queue(TaskKind.ranking)
+    path = Path(__file__).resolve().parents[2] / "static" / "admin" / "sample-conversations.jsonl"
+    with path.open("rb") as fh:
+        imp = _import(db, queue, fh)  # type: ignore[arg-type]
+    assert (imp.accepted, imp.rejected, imp.duplicates, imp.held_for_pii) == (5, 3, 1, 1)
+    assert sum(p.messages is not None for p in _prompts(db, queue)) == 4  # a lone user turn is plain
