@@ -134,9 +134,3 @@ def prompt_input(text: str, messages: list[Message] | None) -> str | list[Messag
     """What a policy is conditioned on: the conversation when there is one, else the text."""
     return [dict(m) for m in messages] if messages else text
 
-
-def visible_split(messages: list[Message], keep: int = 3) -> tuple[list[Message], list[Message]]:
-    """(earlier turns to collapse, last turns to show): histories longer than keep + 1 collapse."""
-    if len(messages) <= keep + 1:
-        return [], list(messages)
-    return list(messages[:-keep]), list(messages[-keep:])

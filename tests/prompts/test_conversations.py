@@ -184,3 +184,13 @@ def test_the_sample_conversations_file_exercises_the_rules(db, factory) -> None:
         imp = _import(db, queue, fh)  # type: ignore[arg-type]
     assert (imp.accepted, imp.rejected, imp.duplicates, imp.held_for_pii) == (5, 3, 1, 1)
     assert sum(p.messages is not None for p in _prompts(db, queue)) == 4  # a lone user turn is plain
+
+
+def test_the_review_page_highlights_a_finding_in_an_earlier_turn(db, factory, login) -> None:
+    queue = factory.queue(TaskKind.demonstration)
+    msgs = [user("Write to jane.doe@example.com for me."), bot("What should it say?"), user("Say hi.")]
+    _import(db, queue, _jsonl({"messages": msgs}))
+    (prompt,) = _prompts(db, queue)
+    page = login("admin").get(f"/admin/pii/{prompt.id}").text
+    assert '<mark class="pii" title="email">jane.doe@example.com' in page
+    assert "User: Write to " in page and "Assistant: What should it say?" in page
