@@ -28,7 +28,8 @@ from app.sampling import service as sampling
 from tests.e2e.test_loop import TINY_SETTINGS
 from tests.factories import Factory
 
-pytestmark = pytest.mark.slow
+# Building the micro base model (once per test session) alone can pass the default 600 s on a busy machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 # The quick preset's floors of steps are left out: the round only has to train on the rows.
 SETTINGS = {k: v if k == "ppo" else {**v, "min_steps": 0} for k, v in TINY_SETTINGS.items()}
