@@ -128,6 +128,19 @@ def _insert_for(db: Session) -> Any:
     return postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+def screen_row(data: Any, max_chars: int) -> list[dict[str, Any]] | None:
+    """The personal-data findings of one incoming row (every message of a conversation), or None
+    when the row is invalid (the import reports it). Needs no database: callers run it before any
+    lock or transaction."""
+    try:
+        row = rules.clean_row(data, max_chars)
+    except rules.RowError:
+        return None
+    if row.messages is not None:
+        return conversation.screen(row.messages)
+    return [f.as_dict() for f in pii.detect(row.text)]
+
+
 @dataclass
 class _Pending:
     line: int
@@ -150,6 +163,7 @@ class Importer:
         filename: str = "",
         created_by: User | None = None,
         api_token: ApiToken | None = None,
+        screened: dict[int, list[dict[str, Any]]] | None = None,
     ) -> None:
         if mode not in MODES:
             raise AppError("The import mode must be 'valid_rows' or 'all_or_nothing'.")
@@ -177,6 +191,8 @@ class Importer:
         self._user_counts: dict[str, int] = {}
         self._locked: set[str] = set()
         self._batch: list[_Pending] = []
+        # Findings computed before the request touched the database (screen_row), by line.
+        self._screened = screened or {}
 
     def _note(self, line: int, kind: str, reason: str) -> None:
         if len(self._report) < MAX_REPORT:
@@ -224,11 +240,11 @@ class Importer:
             return
         if row.messages is not None:
             key = conversation.dedup_key(row.messages)
-            findings = conversation.screen(row.messages)  # every message, positions in the transcript
         else:
             key = rules.dedup_key(row.text, self.settings.prompt_dedup_prefix_chars)
-            findings = [f.as_dict() for f in pii.detect(row.text)]
-        # Screened here, before its batch takes the per-user locks and writes.
+        findings = self._screened.get(raw.line)
+        if findings is None:  # screened here, before its batch takes the per-user locks and writes
+            findings = screen_row(raw.data, self.settings.max_text_chars) or []
         self._batch.append(_Pending(raw.line, row, key, findings))
 
     def _reject(self, line: int, reason: str) -> None:

@@ -6,10 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from app.auth import access
 from app.auth.access import AdminUser
 from app.auth.models import ApiToken
+from app.config import get_settings
 from app.deps import DB, PostedForm, SettingsDep
 from app.errors import AppError
 from app.prompts import review, service
@@ -268,6 +270,22 @@ _ERROR = {
 }
 
 
+async def _prescreened(request: Request) -> dict[int, list[dict[str, Any]]] | None:
+    """Personal-data findings of the posted items, computed before the request's first query.
+
+    Declared ahead of the token check: on SQLite the first query takes the write lock, which
+    screening must never hold. Only requests that present a bearer token get the work done.
+    """
+    if not request.headers.get("authorization", "").lower().startswith("bearer "):
+        return None
+    try:
+        payload = await request.json()
+    except (ValueError, RecursionError):
+        return None  # the body parameter refuses it
+    limit = get_settings().max_text_chars
+    return await run_in_threadpool(service.prescreen_items, payload, limit)
+
+
 @router.post(
     "/api/prompts",
     status_code=201,
@@ -289,13 +307,17 @@ _ERROR = {
     },
 )
 def ingest(
-    db: DB, settings: SettingsDep, token: TokenWrite, payload: Annotated[dict[str, Any], Body()]
+    screened: Annotated[dict[int, list[dict[str, Any]]] | None, Depends(_prescreened)],
+    db: DB,
+    settings: SettingsDep,
+    token: TokenWrite,
+    payload: Annotated[dict[str, Any], Body()],
 ) -> JSONResponse:
     """Ingest prompts: {"queue", "mode"?, "prompts": [{"prompt" | "messages", "user_id"?, "meta"?}]}.
 
     422 when no row was valid.
     """
-    imp = service.ingest(db, settings, token, payload)
+    imp = service.ingest(db, settings, token, payload, screened)
     body = {
         "import_id": imp.id,
         "status": imp.status,

@@ -194,3 +194,34 @@ def test_the_review_page_highlights_a_finding_in_an_earlier_turn(db, factory, lo
     page = login("admin").get(f"/admin/pii/{prompt.id}").text
     assert '<mark class="pii" title="email">jane.doe@example.com' in page
     assert "User: Write to " in page and "Assistant: What should it say?" in page
+
+
+def test_ingested_conversations_are_screened_before_the_first_statement(
+    db, factory, client, monkeypatch
+) -> None:
+    """On SQLite the first statement takes the write lock, which screening must never hold."""
+    from sqlalchemy import event
+
+    from app.auth.service import create_api_token
+    from app.prompts import pii
+
+    factory.queue(TaskKind.ranking, name="screened-queue")
+    _, plain = create_api_token(db, "screen", ["prompts:write"], None)
+    db.commit()
+    events: list[str] = []
+    real = pii.detect
+    monkeypatch.setattr(pii, "detect", lambda text: events.append("screen") or real(text))
+    db.expunge_all()
+    connection = db.connection()
+    listener = lambda *_: events.append("sql")  # noqa: E731
+    event.listen(connection, "before_cursor_execute", listener)
+    msgs = [user("Mail jane.doe@example.com"), bot("Done."), user("Thanks!")]
+    try:
+        r = client.post("/api/prompts", json={"queue": "screened-queue", "prompts": [{"messages": msgs}]},
+                        headers={"Authorization": f"Bearer {plain}"})
+    finally:
+        event.remove(connection, "before_cursor_execute", listener)
+    assert r.status_code == 201 and r.json()["held_for_pii"] == 1, r.text
+    assert events[:3] == ["screen"] * 3 and events.count("screen") == 3, events[:6]
+    held = db.scalar(select(Prompt).where(Prompt.messages.is_not(None)))
+    assert held is not None and held.pii_findings[0]["message"] == 0
