@@ -13,6 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 S, I64, B = pa.string(), pa.int64(), pa.bool_()
+# A conversation's turns; null on rows whose prompt is plain text (their "prompt" is null otherwise).
+MESSAGES = pa.list_(pa.struct([("role", S), ("content", S)]))
 
 _COMMON = [
     ("labeler", S),
@@ -28,6 +30,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "sft": pa.schema(
         [
             ("prompt", S),
+            ("messages", MESSAGES),
             ("completion", S),
             ("split", S),
             ("provenance", pa.struct([("demonstration_id", I64), *_COMMON, ("time_spent_ms", I64)])),
@@ -36,6 +39,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "pairwise": pa.schema(
         [
             ("prompt", S),
+            ("messages", MESSAGES),
             ("chosen", S),
             ("rejected", S),
             ("split", S),
@@ -59,6 +63,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "rankings": pa.schema(
         [
             ("prompt", S),
+            ("messages", MESSAGES),
             ("completions", pa.list_(S)),
             ("ranks", pa.list_(I64)),
             ("split", S),
@@ -82,6 +87,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "prompts": pa.schema(
         [
             ("prompt", S),
+            ("messages", MESSAGES),
             ("split", S),
             (
                 "provenance",

@@ -92,14 +92,29 @@ def _common(
     }
 
 
+def prompt_fields(prompt: Prompt) -> dict[str, Any]:
+    """A row's prompt in the contract layout: {"prompt": text}, or {"messages": [...]} for a conversation."""
+    if prompt.messages:
+        return {"messages": [{"role": m["role"], "content": m["content"]} for m in prompt.messages]}
+    return {"prompt": prompt.text}
+
+
+def sft_fields(prompt: Prompt, completion: str) -> dict[str, Any]:
+    """An SFT row's prompt and completion; a conversation's row is its messages ending with the
+    demonstration as the assistant turn (TRL's conversational format, as training.chat reads it)."""
+    fields = prompt_fields(prompt)
+    if "messages" in fields:
+        return {"messages": [*fields["messages"], {"role": "assistant", "content": completion}]}
+    return {**fields, "completion": completion}
+
+
 def sft_rows(db: Session, filters: ExportFilters) -> Iterator[dict[str, Any]]:
     """SFT rows: prompt, completion (the demonstration), split, provenance; by demonstration id."""
     for demo, prompt, username, queue_id, version in db.execute(
         _label_query(Demonstration, filters).execution_options(yield_per=BATCH)
     ):
         yield {
-            "prompt": prompt.text,
-            "completion": demo.text,
+            **sft_fields(prompt, demo.text),
             "split": prompt.split,
             "provenance": {
                 "demonstration_id": demo.id,
@@ -149,7 +164,8 @@ def ranking_groups(
                 continue
             base = {"ranking_id": ranking.id, **_common(ranking, prompt, username, queue_id, version)}
             yield (
-                {"base": base, "prompt": prompt.text, "split": prompt.split, "ranking": ranking},
+                {"base": base, "prompt": prompt.text, "fields": prompt_fields(prompt), "split": prompt.split,
+                 "ranking": ranking},
                 [completions[e.completion_id] for e in kept],
                 kept,
             )
@@ -164,7 +180,7 @@ def write_rankings(
         base = head["base"]
         rankings.write(
             {
-                "prompt": head["prompt"],
+                **head["fields"],
                 "completions": [c.text for c in comps],
                 "ranks": ranks,
                 "split": head["split"],
@@ -185,7 +201,7 @@ def write_rankings(
             win, lose = (i, j) if ranks[i] < ranks[j] else (j, i)
             pairwise.write(
                 {
-                    "prompt": head["prompt"],
+                    **head["fields"],
                     "chosen": comps[win].text,
                     "rejected": comps[lose].text,
                     "split": head["split"],
@@ -216,7 +232,7 @@ def prompt_rows(db: Session, filters: ExportFilters) -> Iterator[dict[str, Any]]
         q = q.where(Prompt.created_at < end)
     for prompt in db.scalars(q.execution_options(yield_per=BATCH)):
         yield {
-            "prompt": prompt.text,
+            **prompt_fields(prompt),
             "split": prompt.split,
             "provenance": {
                 "prompt_id": prompt.id,

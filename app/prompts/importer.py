@@ -22,7 +22,7 @@ from app.auth.models import ApiToken, User
 from app.config import Settings
 from app.enums import PIIStatus, TaskKind
 from app.errors import AppError
-from app.prompts import pii, rules
+from app.prompts import conversation, pii, rules
 from app.prompts.models import Prompt, PromptImport, PromptQueue
 
 BATCH_ROWS = 1000
@@ -128,11 +128,25 @@ def _insert_for(db: Session) -> Any:
     return postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+def screen_row(data: Any, max_chars: int) -> list[dict[str, Any]] | None:
+    """The personal-data findings of one incoming row (every message of a conversation), or None
+    when the row is invalid (the import reports it). Needs no database: callers run it before any
+    lock or transaction."""
+    try:
+        row = rules.clean_row(data, max_chars)
+    except rules.RowError:
+        return None
+    if row.messages is not None:
+        return conversation.screen(row.messages)
+    return [f.as_dict() for f in pii.detect(row.text)]
+
+
 @dataclass
 class _Pending:
     line: int
     row: rules.CleanRow
     key: str
+    findings: list[dict[str, Any]]
 
 
 class Importer:
@@ -149,6 +163,7 @@ class Importer:
         filename: str = "",
         created_by: User | None = None,
         api_token: ApiToken | None = None,
+        screened: dict[int, list[dict[str, Any]]] | None = None,
     ) -> None:
         if mode not in MODES:
             raise AppError("The import mode must be 'valid_rows' or 'all_or_nothing'.")
@@ -176,6 +191,8 @@ class Importer:
         self._user_counts: dict[str, int] = {}
         self._locked: set[str] = set()
         self._batch: list[_Pending] = []
+        # Findings computed before the request touched the database (screen_row), by line.
+        self._screened = screened or {}
 
     def _note(self, line: int, kind: str, reason: str) -> None:
         if len(self._report) < MAX_REPORT:
@@ -221,8 +238,14 @@ class Importer:
         except rules.RowError as exc:
             self._reject(raw.line, str(exc))
             return
-        key = rules.dedup_key(row.text, self.settings.prompt_dedup_prefix_chars)
-        self._batch.append(_Pending(raw.line, row, key))
+        if row.messages is not None:
+            key = conversation.dedup_key(row.messages)
+        else:
+            key = rules.dedup_key(row.text, self.settings.prompt_dedup_prefix_chars)
+        findings = self._screened.get(raw.line)
+        if findings is None:  # screened here, before its batch takes the per-user locks and writes
+            findings = screen_row(raw.data, self.settings.max_text_chars) or []
+        self._batch.append(_Pending(raw.line, row, key, findings))
 
     def _reject(self, line: int, reason: str) -> None:
         self.imp.rejected += 1
@@ -294,7 +317,7 @@ class Importer:
             self._note(
                 p.line,
                 "duplicate",
-                "shares its first "
+                "repeats an earlier conversation" if p.row.messages is not None else "shares its first "
                 f"{self.settings.prompt_dedup_prefix_chars} characters with an earlier prompt",
             )
             return None
@@ -308,7 +331,7 @@ class Importer:
         self._seen.add(digest)
         if user is not None:
             self._user_counts[user] = self._user_counts.get(user, 0) + 1
-        findings = [f.as_dict() for f in pii.detect(p.row.text)]
+        findings = p.findings
         self.imp.accepted += 1
         self.imp.held_for_pii += bool(findings)
         split = rules.split_for(
@@ -319,6 +342,7 @@ class Importer:
         return {
             "queue_id": self.queue.id,
             "text": p.row.text,
+            "messages": p.row.messages,
             "source": self.source,
             "external_user_id": user,
             "split": split.value,

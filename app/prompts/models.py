@@ -90,6 +90,10 @@ class Prompt(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     queue_id: Mapped[int | None] = mapped_column(ForeignKey("prompt_queues.id", ondelete="SET NULL"))
     text: Mapped[str] = mapped_column(Text)
+    # A conversation ([{"role", "content"}, ...] ending with the user's turn) or NULL for a plain
+    # prompt; `text` then holds its transcript (app.prompts.conversation), so plain-text readers
+    # see the whole conversation and personal-data spans are positions in it.
+    messages: Mapped[list[dict[str, str]] | None] = mapped_column(JSON(none_as_null=True))
     # "import", "api", "labeler", "world" (the simulated world), ...
     source: Mapped[str] = mapped_column(String(32), default="import")
     external_user_id: Mapped[str | None] = mapped_column(String(128))

@@ -13,8 +13,9 @@ from app.auth.models import User
 from app.enums import PIIStatus
 from app.errors import AppError, Conflict, NotFound
 from app.labeling.service import create_tasks
-from app.prompts import pii
+from app.prompts import conversation, pii
 from app.prompts.models import PIIRedaction, Prompt, PromptQueue
+from app.prompts.rules import RowError
 
 
 def held_prompts(db: Session, limit: int = 200) -> list[Prompt]:
@@ -85,7 +86,17 @@ def preview_redaction(
     """The text that redacting would release, and the spans it replaces; nothing is changed."""
     prompt = get_held(db, prompt_id)
     spans = _spans(prompt, chosen, extra)
+    if prompt.messages:
+        return conversation.transcript(_redacted_messages(prompt.messages, spans)), spans
     return pii.redact(prompt.text, spans), spans
+
+
+def _redacted_messages(messages: list[dict[str, str]], spans: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """A conversation's messages redacted by transcript spans; a span across turns is a clear error."""
+    try:
+        return conversation.redact(messages, spans)
+    except RowError as exc:
+        raise AppError(f"{exc}; nothing was changed.") from None
 
 
 def _spans(prompt: Prompt, chosen: list[int], extra: str) -> list[dict[str, Any]]:
@@ -117,6 +128,8 @@ def redact_prompt(
         raise Conflict("The redacted text differs from the preview you confirmed; nothing was released. "
                        "Preview it again.")
     prompt = get_held(db, prompt_id)
+    if prompt.messages:
+        prompt.messages = _redacted_messages(prompt.messages, spans)
     prompt.text = text
     return _decide(db, prompt, admin, PIIStatus.redacted, "redact", spans, note)
 
@@ -125,7 +138,7 @@ def reject_prompt(db: Session, prompt_id: int, admin: User, note: str = "") -> P
     """Reject a held prompt: its text is blanked so the personal data is gone; nobody sees it."""
     prompt = get_held(db, prompt_id)
     spans = [{"kind": "all", "start": 0, "end": len(prompt.text)}]
-    prompt.text = "[REJECTED]"
+    prompt.text, prompt.messages = "[REJECTED]", None
     return _decide(db, prompt, admin, PIIStatus.rejected, "reject", spans, note)
 
 
@@ -162,7 +175,8 @@ def screen_text(text: str) -> list[dict[str, Any]]:
 
 def screen_prompt(prompt: Prompt, findings: list[dict[str, Any]] | None = None) -> Prompt:
     """Mark a new prompt held when its findings (computed here unless given) are not empty."""
-    findings = screen_text(prompt.text) if findings is None else findings
+    if findings is None:
+        findings = conversation.screen(prompt.messages) if prompt.messages else screen_text(prompt.text)
     prompt.pii_findings = findings
     prompt.pii_status = (PIIStatus.held if findings else PIIStatus.clear).value
     return prompt

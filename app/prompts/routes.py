@@ -6,10 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from app.auth import access
 from app.auth.access import AdminUser
 from app.auth.models import ApiToken
+from app.config import get_settings
 from app.deps import DB, PostedForm, SettingsDep
 from app.errors import AppError
 from app.prompts import review, service
@@ -209,7 +211,18 @@ def pii_reject(
 INGEST_EXAMPLE = {
     "queue": "Customer prompts",
     "mode": "valid_rows",
-    "prompts": [{"prompt": "Explain tides to a child.", "user_id": "customer-17", "meta": {"app": "web"}}],
+    "prompts": [
+        {"prompt": "Explain tides to a child.", "user_id": "customer-17", "meta": {"app": "web"}},
+        {
+            "messages": [
+                {"role": "system", "content": "You are a patient tutor."},
+                {"role": "user", "content": "What makes the tides?"},
+                {"role": "assistant", "content": "Mostly the Moon's pull on the oceans."},
+                {"role": "user", "content": "Then why are there two a day?"},
+            ],
+            "user_id": "customer-17",
+        },
+    ],
 }
 
 
@@ -228,9 +241,21 @@ INGEST_BODY = {
             "maxItems": service.MAX_API_PROMPTS,
             "items": {
                 "type": "object",
-                "required": ["prompt"],
+                "oneOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
                 "properties": {
                     "prompt": {"type": "string"},
+                    "messages": {
+                        "type": "array",
+                        "description": "a conversation (OpenAI/TRL format) ending with the user's turn",
+                        "items": {
+                            "type": "object",
+                            "required": ["role", "content"],
+                            "properties": {
+                                "role": {"type": "string", "enum": ["system", "user", "assistant"]},
+                                "content": {"type": "string"},
+                            },
+                        },
+                    },
                     "user_id": {"type": "string", "description": "the end user the prompt came from"},
                     "meta": {"type": "object"},
                 },
@@ -243,6 +268,22 @@ _ERROR = {
         "schema": {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
     }
 }
+
+
+async def _prescreened(request: Request) -> dict[int, list[dict[str, Any]]] | None:
+    """Personal-data findings of the posted items, computed before the request's first query.
+
+    Declared ahead of the token check: on SQLite the first query takes the write lock, which
+    screening must never hold. Only requests that present a bearer token get the work done.
+    """
+    if not request.headers.get("authorization", "").lower().startswith("bearer "):
+        return None
+    try:
+        payload = await request.json()
+    except (ValueError, RecursionError):
+        return None  # the body parameter refuses it
+    limit = get_settings().max_text_chars
+    return await run_in_threadpool(service.prescreen_items, payload, limit)
 
 
 @router.post(
@@ -266,10 +307,17 @@ _ERROR = {
     },
 )
 def ingest(
-    db: DB, settings: SettingsDep, token: TokenWrite, payload: Annotated[dict[str, Any], Body()]
+    screened: Annotated[dict[int, list[dict[str, Any]]] | None, Depends(_prescreened)],
+    db: DB,
+    settings: SettingsDep,
+    token: TokenWrite,
+    payload: Annotated[dict[str, Any], Body()],
 ) -> JSONResponse:
-    """Ingest prompts: {"queue", "mode"?, "prompts": [{"prompt", "user_id"?, "meta"?}]} (422: none valid)."""
-    imp = service.ingest(db, settings, token, payload)
+    """Ingest prompts: {"queue", "mode"?, "prompts": [{"prompt" | "messages", "user_id"?, "meta"?}]}.
+
+    422 when no row was valid.
+    """
+    imp = service.ingest(db, settings, token, payload, screened)
     body = {
         "import_id": imp.id,
         "status": imp.status,

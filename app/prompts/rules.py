@@ -20,6 +20,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MAX_USER_ID_CHARS = 128
 PROMPT_KEYS = ("prompt", "text")
 USER_KEYS = ("user_id", "external_user_id")
+MESSAGES_KEY = "messages"
 
 
 def normalize(text: str) -> str:
@@ -54,6 +55,8 @@ class CleanRow:
     text: str
     external_user_id: str | None
     meta: dict[str, Any] = field(default_factory=dict)
+    # A conversation ({"role", "content"} turns ending with the user's); `text` is its transcript.
+    messages: list[dict[str, str]] | None = None
 
 
 class RowError(ValueError):
@@ -61,12 +64,16 @@ class RowError(ValueError):
 
 
 def clean_row(raw: Any, max_chars: int) -> CleanRow:
-    """Validate one incoming row (a dict with prompt/text, optional user_id and meta)."""
+    """Validate one incoming row (a dict with prompt/text or messages, optional user_id and meta)."""
     if not isinstance(raw, dict):
         raise RowError(f"expected an object with a 'prompt' field, got {type(raw).__name__}")
     key = next((k for k in PROMPT_KEYS if k in raw), None)
+    if MESSAGES_KEY in raw:
+        if key is not None:
+            raise RowError(f"a row has either '{key}' or 'messages' (a conversation), not both")
+        return _clean_conversation(raw, max_chars)
     if key is None:
-        raise RowError("missing the 'prompt' field")
+        raise RowError("missing the 'prompt' field (or 'messages' for a conversation)")
     text = raw[key]
     if not isinstance(text, str):
         raise RowError(f"'{key}' must be a string, got {type(text).__name__}")
@@ -77,13 +84,27 @@ def clean_row(raw: Any, max_chars: int) -> CleanRow:
         raise RowError(f"'{key}' is empty")
     if len(text) > max_chars:
         raise RowError(f"'{key}' is {len(text)} characters long; the limit is {max_chars}")
-    user_id = _clean_user_id(raw)
+    return CleanRow(text=text, external_user_id=_clean_user_id(raw), meta=_clean_meta(raw))
+
+
+def _clean_meta(raw: dict[str, Any]) -> dict[str, Any]:
     meta = raw.get("meta", {})
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):
         raise RowError("'meta' must be an object")
-    return CleanRow(text=text, external_user_id=user_id, meta=meta)
+    return meta
+
+
+def _clean_conversation(raw: dict[str, Any], max_chars: int) -> CleanRow:
+    """A "messages" row; a lone user turn is stored as the plain prompt it is."""
+    from app.prompts import conversation
+
+    messages = conversation.clean_messages(raw[MESSAGES_KEY], max_chars)
+    user_id, meta = _clean_user_id(raw), _clean_meta(raw)
+    if conversation.is_plain(messages):
+        return CleanRow(text=messages[0]["content"], external_user_id=user_id, meta=meta)
+    return CleanRow(conversation.transcript(messages), user_id, meta, messages)
 
 
 def _clean_user_id(raw: dict[str, Any]) -> str | None:

@@ -19,7 +19,7 @@ from app.db import utcnow
 from app.enums import K_MAX, K_MIN, AssignmentStatus, PIIStatus, TaskKind, TaskStatus
 from app.errors import AppError, Conflict, NotFound
 from app.labeling.models import Assignment, Task
-from app.prompts.importer import Importer, RawRow, rows_for
+from app.prompts.importer import Importer, RawRow, rows_for, screen_row
 from app.prompts.models import GuidelineVersion, Prompt, PromptImport, PromptQueue
 
 WRITE_HINTS = ("plain", "few_shot", "use_case")
@@ -281,8 +281,18 @@ def import_file(
     return Importer(db, settings, queue, mode, filename=filename, created_by=admin).run(rows)
 
 
-def ingest(db: Session, settings: Settings, token: ApiToken, payload: dict[str, Any]) -> PromptImport:
-    """The ingestion API: {"queue": id|name, "mode": ..., "prompts": [{prompt, user_id, meta}]}."""
+def ingest(
+    db: Session,
+    settings: Settings,
+    token: ApiToken,
+    payload: dict[str, Any],
+    screened: dict[int, list[dict[str, Any]]] | None = None,
+) -> PromptImport:
+    """The ingestion API: {"queue": id|name, "mode": ..., "prompts": [{prompt | messages, user_id, meta}]}.
+
+    `screened` holds the personal-data findings by item number (1-based) when the caller screened
+    the items before the request touched the database (prescreen_items).
+    """
     if not isinstance(payload, dict):
         raise AppError("The body must be a JSON object with 'queue' and 'prompts'.")
     ref, items = payload.get("queue"), payload.get("prompts")
@@ -298,8 +308,18 @@ def ingest(db: Session, settings: Settings, token: ApiToken, payload: dict[str, 
     queue = find_queue(db, str(ref))
     rows = (RawRow(i, data=item) for i, item in enumerate(items, 1))
     return Importer(
-        db, settings, queue, mode, source="api", filename=f"api:{token.name}", api_token=token
+        db, settings, queue, mode, source="api", filename=f"api:{token.name}", api_token=token,
+        screened=screened,
     ).run(rows)
+
+
+def prescreen_items(payload: Any, max_chars: int) -> dict[int, list[dict[str, Any]]] | None:
+    """Findings of each valid item of an ingestion body by item number; None for a body ingest refuses."""
+    items = payload.get("prompts") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_API_PROMPTS:
+        return None
+    found = {i: screen_row(item, max_chars) for i, item in enumerate(items, 1)}
+    return {i: f for i, f in found.items() if f is not None}
 
 
 def get_import(db: Session, import_id: int) -> PromptImport:

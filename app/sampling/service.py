@@ -12,6 +12,7 @@ from app.enums import PIIStatus, TaskKind, TaskStatus
 from app.labeling import service as labeling
 from app.labeling.models import Task
 from app.policies import service as registry
+from app.prompts.conversation import prompt_input
 from app.prompts.models import Prompt, PromptQueue
 from app.rankings.models import Completion
 
@@ -35,7 +36,9 @@ class StockJob:
     queue_id: int
     k: int
     prompt_ids: list[int]
-    prompt_texts: list[str]
+    # What each prompt's policy is conditioned on: its text, or its conversation (rendered by the
+    # policy's chat template when sampled).
+    prompt_texts: list[str | list[dict[str, str]]]
     versions: list[VersionRef]
     params: dict[str, Any]
 
@@ -148,7 +151,8 @@ def plan_restock(db: Session, queue: PromptQueue, batch: int = 32) -> StockJob |
     if not prompts:
         return None
     params = {**DEFAULT_PARAMS, **{k: v for k, v in (queue.sampling or {}).items() if k in DEFAULT_PARAMS}}
-    return StockJob(queue.id, queue.k, [p.id for p in prompts], [p.text for p in prompts], versions, params)
+    inputs = [prompt_input(p.text, p.messages) for p in prompts]
+    return StockJob(queue.id, queue.k, [p.id for p in prompts], inputs, versions, params)
 
 
 def store_samples(db: Session, job: StockJob, samples: dict[int, list[list[Any]]]) -> int:
@@ -173,7 +177,8 @@ def store_samples(db: Session, job: StockJob, samples: dict[int, list[list[Any]]
             continue
         rows = [
             Completion(
-                text=c.text,
+                # PostgreSQL text cannot hold NUL, which a byte-level model can sample.
+                text=c.text.replace("\x00", "\ufffd"),
                 finished=bool(c.finished),
                 policy_version_id=v.id,
                 sampling_params={**dict(c.params), "version": v.id},

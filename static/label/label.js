@@ -123,6 +123,9 @@
     } else if (ev.key === "g") {
       var g = document.getElementById("guidelines");
       if (g) { g.open = !g.open; ev.preventDefault(); }
+    } else if (ev.key === "h") {
+      var h = document.getElementById("earlier-turns");
+      if (h) { h.open = !h.open; ev.preventDefault(); }
     } else if (ev.key === "n") {
       var next = document.querySelector("[data-next]:not([disabled])");
       if (next) { ev.preventDefault(); next.click(); }

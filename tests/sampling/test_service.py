@@ -200,3 +200,24 @@ def test_a_deployment_asks_for_a_restock_at_once(db, factory, tmp_path: Path, mo
     factory.queue("demonstration")
     registry.deploy(db, old.id)
     assert sent == [q.id]
+
+
+def test_a_conversation_is_sampled_as_its_messages_and_nul_bytes_are_stored_safely(
+    db, factory, tmp_path: Path
+) -> None:
+    from app.prompts import conversation
+    from app.rankings.models import Completion
+
+    registry.deploy(db, _policy(db, tmp_path, "base").id)
+    q = factory.queue("ranking", k=4, low_water=2)
+    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "Name a colour."}]
+    conv = factory.prompt(q, conversation.transcript(msgs), messages=msgs)
+    plain = factory.prompt(q, "Plain?")
+    job = service.plan_restock(db, q)
+    assert job is not None and job.prompt_texts == [msgs, "Plain?"]  # rendered by the chat template later
+    samples = {v.id: [[FakeCompletion("bl\x00ue"), *(FakeCompletion("red") for _ in range(3))]] * 2
+               for v in job.versions}
+    assert service.store_samples(db, job, samples) == 2  # a byte-level model may sample NUL
+    texts = {c.text for c in db.query(Completion).filter(Completion.prompt_id.in_([conv.id, plain.id]))}
+    assert texts == {"bl\ufffdue", "red"}
