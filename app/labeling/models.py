@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -34,6 +35,8 @@ class Task(Base):
         CheckConstraint("done_count >= 0 AND done_count <= overlap", name="done_within_overlap"),
         # The lease query: open tasks of a queue, oldest first.
         Index("ix_tasks_queue_status_id", "queue_id", "status", "id"),
+        # The lease query of a queue in uncertainty order.
+        Index("ix_tasks_queue_status_uncertainty", "queue_id", "status", "uncertainty"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -49,6 +52,12 @@ class Task(Base):
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     # Gold: {"ranks": {completion_id: tier}} for rankings, {"text": ...} for demonstrations.
     gold_answer: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Ranking tasks: how unsure the reward model `scored_by_id` is about the completions' order
+    # (0 = sure, 1 = a coin flip; app/active); None until a reward model has scored it.
+    uncertainty: Mapped[float | None] = mapped_column(Float)
+    scored_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
