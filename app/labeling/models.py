@@ -35,8 +35,6 @@ class Task(Base):
         CheckConstraint("done_count >= 0 AND done_count <= overlap", name="done_within_overlap"),
         # The lease query: open tasks of a queue, oldest first.
         Index("ix_tasks_queue_status_id", "queue_id", "status", "id"),
-        # The lease query of a queue in uncertainty order.
-        Index("ix_tasks_queue_status_uncertainty", "queue_id", "status", "uncertainty"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

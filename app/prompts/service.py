@@ -325,6 +325,7 @@ def recent_imports(db: Session, queue_id: int | None = None, limit: int = 20) ->
 
 def queue_overview(db: Session, queue_id: int) -> dict[str, Any]:
     """Everything the queue page shows: settings, progress, agreement, guideline versions, imports."""
+    from app.active.service import lease_order
     from app.quality.counters import queue_agreement
 
     queue = get_queue(db, queue_id)
@@ -344,6 +345,7 @@ def queue_overview(db: Session, queue_id: int) -> dict[str, Any]:
         "guideline": current_guideline(queue),
         "imports": recent_imports(db, queue.id, limit=10),
         "write_hints": WRITE_HINTS,
+        "lease_order": lease_order(db, queue) if queue.kind == TaskKind.ranking.value else [],
     }
 
 

@@ -51,12 +51,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('uncertainty', sa.Float(), nullable=True))
         batch_op.add_column(sa.Column('scored_by_id', sa.Integer(), nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_tasks_scored_by_id_model_versions'), 'model_versions', ['scored_by_id'], ['id'], ondelete='SET NULL')
-        batch_op.create_index('ix_tasks_queue_status_uncertainty', ['queue_id', 'status', 'uncertainty'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('tasks', schema=None) as batch_op:
-        batch_op.drop_index('ix_tasks_queue_status_uncertainty')
         batch_op.drop_constraint(batch_op.f('fk_tasks_scored_by_id_model_versions'), type_='foreignkey')
         batch_op.drop_column('scored_by_id')
         batch_op.drop_column('uncertainty')
