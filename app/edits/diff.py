@@ -7,8 +7,8 @@ import difflib
 import re
 from dataclasses import dataclass
 
-# Words and the whitespace after them stay together, so a diff reads as text, not as characters.
-_TOKEN = re.compile(r"\S+\s*|\s+")
+# Words and runs of whitespace are the units, so a diff reads as text, not as characters.
+_TOKEN = re.compile(r"\S+|\s+")
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class Piece:
 
 
 def tokens(text: str) -> list[str]:
-    """The text cut into words with their trailing whitespace (joined back, the text itself)."""
+    """The text cut into words and runs of whitespace (joined back, the text itself)."""
     return _TOKEN.findall(text)
 
 

@@ -56,7 +56,7 @@ def test_word_diff_rebuilds_both_texts() -> None:
     pieces = word_diff(a, b)
     assert "".join(p.text for p in pieces if p.op != "insert") == a
     assert "".join(p.text for p in pieces if p.op != "delete") == b
-    assert [p.op for p in pieces] == ["equal", "delete", "insert"]
+    assert [p.op for p in pieces] == ["equal", "delete", "insert", "equal", "delete", "insert"]
     assert change_summary(pieces) == {"removed": 2, "added": 3}
     assert "".join(tokens("  a  b\nc ")) == "  a  b\nc "
 
@@ -198,5 +198,5 @@ def test_review_page_shows_both_texts_and_an_escaped_diff(login, db, factory, ed
     assert "edited</span>" in listing
     page = admin.get(f"/admin/review/rankings/{ranking.id}").text
     assert "Edit of the best completion" in page
-    assert "<ins>&lt;script&gt;x()&lt;/script&gt;</ins>" in page and "<script>x()" not in page
+    assert "<ins> &lt;script&gt;x()&lt;/script&gt;</ins>" in page and "<script>x()" not in page
     assert "data-edit-original" in page and "data-edit-text" in page
