@@ -94,7 +94,8 @@ def test_queue_form_sets_edits_and_order(login, db, factory) -> None:
     assert resp.status_code == 303
     q = db.query(PromptQueue).filter_by(name="new al").one()
     assert q.allow_edits is True and q.task_order == "uncertainty"
-    bad = web.post(f"/admin/queues/{q.id}", data={"name": "new al", "kind": "ranking", "task_order": "random"})
+    bad = web.post(f"/admin/queues/{q.id}", data={"name": "new al", "kind": "ranking",
+                                                   "task_order": "random"})
     assert bad.status_code == 400 and "task_order" in bad.text and "Nothing was saved" in bad.text
     web.post(f"/admin/queues/{q.id}", data={"name": "new al", "kind": "ranking", "k": "4"})
     db.refresh(q)

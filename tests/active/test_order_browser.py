@@ -1,4 +1,4 @@
-"""A queue in uncertainty order in Chromium: the admin sees the scores, the labeler gets the most uncertain task."""
+"""A queue in uncertainty order in Chromium: the admin sees the scores, a labeler gets the most uncertain."""
 
 from __future__ import annotations
 

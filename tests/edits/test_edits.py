@@ -154,7 +154,8 @@ def test_double_submit_with_an_edit_stores_one(login, db, edit_queue) -> None:
 def test_edit_draft_is_autosaved_and_restored(login, db, edit_queue) -> None:
     web = login("labeler")
     aid = _take(web)
-    resp = web.post(f"/label/a/{aid}/ranking/draft", data={"edit_of": "A", "edit_text": "half-done <b>fix</b>"})
+    draft = {"edit_of": "A", "edit_text": "half-done <b>fix</b>"}
+    resp = web.post(f"/label/a/{aid}/ranking/draft", data=draft)
     assert resp.status_code == 200
     page = web.get(f"/label/a/{aid}").text
     assert "half-done &lt;b&gt;fix&lt;/b&gt;" in page and 'value="A" selected' in page
@@ -177,8 +178,9 @@ def test_export_has_the_edit_as_sft_row_and_marked_pair(login, db, edit_queue, t
     from_edit = [p for p in pairs if p["provenance"]["from_edit"]]
     assert len(pairs) == 6 + 1 and len(from_edit) == 1
     [p] = from_edit
-    assert (p["chosen"], p["rejected"], p["prompt"]) == ("Red, blue or yellow.", original, "Name a primary colour.")
-    assert p["provenance"]["edit_id"] == edit.id and p["provenance"]["rejected_completion_id"] == edit.completion_id
+    assert (p["chosen"], p["rejected"]) == ("Red, blue or yellow.", original)
+    assert p["prompt"] == "Name a primary colour." and p["provenance"]["edit_id"] == edit.id
+    assert p["provenance"]["rejected_completion_id"] == edit.completion_id
     assert all(q["provenance"]["from_edit"] is False for q in pairs if q is not p)
     assert batch.counts["sft"] == 1 and batch.counts["pairwise"] == 7
     import pyarrow.parquet as pq
@@ -191,7 +193,8 @@ def test_review_page_shows_both_texts_and_an_escaped_diff(login, db, factory, ed
     web = login("labeler")
     aid = _take(web)
     original = _best_text(db, aid)
-    web.post(f"/label/a/{aid}/ranking", data=_ranking(edit_of="A", edit_text=original + " <script>x()</script>"))
+    edited = original + " <script>x()</script>"
+    web.post(f"/label/a/{aid}/ranking", data=_ranking(edit_of="A", edit_text=edited))
     ranking = db.query(Ranking).one()
     admin = login("admin")
     listing = admin.get("/admin/review").text

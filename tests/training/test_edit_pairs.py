@@ -97,7 +97,9 @@ def _metrics(out: Path) -> dict:
     return dict(json.loads((out / "manifest.json").read_text())["metrics"])
 
 
-def test_reward_stage_weights_or_leaves_out_edit_pairs(micro_base: Path, edit_batch: Path, tmp_path: Path) -> None:
+def test_reward_stage_weights_or_leaves_out_edit_pairs(
+    micro_base: Path, edit_batch: Path, tmp_path: Path
+) -> None:
     from training.reward import run_reward
 
     runs = {}
@@ -111,11 +113,14 @@ def test_reward_stage_weights_or_leaves_out_edit_pairs(micro_base: Path, edit_ba
     assert runs[0.5]["train_loss"] != runs[1.0]["train_loss"]
 
 
-def test_dpo_stage_leaves_out_edit_pairs_at_weight_zero(micro_base: Path, edit_batch: Path, tmp_path: Path) -> None:
+def test_dpo_stage_leaves_out_edit_pairs_at_weight_zero(
+    micro_base: Path, edit_batch: Path, tmp_path: Path
+) -> None:
     from training.dpo import run_dpo
 
     cfg = {"batch_size": 8, "epochs": 1, "warmup_steps": 0, "runtime": CPU}
     with_edits = _metrics(run_dpo(DPOConfig(**cfg), edit_batch, micro_base, tmp_path / "d1"))
-    without = _metrics(run_dpo(DPOConfig(edit_pair_weight=0.0, **cfg), edit_batch, micro_base, tmp_path / "d0"))
+    cfg0 = DPOConfig(edit_pair_weight=0.0, **cfg)
+    without = _metrics(run_dpo(cfg0, edit_batch, micro_base, tmp_path / "d0"))
     n_edits = sum(1 for line in (edit_batch / "pairwise.jsonl").read_text().splitlines() if line)
     assert with_edits["train_pairs"] == without["train_pairs"] + n_edits
