@@ -79,18 +79,15 @@ def test_configs_refuse_a_negative_edit_weight() -> None:
 
 @pytest.fixture(scope="module")
 def edit_batch(world_batch: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The world batch plus one edit pair per train ranking (the top completion, fixed)."""
+    """12 train rankings of the world batch plus one edit pair each (the top completion, fixed)."""
     from training.data import read_batch
 
-    src = read_batch(world_batch)
+    rankings = read_batch(world_batch).split("rankings", "train")[:12]
     edits = []
-    for r in src.split("rankings", "train"):
+    for r in rankings:
         best = r["completions"][r["ranks"].index(min(r["ranks"]))]
         edits.append(_pair(r["prompt"], best + " (fixed)", best, True))
-    return write_batch(
-        tmp_path_factory.mktemp("edits") / "b", sft=src.sft, rankings=src.rankings,
-        pairwise=edits, prompts=src.prompts, batch_id=2,
-    )
+    return write_batch(tmp_path_factory.mktemp("edits") / "b", rankings=rankings, pairwise=edits, batch_id=2)
 
 
 def _metrics(out: Path) -> dict:
@@ -104,7 +101,8 @@ def test_reward_stage_weights_or_leaves_out_edit_pairs(
 
     runs = {}
     for w in (1.0, 0.5, 0.0):
-        cfg = RewardConfig(batch_size=8, epochs=1, edit_pair_weight=w, early_stopping=False, runtime=CPU)
+        cfg = RewardConfig(batch_size=8, epochs=1, edit_pair_weight=w, early_stopping=False, max_length=64,
+                           center_on_demonstrations=False, runtime=CPU)
         runs[w] = _metrics(run_reward(cfg, edit_batch, micro_base, tmp_path / f"rm{w}"))
     n_edits = sum(1 for line in (edit_batch / "pairwise.jsonl").read_text().splitlines() if line)
     assert runs[1.0]["train_pairs"] == runs[0.0]["train_pairs"] + n_edits == runs[0.5]["train_pairs"]
@@ -118,7 +116,7 @@ def test_dpo_stage_leaves_out_edit_pairs_at_weight_zero(
 ) -> None:
     from training.dpo import run_dpo
 
-    cfg = {"batch_size": 8, "epochs": 1, "warmup_steps": 0, "runtime": CPU}
+    cfg = {"batch_size": 8, "epochs": 1, "warmup_steps": 0, "max_length": 64, "runtime": CPU}
     with_edits = _metrics(run_dpo(DPOConfig(**cfg), edit_batch, micro_base, tmp_path / "d1"))
     cfg0 = DPOConfig(edit_pair_weight=0.0, **cfg)
     without = _metrics(run_dpo(cfg0, edit_batch, micro_base, tmp_path / "d0"))
