@@ -2,6 +2,7 @@
 
 from app.auth.models import ApiToken, LoginAttempt, User, UserRole
 from app.demonstrations.models import Demonstration
+from app.edits.models import CompletionEdit
 from app.exports.models import ExportBatch
 from app.labeling.models import Assignment, Task
 from app.policies.models import Deployment, ModelVersion
@@ -15,6 +16,7 @@ __all__ = [
     "ApiToken",
     "Assignment",
     "Completion",
+    "CompletionEdit",
     "Demonstration",
     "Deployment",
     "ExportBatch",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -100,3 +101,10 @@ def rm_scores(
         out.append(rm(ids.to(device), mask.to(device)).float().cpu())
     rm.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
+
+
+def pair_weights(groups: Sequence[Any]) -> torch.Tensor | None:
+    """Each pair's weight [P] in the batch's pair order (groups' `weight`), or None when all weigh 1."""
+    if all(getattr(g, "weight", 1.0) == 1.0 for g in groups):
+        return None
+    return torch.tensor([float(g.weight) for g in groups for _ in g.pairs], dtype=torch.float32)

@@ -71,9 +71,14 @@ class RewardConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     lora_target_modules: str = "all-linear"  # or a comma list, e.g. "q_proj,v_proj"
+    edit_pair_weight: float = 1.0  # weight of edit pairs (edited > original); 0 leaves them out
     early_stopping: bool = True  # keep the weights with the best accuracy on the valid split (if any)
     eval_every: int = 0  # steps between validation checks; 0 = four times per epoch
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        if self.edit_pair_weight < 0:
+            raise ValueError(f"edit_pair_weight must be 0 or more, not {self.edit_pair_weight}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for manifests."""
@@ -143,6 +148,7 @@ class DPOConfig:
     loss_type: str = "sigmoid"  # "sigmoid" (DPO) | "ipo" (Azar et al. 2023)
     label_smoothing: float = 0.0  # conservative DPO: the assumed probability that a label is flipped
     grouped: bool = True  # each completion forwarded once per prompt, its pairs form one batch element
+    edit_pair_weight: float = 1.0  # weight of edit pairs (edited > original); 0 leaves them out
     max_length: int = 128
     max_grad_norm: float = 1.0
     min_steps: int = 0  # more epochs when `epochs` gives fewer optimizer steps (a small data set)
@@ -153,6 +159,10 @@ class DPOConfig:
     lora_dropout: float = 0.05
     lora_target_modules: str = "all-linear"  # or a comma list, e.g. "q_proj,v_proj"
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        if self.edit_pair_weight < 0:
+            raise ValueError(f"edit_pair_weight must be 0 or more, not {self.edit_pair_weight}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for manifests."""

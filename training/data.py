@@ -38,6 +38,7 @@ __all__ = [
     "ComparisonGroup",
     "ExportBatch",
     "group_comparisons",
+    "is_edit_pair",
     "read_batch",
     "sha256_file",
     "write_batch",
@@ -68,6 +69,8 @@ class ComparisonGroup:
     prompt: Prompt
     completions: list[str]
     pairs: list[tuple[int, int]]
+    # How much each of its pairs counts in the loss (edit pairs: the stage's edit_pair_weight).
+    weight: float = 1.0
 
 
 def sha256_file(path: Path) -> str:
@@ -202,10 +205,22 @@ def ranking_pairs(ranks: list[int]) -> list[tuple[int, int]]:
     return pairs
 
 
+def is_edit_pair(row: dict[str, Any]) -> bool:
+    """True for a pairwise row that came from a labeler's edit (edited text chosen over the original)."""
+    provenance = row.get("provenance")
+    return isinstance(provenance, dict) and bool(provenance.get("from_edit"))
+
+
 def group_comparisons(
-    rankings: list[dict[str, Any]], pairwise: list[dict[str, Any]]
+    rankings: list[dict[str, Any]], pairwise: list[dict[str, Any]], edit_weight: float = 1.0
 ) -> list[ComparisonGroup]:
-    """One group per ranking row, plus one group per prompt for its pairwise rows; empty groups dropped."""
+    """One group per ranking row, plus one group per prompt for its pairwise rows; empty groups dropped.
+
+    Pairs from edits (provenance "from_edit") form their own group per prompt with weight
+    `edit_weight`; 0 leaves them out.
+    """
+    if edit_weight < 0:
+        raise ValueError(f"edit_weight must be >= 0, not {edit_weight}")
     groups = []
     for r in rankings:
         if len(r["completions"]) != len(r["ranks"]):
@@ -214,10 +229,14 @@ def group_comparisons(
         pairs = ranking_pairs(list(r["ranks"]))
         if pairs:
             groups.append(ComparisonGroup(row_prompt(r), list(r["completions"]), pairs))
-    by_prompt: dict[str, ComparisonGroup] = {}
+    by_prompt: dict[tuple[str, bool], ComparisonGroup] = {}
     for r in pairwise:
+        edit = is_edit_pair(r)
+        if edit and edit_weight == 0:
+            continue
         prompt = row_prompt(r)
-        g = by_prompt.setdefault(prompt_key(prompt), ComparisonGroup(prompt, [], []))
+        weight = edit_weight if edit else 1.0
+        g = by_prompt.setdefault((prompt_key(prompt), edit), ComparisonGroup(prompt, [], [], weight))
         idx = []
         for text in (r["chosen"], r["rejected"]):
             if text not in g.completions:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from training.adapters import plain_copy, wrap_policy
-from training.batching import EncodeCache, pretokenize, sft_batch
+from training.batching import EncodeCache, pair_weights, pretokenize, sft_batch
 from training.callbacks import Callbacks
 from training.checkpoints import write_model_dir
 from training.config import DPOConfig
@@ -47,6 +47,9 @@ def pair_batch(
             losers.append(offset + lo)
     b = sft_batch(tokenizer, rows, max_length, cache)
     b.update(group=torch.tensor(group), winners=torch.tensor(winners), losers=torch.tensor(losers))
+    weights = pair_weights(groups)
+    if weights is not None:
+        b["weights"] = weights
     return b
 
 
@@ -55,7 +58,7 @@ def as_pairs(groups: list[ComparisonGroup], refs: Refs) -> tuple[list[Comparison
     out, out_refs = [], []
     for g, r in zip(groups, refs, strict=True):
         for w, lo in g.pairs:
-            out.append(ComparisonGroup(g.prompt, [g.completions[w], g.completions[lo]], [(0, 1)]))
+            out.append(ComparisonGroup(g.prompt, [g.completions[w], g.completions[lo]], [(0, 1)], g.weight))
             out_refs.append([r[w], r[lo]])
     return out, out_refs
 
@@ -128,6 +131,7 @@ def dpo_step(
         config.beta,
         config.label_smoothing,
         config.loss_type,
+        b.get("weights"),
     )
     return loss, pair_metrics(loss, logps.detach(), b, rc, rr)
 
@@ -196,7 +200,9 @@ def run_dpo(
     cbs = Callbacks(callbacks)
     seed_everything(config.runtime.seed)
     batch = read_batch(batch_dir)
-    train = group_comparisons(batch.split("rankings", "train"), batch.split("pairwise", "train"))
+    train = group_comparisons(
+        batch.split("rankings", "train"), batch.split("pairwise", "train"), config.edit_pair_weight
+    )
     held = {
         s: group_comparisons(batch.split("rankings", s), batch.split("pairwise", s))
         for s in ("valid", "test")

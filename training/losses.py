@@ -72,7 +72,11 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def rm_group_loss(
-    scores: torch.Tensor, group: torch.Tensor, winners: torch.Tensor, losers: torch.Tensor
+    scores: torch.Tensor,
+    group: torch.Tensor,
+    winners: torch.Tensor,
+    losers: torch.Tensor,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """InstructGPT eq. 1 with each prompt's pairs forming one batch element.
 
@@ -80,10 +84,13 @@ def rm_group_loss(
     (indices into scores), group [P] (which prompt each pair belongs to, 0..G-1).
     Each prompt's loss is the mean over its untied pairs of -log sigmoid(r_w - r_l) (the 1/C(K,2)
     normalisation, with tied pairs dropped); the batch loss is the mean over prompts.
+    weights [P] (optional) scale each pair's loss (edit pairs weighted apart; 1 changes nothing).
     Returns (loss [], per-pair correctness [P]).
     """
     margin = scores[winners] - scores[losers]  # [P]
     pair_loss = -F.logsigmoid(margin)  # [P]
+    if weights is not None:
+        pair_loss = pair_loss * weights.to(pair_loss.dtype)
     G = int(group.max().item()) + 1
     per_group = torch.zeros(G, dtype=pair_loss.dtype, device=pair_loss.device).index_add(0, group, pair_loss)
     counts = torch.bincount(group, minlength=G).to(pair_loss.dtype)  # [G]
@@ -216,8 +223,15 @@ def dpo_pair_losses(
     return losses, beta * (chosen - ref_chosen).detach(), beta * (rejected - ref_rejected).detach()
 
 
-def group_mean(values: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-    """Mean over groups of each group's mean: values [P], group [P] (ids 0..G-1) -> []."""
+def group_mean(
+    values: torch.Tensor, group: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean over groups of each group's mean: values [P], group [P] (ids 0..G-1) -> [].
+
+    weights [P] (optional) scale each value before its group's mean (edit pairs weighted apart).
+    """
+    if weights is not None:
+        values = values * weights.to(values.dtype)
     G = int(group.max().item()) + 1
     sums = torch.zeros(G, dtype=values.dtype, device=values.device).index_add(0, group, values)
     counts = torch.bincount(group, minlength=G).to(values.dtype)  # [G]
@@ -234,15 +248,17 @@ def dpo_group_loss(
     beta: float,
     label_smoothing: float = 0.0,
     loss_type: str = "sigmoid",
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """DPO over comparison groups, each completion forwarded once (as rm_group_loss for the RM).
 
     logps/ref_logps [N] (one summed response log-prob per completion), winners/losers [P] (indices
     into them), group [P] (the prompt of each pair). Each prompt's loss is the mean over its untied
     pairs; the batch loss is the mean over prompts. With one pair per group this is plain DPO.
+    weights [P] (optional) scale each pair's loss.
     Returns (loss [], chosen rewards [P], rejected rewards [P]).
     """
     losses, chosen_r, rejected_r = dpo_pair_losses(
         logps[winners], logps[losers], ref_logps[winners], ref_logps[losers], beta, label_smoothing, loss_type
     )
-    return group_mean(losses, group), chosen_r, rejected_r
+    return group_mean(losses, group, weights), chosen_r, rejected_r

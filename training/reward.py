@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from training.adapters import plain_copy, wrap_reward_model
-from training.batching import EncodeCache, encode_cached, pretokenize, right_pad, rm_scores
+from training.batching import EncodeCache, encode_cached, pair_weights, pretokenize, right_pad, rm_scores
 from training.callbacks import Callbacks
 from training.chat import row_completion, row_prompt
 from training.checkpoints import write_model_dir
@@ -35,13 +35,18 @@ def group_batch(
             winners.append(offset + w)
             losers.append(offset + lo)
     ids, mask = right_pad(seqs, tokenizer.pad_token_id)
-    return {
+    out = {
         "input_ids": ids,
         "attention_mask": mask,
         "group": torch.tensor(group),
         "winners": torch.tensor(winners),
         "losers": torch.tensor(losers),
     }
+    weights = pair_weights(groups)
+    if weights is not None:
+        out["weights"] = weights
+    return out
+
 
 
 @torch.no_grad()
@@ -78,7 +83,9 @@ def pairwise_accuracy(
 def rm_step_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
     """The loop's loss_fn: eq. 1 over the batch's comparison groups, and the pair accuracy."""
     scores = model(batch["input_ids"], batch["attention_mask"])  # [N]
-    loss, correct = rm_group_loss(scores, batch["group"], batch["winners"], batch["losers"])
+    loss, correct = rm_group_loss(
+        scores, batch["group"], batch["winners"], batch["losers"], batch.get("weights")
+    )
     return loss, {"accuracy": correct.float().mean().item()}
 
 
@@ -127,7 +134,9 @@ def run_reward(
     seed_everything(config.runtime.seed)
     acc = make_accelerator(config.runtime)
     batch = read_batch(batch_dir)
-    train = group_comparisons(batch.split("rankings", "train"), batch.split("pairwise", "train"))
+    train = group_comparisons(
+        batch.split("rankings", "train"), batch.split("pairwise", "train"), config.edit_pair_weight
+    )
     held = {
         s: group_comparisons(batch.split("rankings", s), batch.split("pairwise", s))
         for s in ("valid", "test")

@@ -33,7 +33,11 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("messages", MESSAGES),
             ("completion", S),
             ("split", S),
-            ("provenance", pa.struct([("demonstration_id", I64), *_COMMON, ("time_spent_ms", I64)])),
+            # Edit rows (a labeler's fix of a ranking's best completion) have edit_id, no demonstration_id.
+            (
+                "provenance",
+                pa.struct([("demonstration_id", I64), *_COMMON, ("time_spent_ms", I64), ("edit_id", I64)]),
+            ),
         ]
     ),
     "pairwise": pa.schema(
@@ -55,6 +59,9 @@ SCHEMAS: dict[str, pa.Schema] = {
                         ("rejected_policy_version", I64),
                         ("chosen_rank", I64),
                         ("rejected_rank", I64),
+                        # True for the pair an edit makes (edited text chosen over the original).
+                        ("from_edit", B),
+                        ("edit_id", I64),
                     ]
                 ),
             ),

@@ -48,7 +48,7 @@ def _window(filters: ExportFilters) -> tuple[datetime | None, datetime | None]:
     return start, end
 
 
-def _label_query(model: type[Demonstration] | type[Ranking], filters: ExportFilters) -> Select:
+def _label_query(model: type[Demonstration] | type[Ranking] | type[Any], filters: ExportFilters) -> Select:
     q = (
         select(model, Prompt, User.username, Task.queue_id, GuidelineVersion.version)
         .join(Task, Task.id == model.task_id)
@@ -120,6 +120,7 @@ def sft_rows(db: Session, filters: ExportFilters) -> Iterator[dict[str, Any]]:
                 "demonstration_id": demo.id,
                 **_common(demo, prompt, username, queue_id, version),
                 "time_spent_ms": demo.time_spent_ms,
+                "edit_id": None,
             },
         }
 
@@ -213,9 +214,20 @@ def write_rankings(
                         "rejected_policy_version": comps[lose].policy_version_id,
                         "chosen_rank": ranks[win],
                         "rejected_rank": ranks[lose],
+                        "from_edit": False,
+                        "edit_id": None,
                     },
                 }
             )
+
+
+def write_edits(db: Session, filters: ExportFilters, sft: DatasetWriter, pairwise: DatasetWriter) -> None:
+    """Labelers' edits of a best completion: an SFT row each, and a pair (edit chosen, original rejected)."""
+    from app.edits.export import edit_rows
+
+    for sft_row, pair_row in edit_rows(db, filters, _label_query, _common):
+        sft.write(sft_row)
+        pairwise.write(pair_row)
 
 
 def prompt_rows(db: Session, filters: ExportFilters) -> Iterator[dict[str, Any]]:
@@ -266,6 +278,7 @@ def write_files(
             writers["sft"].write(row)
         report(0.3)
         write_rankings(db, filters, writers["rankings"], writers["pairwise"])
+        write_edits(db, filters, writers["sft"], writers["pairwise"])
         report(0.8)
         for row in prompt_rows(db, filters):
             writers["prompts"].write(row)

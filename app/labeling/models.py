@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -49,6 +50,12 @@ class Task(Base):
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     # Gold: {"ranks": {completion_id: tier}} for rankings, {"text": ...} for demonstrations.
     gold_answer: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Ranking tasks: how unsure the reward model `scored_by_id` is about the completions' order
+    # (0 = sure, 1 = a coin flip; app/active); None until a reward model has scored it.
+    uncertainty: Mapped[float | None] = mapped_column(Float)
+    scored_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

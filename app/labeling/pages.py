@@ -52,6 +52,8 @@ class TaskPage:
     state: dict[str, dict[str, Any]] = field(default_factory=dict)
     all_unacceptable: bool = False
     comment: str = ""
+    edit_of: str = ""
+    edit_text: str = ""
 
     @property
     def finished(self) -> bool:
@@ -99,6 +101,7 @@ def with_submission(page: TaskPage, sub: RankingIn) -> TaskPage:
     }
     page.all_unacceptable = sub.all_unacceptable
     page.comment = sub.comment
+    page.edit_of, page.edit_text = sub.edit_of, sub.edit_text
     return page
 
 

@@ -22,10 +22,11 @@ import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, exists, func, insert, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, exists, func, insert, not_, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.active.service import orders_by_uncertainty
 from app.auth.models import User
 from app.config import get_settings
 from app.db import utcnow
@@ -219,15 +220,22 @@ def _free_slots(db: Session, task: Task, now: datetime, exclude_user: int | None
 
 
 def _candidate(
-    db: Session, user: User, queue_id: int | None, now: datetime, skip: list[int], skip_locked: bool
+    db: Session, user: User, queue_id: int | None, now: datetime, skip: list[int], skip_locked: bool,
+    by_uncertainty: bool = False,
 ) -> int | None:
     stmt = select(Task.id).join(PromptQueue, PromptQueue.id == Task.queue_id).where(*_eligible(user, now))
-    if queue_id is not None:
+    if queue_id is not None and by_uncertainty:
+        # Active learning (app/active): the reward model's most uncertain task first, unscored last.
+        stmt = stmt.where(Task.queue_id == queue_id).order_by(Task.uncertainty.desc().nulls_last(), Task.id)
+    elif queue_id is not None:
         # One queue: priority is constant, so walk (queue_id, status, id) in index order and stop
         # at the first eligible task instead of sorting every open task of the queue.
         stmt = stmt.where(Task.queue_id == queue_id).order_by(Task.id)
     else:
-        stmt = stmt.order_by(PromptQueue.priority.desc(), Task.id)
+        uncertain_first = case(
+            (PromptQueue.task_order == "uncertainty", func.coalesce(Task.uncertainty, -1.0)), else_=0.0
+        )
+        stmt = stmt.order_by(PromptQueue.priority.desc(), uncertain_first.desc(), Task.id)
     stmt = stmt.limit(1)
     if skip:
         stmt = stmt.where(Task.id.not_in(skip))
@@ -283,7 +291,8 @@ def _gold_lease(db: Session, user: User, queue_id: int | None, now: datetime) ->
 
 
 def next_task(db: Session, user: User, queue_id: int | None = None) -> Assignment | None:
-    """Lease the next task slot for `user` (highest queue priority, oldest task), or None.
+    """Lease the next task slot for `user` (highest queue priority, then oldest task or, in a queue
+    ordered by uncertainty, the reward model's most uncertain one), or None.
 
     A labeler holding an unexpired lease in the queue gets that one back instead.
     """
@@ -297,12 +306,13 @@ def next_task(db: Session, user: User, queue_id: int | None = None) -> Assignmen
     if gold is not None:
         return gold
     is_pg = db.get_bind().dialect.name == "postgresql"
+    by_uncertainty = queue_id is not None and orders_by_uncertainty(db, queue_id)
     tried: list[int] = []
     # First pass skips rows other labelers hold; the second waits for them, so a slot that
     # is only momentarily locked is not reported as "no task" (none is lost).
     for skip_locked in (True, False) if is_pg else (False,):
         for _ in range(_MAX_ATTEMPTS):
-            task_id = _candidate(db, user, queue_id, now, tried, skip_locked)
+            task_id = _candidate(db, user, queue_id, now, tried, skip_locked, by_uncertainty)
             if task_id is None:
                 break
             task = _lock_task(db, task_id)

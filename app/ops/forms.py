@@ -153,6 +153,10 @@ def parse_settings(stage: str, text: str) -> dict[str, Any]:
             raise FormError(
                 f"{label} settings: {key} should look like {json.dumps(known[key])}, not {item!r}."
             )
+    try:  # the config's own checks (e.g. edit_pair_weight >= 0)
+        stage_defs.get(stage).build_config(value)
+    except ValueError as exc:
+        raise FormError(f"{label} settings: {exc}.") from None
     return value
 
 

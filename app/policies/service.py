@@ -67,6 +67,10 @@ def register_version(
     )
     db.add(version)
     db.flush()
+    if version.kind == ModelKind.reward.value:
+        from app.active.service import request_rescore
+
+        request_rescore(db)  # queues in uncertainty order are rescored by the new reward model
     return version
 
 

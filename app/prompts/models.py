@@ -49,6 +49,10 @@ class PromptQueue(Base):
     # {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 64, "mix": "deployed" | "deployed+parent"}
     sampling: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     gold_rate: Mapped[float] = mapped_column(Float, default=0.0)
+    # Ranking queues: labelers may edit the best completion (an SFT row and an edited-vs-original pair).
+    allow_edits: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sql_text("false"))
+    # Lease order of ranking tasks: "oldest" first, or the reward model's "uncertainty" (app/active).
+    task_order: Mapped[str] = mapped_column(String(16), default="oldest", server_default="oldest")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     guidelines: Mapped[list[GuidelineVersion]] = relationship(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from sqlalchemy import func, insert, select
@@ -36,6 +36,8 @@ class QueueForm(BaseModel):
     priority: int = Field(default=0, ge=-1000, le=1000)
     gold_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     low_water: int = Field(default=20, ge=0, le=100_000)
+    allow_edits: bool = False
+    task_order: Literal["oldest", "uncertainty"] = "oldest"
     guidelines: str = Field(default="", max_length=100_000)
 
     @field_validator("name")
@@ -101,6 +103,8 @@ def create_queue(db: Session, data: dict[str, Any], admin: User | None) -> Promp
         priority=form.priority,
         gold_rate=form.gold_rate,
         low_water=form.low_water,
+        allow_edits=form.allow_edits,
+        task_order=form.task_order,
     )
     queue.guidelines = [
         GuidelineVersion(version=1, body_md=form.guidelines, created_by_id=admin.id if admin else None)
@@ -121,6 +125,7 @@ def update_queue(db: Session, queue_id: int, data: dict[str, Any], admin: User |
         raise Conflict("This queue already has tasks; its kind can no longer change.")
     queue.name, queue.kind, queue.k, queue.overlap = form.name, form.kind.value, form.k, form.overlap
     queue.priority, queue.gold_rate, queue.low_water = form.priority, form.gold_rate, form.low_water
+    queue.allow_edits, queue.task_order = form.allow_edits, form.task_order
     current = current_guideline(queue)
     if current is None or current.body_md != form.guidelines:
         version = (current.version + 1) if current else 1
@@ -340,6 +345,7 @@ def recent_imports(db: Session, queue_id: int | None = None, limit: int = 20) ->
 
 def queue_overview(db: Session, queue_id: int) -> dict[str, Any]:
     """Everything the queue page shows: settings, progress, agreement, guideline versions, imports."""
+    from app.active.service import lease_order
     from app.quality.counters import queue_agreement
 
     queue = get_queue(db, queue_id)
@@ -359,6 +365,7 @@ def queue_overview(db: Session, queue_id: int) -> dict[str, Any]:
         "guideline": current_guideline(queue),
         "imports": recent_imports(db, queue.id, limit=10),
         "write_hints": WRITE_HINTS,
+        "lease_order": lease_order(db, queue) if queue.kind == TaskKind.ranking.value else [],
     }
 
 
@@ -380,18 +387,24 @@ def queue_form_context(
         "priority": 0,
         "gold_rate": 0.0,
         "low_water": 20,
+        "allow_edits": False,
+        "task_order": "oldest",
         "guidelines": "",
     }
     if queue is not None:
         fields.update(
             {
                 k: getattr(queue, k)
-                for k in ("name", "kind", "k", "overlap", "priority", "gold_rate", "low_water")
+                for k in (
+                    "name", "kind", "k", "overlap", "priority", "gold_rate", "low_water",
+                    "allow_edits", "task_order",
+                )
             }
         )
         fields["guidelines"] = guideline.body_md if guideline else ""
     if values:
         fields.update({k: str(v) for k, v in values.items() if k in fields})
+        fields["allow_edits"] = str(values.get("allow_edits", "")) in {"1", "on", "true"}
     return {
         "queue": queue,
         "f": fields,

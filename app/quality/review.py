@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.demonstrations.models import Demonstration
+from app.edits import service as edits
 from app.errors import AppError, NotFound
 from app.labeling.models import Task
 from app.prompts.models import Prompt, PromptQueue
@@ -92,6 +93,7 @@ def ranking_detail(db: Session, ranking_id: int) -> dict[str, Any]:
         "prompt": prompt,
         "labeler": db.get(User, ranking.user_id),
         "entries": [(e, completions.get(e.completion_id)) for e in entries],
+        "edit": edits.review_context(db, ranking.id),
     }
 
 
@@ -119,8 +121,10 @@ def require_kind(kind: str | None) -> str | None:
 
 def review_list(db: Session, queue_id: int | None, user_id: int | None, kind: str | None) -> dict[str, Any]:
     """The review page: filtered labels plus the choices of the filter form."""
+    labels = recent_labels(db, queue_id, user_id, require_kind(kind))
     return {
-        "labels": recent_labels(db, queue_id, user_id, require_kind(kind)),
+        "labels": labels,
+        "edited": edits.edited_ranking_ids(db, [r.id for r in labels if r.kind == "ranking"]),
         "queues": list(db.scalars(select(PromptQueue).order_by(PromptQueue.name))),
         "labelers": labelers(db),
         "f_queue": queue_id,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from app.auth.access import LabelerUser
 from app.deps import DB
+from app.edits import service as edits
 from app.errors import AlreadySubmitted, AppError, Conflict, NotFound
 from app.labeling import pages
 from app.labeling.routes import advance, render_task
@@ -25,12 +27,22 @@ async def ranking_form(request: Request) -> RankingIn:
     return parse_ranking_form({k: [v for v in form.getlist(k) if isinstance(v, str)] for k in form})
 
 
+async def edit_findings(request: Request) -> list[dict[str, Any]] | None:
+    """Personal-data findings of a posted edit, computed before the request's first query (see
+    app.labeling.routes._screened: on SQLite screening must never hold the write lock)."""
+    if "uid" not in request.session:
+        return None
+    text = (await request.form()).get("edit_text")
+    return await run_in_threadpool(edits.screen_edit, text) if isinstance(text, str) else None
+
+
 @router.post("/label/a/{assignment_id}/ranking", response_class=HTMLResponse)
-def submit(request: Request, db: DB, user: LabelerUser, assignment_id: int,
+def submit(request: Request, findings: Annotated[list[dict[str, Any]] | None, Depends(edit_findings)],
+           db: DB, user: LabelerUser, assignment_id: int,
            sub: Annotated[RankingIn, Depends(ranking_form)]) -> Response:
-    """Store the ranking, then lease the next task; a problem re-shows the page as it was sent."""
+    """Store the ranking (and its edit), then lease the next task; a problem re-shows the page as sent."""
     try:
-        ranking = service.submit_ranking(db, user, assignment_id, sub)
+        ranking = edits.submit(db, user, assignment_id, sub, findings)
     except AlreadySubmitted as exc:
         return advance(request, db, user, pages.queue_id_of_assignment(db, assignment_id), exc.message)
     except (service.RankingInvalid, Conflict) as exc:

@@ -41,6 +41,9 @@ class RankingIn:
     all_unacceptable: bool = False
     comment: str = ""
     errors: list[str] = field(default_factory=list)
+    # An edit of a best completion (queues that allow edits; app/edits): its letter and new text.
+    edit_of: str = ""
+    edit_text: str = ""
 
 
 def _int(value: str) -> int | None:
@@ -53,6 +56,8 @@ def parse_ranking_form(form: Mapping[str, Sequence[str]]) -> RankingIn:
     out = RankingIn()
     out.all_unacceptable = any(v in {"1", "on", "true"} for v in form.get("all_unacceptable", []))
     out.comment = "\n".join(form.get("comment", []))
+    out.edit_of = (form.get("edit_of") or [""])[0].strip()[:8]
+    out.edit_text = (form.get("edit_text") or [""])[0]
     for key, values in form.items():
         m = _FIELD.match(key)
         if not m:
@@ -131,9 +136,14 @@ def to_draft(sub: RankingIn) -> str:
         for key, e in sub.entries.items()
         if e.tier is not None or e.likert is not None or e.flags or e.comment.strip()
     }
-    if not entries and not sub.all_unacceptable and not sub.comment.strip():
+    if not entries and not sub.all_unacceptable and not sub.comment.strip() and not sub.edit_text.strip():
         return ""
-    return json.dumps({"entries": entries, "all_unacceptable": sub.all_unacceptable, "comment": sub.comment})
+    draft: dict[str, Any] = {
+        "entries": entries, "all_unacceptable": sub.all_unacceptable, "comment": sub.comment
+    }
+    if sub.edit_of or sub.edit_text:
+        draft.update(edit_of=sub.edit_of, edit_text=sub.edit_text)
+    return json.dumps(draft)
 
 
 def from_draft(text: str) -> RankingIn | None:
@@ -144,7 +154,8 @@ def from_draft(text: str) -> RankingIn | None:
         return None
     if not isinstance(data, dict):
         return None
-    out = RankingIn(all_unacceptable=bool(data.get("all_unacceptable")), comment=str(data.get("comment", "")))
+    out = RankingIn(all_unacceptable=bool(data.get("all_unacceptable")), comment=str(data.get("comment", "")),
+                    edit_of=str(data.get("edit_of") or "")[:8], edit_text=str(data.get("edit_text") or ""))
     for key, e in (data.get("entries") or {}).items():
         if _LETTER.match(str(key)) and isinstance(e, dict):
             out.entries[key] = EntryIn(

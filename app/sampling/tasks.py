@@ -57,14 +57,35 @@ def restock_queue(queue_id: int) -> int:
     with session_scope() as db:
         created = service.store_samples(db, job, samples)
     log.info("queue %s: %s ranking tasks sampled", queue_id, created)
+    _score_if_ordered(queue_id)
     return created
+
+
+def _score_if_ordered(queue_id: int) -> None:
+    """A queue in uncertainty order gets its new tasks scored by the latest reward model at once."""
+    from app.active import service as active
+    from app.active.tasks import score_queue_now
+
+    with session_scope() as db:
+        wanted = active.orders_by_uncertainty(db, queue_id)
+    if not wanted:
+        return
+    try:
+        score_queue_now(queue_id)
+    except Exception:  # the tasks stay leasable (unscored ones come last); the next restock retries
+        log.exception("queue %s: scoring by reward-model uncertainty failed", queue_id)
 
 
 @celery_app.task(name="sampling.restock_all")
 def restock_all() -> list[int]:
     """Enqueue a restock for every ranking queue under its low-water mark (scheduled by beat)."""
+    from app.active import service as active
+
     with session_scope() as db:
         ids = [q.id for q in service.queues_running_low(db)]
+        ordered = active.uncertainty_queue_ids(db)
     for queue_id in ids:
         send("sampling.restock_queue", [queue_id], queue="sampling")
+    if ordered:  # tasks stocked any other way (seeds, imports) get scored too; scored ones are skipped
+        send("active.rescore_all", [], queue="sampling")
     return ids

@@ -1,6 +1,6 @@
 """Conversations: prompts.messages, a nullable JSON list of {role, content} turns
 
-Revision ID: 0006_conversations
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-05 08:40:00.000000
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0006_conversations'
+revision: str = '0006'
 down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
