@@ -28,6 +28,8 @@ def edit_rows(
     common: Callable[..., Row],
 ) -> Iterator[tuple[Row, Row]]:
     """(SFT row, pairwise row) per edit, by edit id; `label_query`/`common` are the export's own."""
+    from app.exports.service import prompt_fields, sft_fields  # the service imports this module
+
     edits = list(db.execute(label_query(CompletionEdit, filters)))
     originals = {
         c.id: c
@@ -39,15 +41,14 @@ def edit_rows(
             continue
         base = common(edit, prompt, username, queue_id, version)
         sft = {
-            "prompt": prompt.text,
-            "completion": edit.text,
+            **sft_fields(prompt, edit.text),
             "split": prompt.split,
             "provenance": {
                 "demonstration_id": None, **base, "time_spent_ms": edit.time_spent_ms, "edit_id": edit.id
             },
         }
         pair = {
-            "prompt": prompt.text,
+            **prompt_fields(prompt),
             "chosen": edit.text,
             "rejected": original.text,
             "split": prompt.split,

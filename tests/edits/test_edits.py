@@ -14,6 +14,7 @@ from app.edits.service import edit_problems
 from app.enums import TaskKind
 from app.exports.service import ExportFilters, create_export_batch
 from app.labeling.models import Assignment
+from app.prompts.models import Prompt
 from app.rankings.models import Completion, Ranking
 from app.rankings.schemas import parse_ranking_form
 from app.rankings.service import letter
@@ -187,6 +188,26 @@ def test_export_has_the_edit_as_sft_row_and_marked_pair(login, db, edit_queue, t
 
     table = pq.read_table(root / "pairwise.parquet").to_pylist()
     assert sum(1 for r in table if r["provenance"]["from_edit"]) == 1
+
+
+def test_an_edit_of_a_conversation_exports_its_messages(login, db, edit_queue, tmp_path: Path) -> None:
+    web = login("labeler")
+    aid = _take(web)
+    original = _best_text(db, aid)
+    prompt = db.get(Prompt, db.get(Assignment, aid).task.prompt_id)
+    turns = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello."},
+             {"role": "user", "content": prompt.text}]
+    prompt.messages = turns
+    db.flush()
+    web.post(f"/label/a/{aid}/ranking", data=_ranking(edit_of="A", edit_text="Red, blue or yellow."))
+    root = Path(create_export_batch(db, ExportFilters(), None).path)
+    [sft] = [json.loads(x) for x in (root / "sft.jsonl").read_text().splitlines()]
+    pairs = [json.loads(x) for x in (root / "pairwise.jsonl").read_text().splitlines()]
+    [pair] = [p for p in pairs if p["provenance"]["from_edit"]]
+    assert sft["messages"] == [*turns, {"role": "assistant", "content": "Red, blue or yellow."}]
+    assert "prompt" not in sft and "completion" not in sft
+    assert pair["messages"] == turns and "prompt" not in pair
+    assert (pair["chosen"], pair["rejected"]) == ("Red, blue or yellow.", original)
 
 
 def test_review_page_shows_both_texts_and_an_escaped_diff(login, db, factory, edit_queue) -> None:
