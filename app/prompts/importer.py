@@ -3,6 +3,10 @@
 Rows flow through in batches of BATCH_ROWS: memory holds one batch plus the dedup keys and
 per-user counts seen so far, never the file. The whole import runs inside a savepoint so
 "all or nothing" can take nothing, after reading the whole file to list every rejected row.
+
+Personal-data screening runs in a first pass over the rows (`screen_rows`, `screen_upload`)
+before the caller opens its transaction: on SQLite the first statement takes the write lock,
+and screening a large upload must never hold it. The write pass looks the findings up.
 """
 
 from __future__ import annotations
@@ -128,6 +132,64 @@ def _insert_for(db: Session) -> Any:
     return postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+class Screening:
+    """Personal-data findings of an upload's rows, computed before any database work.
+
+    Keyed by a digest of each cleaned text (memory: a few dozen bytes a row, never the texts);
+    a text the first pass never saw is screened when it is looked up.
+    """
+
+    def __init__(self) -> None:
+        self._clear: set[bytes] = set()
+        self._found: dict[bytes, list[dict[str, Any]]] = {}
+
+    @staticmethod
+    def _key(text: str) -> bytes:
+        return hashlib.sha256(text.encode()).digest()[:16]
+
+    def screen(self, text: str) -> list[dict[str, Any]]:
+        """Screen `text` (once per distinct text) and remember its findings."""
+        key = self._key(text)
+        if key in self._clear:
+            return []
+        found = self._found.get(key)
+        if found is None:
+            found = [f.as_dict() for f in pii.detect(text)]
+            if found:
+                self._found[key] = found
+            else:
+                self._clear.add(key)
+        return found
+
+    def __len__(self) -> int:
+        return len(self._clear) + len(self._found)
+
+
+def screen_rows(rows: Iterable[RawRow], max_chars: int) -> Screening:
+    """Screen every importable row for personal data; needs no database (run it before any lock)."""
+    screening = Screening()
+    for raw in rows:
+        if raw.error is not None:
+            continue
+        try:
+            row = rules.clean_row(raw.data, max_chars)
+        except rules.RowError:
+            continue
+        screening.screen(row.text)
+    return screening
+
+
+def screen_upload(filename: str, stream: IO[bytes], max_chars: int) -> Screening:
+    """Screen an uploaded file's rows, then rewind it for the import; a file that cannot be read
+    gives an empty screening (the import itself reports why)."""
+    try:
+        return screen_rows(rows_for(filename or "upload", stream), max_chars)
+    except AppError:
+        return Screening()
+    finally:
+        stream.seek(0)
+
+
 @dataclass
 class _Pending:
     line: int
@@ -149,6 +211,7 @@ class Importer:
         filename: str = "",
         created_by: User | None = None,
         api_token: ApiToken | None = None,
+        screening: Screening | None = None,
     ) -> None:
         if mode not in MODES:
             raise AppError("The import mode must be 'valid_rows' or 'all_or_nothing'.")
@@ -176,6 +239,8 @@ class Importer:
         self._user_counts: dict[str, int] = {}
         self._locked: set[str] = set()
         self._batch: list[_Pending] = []
+        # Callers screen before their transaction; without a screening, rows are screened here.
+        self.screening = screening if screening is not None else Screening()
 
     def _note(self, line: int, kind: str, reason: str) -> None:
         if len(self._report) < MAX_REPORT:
@@ -308,7 +373,7 @@ class Importer:
         self._seen.add(digest)
         if user is not None:
             self._user_counts[user] = self._user_counts.get(user, 0) + 1
-        findings = [f.as_dict() for f in pii.detect(p.row.text)]
+        findings = self.screening.screen(p.row.text)
         self.imp.accepted += 1
         self.imp.held_for_pii += bool(findings)
         split = rules.split_for(
