@@ -345,7 +345,7 @@ def rounds_start(
 def rounds_list(limit: int = 20) -> None:
     """Recent rounds, newest first."""
     from app.db import session_scope
-    from app.runs.service import list_runs
+    from app.runs.pages import list_runs
 
     with session_scope() as db:
         for run in list_runs(db, limit=limit):

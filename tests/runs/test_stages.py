@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.enums import ModelKind
 from app.policies import service as registry
-from app.runs import service, stages
+from app.runs import pages, service, stages
 from app.runs.models import TrainingRun
 from app.runs.schemas import DeployGate, RoundRequest
 from tests.ops.conftest import model_dir
@@ -112,7 +112,7 @@ def test_the_executor_runs_an_added_stage(committed_db, tmp_path: Path, echo, mo
     assert version.manifest["round"] == {"run": run_id, "method": "echo", "stage": "echo"}
     assert read_manifest(version.path)["method"] == "echo"  # the directory itself says how it was made
     assert run.stages[0].metrics == {"repeat": 2}
-    assert [(s.stage, s.name) for s in service.metric_series(committed_db, run_id)] == [
+    assert [(s.stage, s.name) for s in pages.metric_series(committed_db, run_id)] == [
         ("echo", "loss"),
         ("echo", "repeat"),
     ]
