@@ -180,13 +180,19 @@ def prompts_import(
 ) -> None:
     """Import a JSONL or CSV file of prompts into a queue, streaming; bad rows are listed by line."""
     from app.db import session_scope
+    from app.prompts.importer import screen_upload
     from app.prompts.service import find_queue, import_file
 
     if not file.is_file():
         raise AppError(f"No such file: {file}")
     mode = "all_or_nothing" if all_or_nothing else "valid_rows"
-    with session_scope() as db, file.open("rb") as fh:
-        imp = import_file(db, get_settings(), find_queue(db, queue).id, file.name, fh, mode, None)
+    settings = get_settings()
+    with file.open("rb") as fh:
+        screening = screen_upload(file.name, fh, settings.max_text_chars)  # before the lock
+        with session_scope() as db:
+            imp = import_file(
+                db, settings, find_queue(db, queue).id, file.name, fh, mode, None, screening=screening
+            )
         for row in imp.report:
             typer.echo(f"line {row['line']}: {row['kind']}: {row['reason']}", err=True)
         summary = (
@@ -339,7 +345,7 @@ def rounds_start(
 def rounds_list(limit: int = 20) -> None:
     """Recent rounds, newest first."""
     from app.db import session_scope
-    from app.runs.service import list_runs
+    from app.runs.pages import list_runs
 
     with session_scope() as db:
         for run in list_runs(db, limit=limit):

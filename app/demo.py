@@ -68,7 +68,7 @@ def ensure_demo_policy(db: Session, data_dir: Path, size: str = "tiny", base: st
     from app.policies import service as registry
 
     if base == "world":
-        from training.models import ensure_base_model
+        from training.world.base import ensure_base_model
 
         path = ensure_base_model(data_dir / "cache", size=size)
         name = f"base-{size}-{Path(path).name[-10:]}"

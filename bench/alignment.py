@@ -46,11 +46,13 @@ from training.data import write_batch
 from training.dpo import run_dpo
 from training.generate import Sampler
 from training.metrics import contamination
-from training.models import BASE_PRESETS, count_params, ensure_base_model, load_policy, load_reward_model
+from training.models import count_params, load_policy, load_reward_model
 from training.ppo import run_ppo
 from training.reward import run_reward
 from training.sft import run_sft
 from training.world import SimulatedLabeler, corpus_prompts, make_prompts
+from training.world.base import BASE_PRESETS, ensure_base_model
+from training.world.hooks import PPO_HOOKS
 from training.world.simulate import demonstration_records, prompt_records, ranking_records, split_by_user
 
 # One intra-op thread per process: the x8 base pre-trains in a second process on the other core.
@@ -120,7 +122,7 @@ def start_large_base(cache: Path, size: str, quick: bool) -> subprocess.Popen[by
     """Pre-train (or find cached) the 8x base in a second process, one thread, so both cores work."""
     kw = "n_embd=64, n_layer=2" if quick else ""
     code = (
-        "import torch; torch.set_num_threads(1); from training.models import ensure_base_model; "
+        "import torch; torch.set_num_threads(1); from training.world.base import ensure_base_model; "
         f"print(ensure_base_model({str(cache)!r}, {size!r}, {kw}))"
     )
     log = open(cache.parent / f"base-{size}.log", "w")  # noqa: SIM115 - the child process owns it
@@ -242,7 +244,8 @@ def train_small(
         if (old / "ppo" / "manifest.json").exists():  # evaluate that run's PPO policy as it is
             return {"batch": old / "batch-2", "sft": old / "sft", "rm": old / "rm", "PPO": old / "ppo"}
         ppo = run_ppo(
-            cfg["ppo"], old / "batch-2", old / "sft", old / "rm", root / "ppo", callbacks=[Printer(16)]
+            cfg["ppo"], old / "batch-2", old / "sft", old / "rm", root / "ppo", callbacks=[Printer(16)],
+            **PPO_HOOKS,
         )
         timer.done("PPO", t)
         return {"batch": old / "batch-2", "sft": old / "sft", "rm": old / "rm", "PPO": ppo}
@@ -253,7 +256,7 @@ def train_small(
     t = timer.done("sample K completions for rankings", t)
     rm = run_reward(cfg["reward"], b2, sft, root / "rm", callbacks=[Printer(50)])
     t = timer.done("reward model", t)
-    ppo = run_ppo(cfg["ppo"], b2, sft, rm, root / "ppo", callbacks=[Printer(16)])
+    ppo = run_ppo(cfg["ppo"], b2, sft, rm, root / "ppo", callbacks=[Printer(16)], **PPO_HOOKS)
     timer.done("PPO", t)
     return {"batch": b2, "sft": sft, "rm": rm, "PPO": ppo}
 

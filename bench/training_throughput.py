@@ -307,7 +307,8 @@ def main() -> None:
     ap.add_argument("--only", default="sft,rm,sampling,dpo,online", help="comma list of phases")
     args = ap.parse_args()
     t0 = time.time()
-    from training.models import count_params, ensure_base_model, load_policy
+    from training.models import count_params, load_policy
+    from training.world.base import ensure_base_model
 
     root = Path(args.out)
     shutil.rmtree(root, ignore_errors=True)

@@ -158,7 +158,10 @@ def login(app, factory: Factory):  # type: ignore[no-untyped-def]
 def committed_db() -> Iterator[Session]:
     """A plain session whose commits are real (live servers, workers, concurrency).
 
-    Every table is emptied afterwards.
+    On SQLite every transaction, a read's included, holds the write lock until it ends (BEGIN
+    IMMEDIATE, app.db): end a read with commit() or rollback() before the code under test (a live
+    server, a CLI command, a worker) needs to write, or it waits out the busy timeout (a 503, or
+    "database is locked"). Every table is emptied afterwards.
     """
     session = session_factory()()
     try:

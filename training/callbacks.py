@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Protocol, runtime_checkable
+
+
+def resolve_hook(hook: Any) -> Any:
+    """A caller's task-specific hook: a callable, None, or "module:attribute" (an import path stays
+    JSON-safe on its way to training.launch's processes)."""
+    if hook is None or callable(hook):
+        return hook
+    module, _, attr = str(hook).partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 class StopTraining(Exception):

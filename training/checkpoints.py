@@ -34,8 +34,12 @@ def write_model_dir(
     export_batch: Any,
     config: dict[str, Any],
     metrics: dict[str, Any],
+    method: str | None = None,
 ) -> Path:
-    """Call write_files(tmp) to fill a temp dir, add manifest.json with file hashes, rename to out_dir."""
+    """Call write_files(tmp) to fill a temp dir, add manifest.json with file hashes, rename to out_dir.
+
+    `method` is the training method of the round that made the model ("instructgpt", "dpo"; None
+    outside a round: imports, base models, the training CLI without --method)."""
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} exists; model directories are immutable")
@@ -48,6 +52,7 @@ def write_model_dir(
             "kind": kind,
             "parent": parent,
             "run": run,
+            "method": method,
             "export_batch": export_batch,
             "config": config,
             "metrics": metrics,
@@ -64,6 +69,48 @@ def write_model_dir(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def write_policy_dir(
+    out_dir: str | Path,
+    model: Any,
+    tokenizer: Any,
+    *,
+    parent: str | Path | None,
+    run: str | int | None,
+    method: str | None,
+    export_batch: Any,
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    dropout: float | None = None,
+) -> Path:
+    """Write a policy (a transformers causal LM and its tokenizer) as an immutable model directory.
+
+    Safetensors weights, the tokenizer and the manifest (write_model_dir: temp name, fsync, rename).
+    The saved config samples with the KV cache on; `dropout`, when given, replaces every dropout
+    probability (a trained policy is sampled and fine-tuned further without its training dropout).
+    """
+    model.config.use_cache = True
+    if dropout is not None:
+        from training.models import set_dropout  # torch-side: this module stays plain json
+
+        set_dropout(model.config, dropout)
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+    return write_model_dir(
+        out_dir,
+        write,
+        kind="policy",
+        parent=None if parent is None else str(parent),
+        run=run,
+        method=method,
+        export_batch=export_batch,
+        config=config,
+        metrics=metrics,
+    )
 
 
 def _fsync(path: Path) -> None:

@@ -111,7 +111,7 @@ def _callbacks(args: argparse.Namespace) -> list[Any]:
 
 def cmd_base(args: argparse.Namespace) -> Path:
     """Build (or reuse) a cached base model."""
-    from training.models import ensure_base_model
+    from training.world.base import ensure_base_model
 
     _set_threads(args)
     return ensure_base_model(
@@ -166,6 +166,7 @@ def cmd_sft(args: argparse.Namespace) -> Path:
         _callbacks(args),
         reward_model_dir=args.reward_model,
         run=args.run,
+        method=args.method,
     )
 
 
@@ -174,15 +175,21 @@ def cmd_reward(args: argparse.Namespace) -> Path:
     from training.reward import run_reward
 
     cfg = stage_config(RewardConfig, "reward", args)
-    return run_reward(cfg, args.batch, args.base, args.out, _callbacks(args), run=args.run)
+    return run_reward(
+        cfg, args.batch, args.base, args.out, _callbacks(args), run=args.run, method=args.method
+    )
 
 
 def cmd_ppo(args: argparse.Namespace) -> Path:
     """Run PPO."""
     from training.ppo import run_ppo
+    from training.world.hooks import PPO_HOOKS
 
     cfg = stage_config(PPOConfig, "ppo", args)
-    return run_ppo(cfg, args.batch, args.policy, args.reward_model, args.out, _callbacks(args), run=args.run)
+    return run_ppo(
+        cfg, args.batch, args.policy, args.reward_model, args.out, _callbacks(args),
+        run=args.run, method=args.method, **PPO_HOOKS,
+    )
 
 
 def cmd_dpo(args: argparse.Namespace) -> Path:
@@ -190,7 +197,9 @@ def cmd_dpo(args: argparse.Namespace) -> Path:
     from training.dpo import run_dpo
 
     cfg = stage_config(DPOConfig, "dpo", args)
-    return run_dpo(cfg, args.batch, args.base, args.out, _callbacks(args), run=args.run)
+    return run_dpo(
+        cfg, args.batch, args.base, args.out, _callbacks(args), run=args.run, method=args.method
+    )
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -288,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--config", default=None, help="stage config as JSON (replaces --device/--seed/--threads)"
         )
         p.add_argument("--run", default=None, help="run id recorded in the manifest")
+        p.add_argument(
+            "--method", default=None, help="training method recorded in the manifest (instructgpt, dpo)"
+        )
         p.add_argument("--progress-file", default=None, help="append progress as JSON lines to this file")
 
     def prompts(p: argparse.ArgumentParser) -> None:

@@ -21,12 +21,12 @@ import torch
 from training.adapters import plain_copy, wrap_policy
 from training.batching import EncodeCache, pair_weights, pretokenize, sft_batch
 from training.callbacks import Callbacks
-from training.checkpoints import write_model_dir
+from training.checkpoints import write_policy_dir
 from training.config import DPOConfig
 from training.data import ComparisonGroup, group_comparisons, read_batch
 from training.loop import LoopConfig, LoopResult, train_loop
 from training.losses import dpo_group_loss, response_logprobs
-from training.models import load_policy, make_accelerator, seed_everything, set_dropout
+from training.models import load_policy, make_accelerator, seed_everything
 
 Refs = list[list[float]]  # per group, per completion: summed response log-prob under the reference
 
@@ -191,6 +191,7 @@ def run_dpo(
     out_dir: str | Path,
     callbacks: Any = None,
     run: str | int | None = None,
+    method: str | None = None,
 ) -> Path:
     """Optimise the policy at base_model_dir (usually the SFT policy, also the reference) with DPO
     on the batch's train comparisons; write it to out_dir. Held-out reward accuracy is in the manifest.
@@ -235,35 +236,17 @@ def run_dpo(
         shown = {k: v for k, v in metrics.items() if k not in ("history", "train_loss")}
         cbs.log("dpo: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
         final = plain_copy(res.model, res.best_state)
-        _write_policy(final, tok, out_dir, base_model_dir, run, batch.manifest.get("id"), config, metrics)
+        write_policy_dir(
+            out_dir,
+            final,
+            tok,
+            parent=base_model_dir,
+            run=run,
+            method=method,
+            export_batch=batch.manifest.get("id"),
+            config={"dpo": config.to_dict()},
+            metrics=metrics,
+            dropout=0.0,
+        )
     acc.wait_for_everyone()
     return Path(out_dir)
-
-
-def _write_policy(
-    model: Any,
-    tok: Any,
-    out_dir: str | Path,
-    parent: str | Path,
-    run: str | int | None,
-    export_batch: Any,
-    config: DPOConfig,
-    metrics: dict[str, Any],
-) -> Path:
-    model.config.use_cache = True
-    set_dropout(model.config, 0.0)  # the saved policy samples and is fine-tuned further without dropout
-
-    def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-
-    return write_model_dir(
-        out_dir,
-        write,
-        kind="policy",
-        parent=str(parent),
-        run=run,
-        export_batch=export_batch,
-        config={"dpo": config.to_dict()},
-        metrics=metrics,
-    )

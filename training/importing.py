@@ -96,7 +96,7 @@ def import_model(
 ) -> Path:
     """Import a GGUF file or local HF model directory into an immutable model directory at out_dir."""
     from training.callbacks import Callbacks
-    from training.checkpoints import write_model_dir
+    from training.checkpoints import write_policy_dir
 
     cbs = Callbacks(callbacks)
     folder, gguf = resolve_source(source, gguf_file)
@@ -104,16 +104,13 @@ def import_model(
     model, tok = load_source(folder, gguf, dtype)
     n_params = sum(p.numel() for p in model.parameters())
 
-    def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-
-    return write_model_dir(
+    return write_policy_dir(
         out_dir,
-        write,
-        kind="policy",
+        model,
+        tok,
         parent=None,
         run=None,
+        method=None,
         export_batch=None,
         config={
             "import": {

@@ -1,15 +1,12 @@
-"""Models: the project's own tokenizer and base LM, policy and reward-model loading, accelerate setup.
+"""Models: tokenizers, policy and reward-model loading, accelerate setup.
 
 Any `transformers` causal LM works by hub id or directory; tests and the demo use a tokenizer and a
-small GPT-2-style model built here from a config and pre-trained on the simulated world's corpus.
-PAD is always a token distinct from EOS.
+small GPT-2-style model built from a config and pre-trained on the simulated world's corpus
+(training.world.base: the library's core never imports the world). PAD is always distinct from EOS.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
 import math
 import random
 from pathlib import Path
@@ -22,18 +19,14 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    GPT2Config,
-    GPT2LMHeadModel,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
 from transformers.utils import logging as hf_logging
 
-from training.callbacks import Callbacks
 from training.chat import DEFAULT_CHAT_TEMPLATE, EOS_TOKEN, PAD_TOKEN
-from training.checkpoints import read_manifest, write_model_dir
-from training.config import BaseModelConfig, RuntimeConfig
+from training.config import RuntimeConfig
 from training.losses import gather_last, position_ids_from_mask
 
 DROPOUT_KEYS = (
@@ -48,23 +41,6 @@ DROPOUT_KEYS = (
 )
 
 hf_logging.disable_progress_bar()
-
-# Named base-model sizes. "x8" has about 8 times the parameters of "tiny" (embeddings included) and is
-# pre-trained on the same number of tokens (same steps, batch and sequence length).
-BASE_PRESETS: dict[str, dict[str, Any]] = {
-    "micro": {
-        "n_embd": 32,
-        "n_layer": 1,
-        "n_head": 2,
-        "vocab_size": 512,
-        "corpus_docs": 2000,
-        "steps": 60,
-        "batch_size": 16,
-        "seq_len": 64,
-    },
-    "tiny": {"steps": 1200},
-    "x8": {"n_embd": 192, "n_layer": 7, "n_head": 6, "lr": 1e-3, "steps": 1200},
-}
 
 
 def make_accelerator(rt: RuntimeConfig) -> Any:
@@ -252,7 +228,7 @@ def load_reward_model_and_tokenizer(path: str | Path) -> tuple[RewardModel, PreT
     return load_reward_model(path), load_tokenizer(path)
 
 
-def _pack(tok: PreTrainedTokenizerBase, docs: list[str], seq_len: int) -> torch.Tensor:
+def pack_documents(tok: PreTrainedTokenizerBase, docs: list[str], seq_len: int) -> torch.Tensor:
     """Concatenate EOS-separated documents and cut into rows: [N, seq_len]."""
     ids: list[int] = []
     for d in docs:
@@ -260,112 +236,6 @@ def _pack(tok: PreTrainedTokenizerBase, docs: list[str], seq_len: int) -> torch.
         ids.append(tok.eos_token_id)
     n = len(ids) // seq_len
     return torch.tensor(ids[: n * seq_len]).view(n, seq_len)
-
-
-def build_tiny_base(
-    out_dir: str | Path, config: BaseModelConfig | None = None, callbacks: Any = None
-) -> Path:
-    """Build a tokenizer and GPT-2-style LM from config, pre-train it on the world corpus, save it."""
-    from training.world import make_corpus
-
-    cfg = config or BaseModelConfig()
-    cbs = Callbacks(callbacks)
-    seed_everything(cfg.seed)
-    acc = make_accelerator(cfg.runtime)
-    docs = make_corpus(cfg.corpus_docs, seed=cfg.seed)
-    tok = build_tokenizer(docs, cfg.vocab_size)
-    mcfg = GPT2Config(
-        vocab_size=len(tok),
-        n_positions=cfg.n_positions,
-        n_embd=cfg.n_embd,
-        n_layer=cfg.n_layer,
-        n_head=cfg.n_head,
-        bos_token_id=tok.eos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-    )
-    model = GPT2LMHeadModel(mcfg)
-    data = _pack(tok, docs, cfg.seq_len)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 50) * (0.1 + 0.45 * (1 + math.cos(math.pi * s / max(1, cfg.steps))))
-    )
-    model, opt = acc.prepare(model, opt)
-    model.train()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loss_val = float("nan")
-    for step in range(cfg.steps):
-        cbs.check_stop()
-        idx = torch.randint(0, data.shape[0], (cfg.batch_size,), generator=gen)
-        batch = data[idx].to(acc.device)
-        loss = model(input_ids=batch, labels=batch).loss
-        acc.backward(loss)
-        acc.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad()
-        loss_val = 0.9 * loss_val + 0.1 * loss.item() if step else loss.item()
-        if step % 10 == 0 or step == cfg.steps - 1:
-            cbs.progress("base", step + 1, cfg.steps, {"loss": loss_val})
-    unwrapped = acc.unwrap_model(model)
-    n_params = sum(p.numel() for p in unwrapped.parameters())
-
-    def write(tmp: Path) -> None:
-        unwrapped.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-
-    return write_model_dir(
-        out_dir,
-        write,
-        kind="policy",
-        parent=None,
-        run=None,
-        export_batch=None,
-        config={"base": cfg.to_dict()},
-        metrics={"pretrain_loss": loss_val, "n_params": n_params},
-    )
-
-
-def ensure_base_model(
-    cache_dir: str | Path,
-    size: str = "tiny",
-    callbacks: Any = None,
-    runtime: RuntimeConfig | None = None,
-    **overrides: Any,
-) -> Path:
-    """Return the cached base model for a preset size (micro, tiny, x8), building it on first call.
-
-    runtime (device, threads) only says where to build it; it is not part of the cache key."""
-    params = {**BASE_PRESETS[size], **overrides}
-    cfg = BaseModelConfig(**params)
-    from training.world import WORLD_VERSION
-
-    # The corpus comes from the world and is rendered through the chat template, so a change to
-    # either must not reuse an old cached base.
-    key = {
-        **cfg.to_dict(),
-        "world_version": WORLD_VERSION,
-        "chat_template": hashlib.sha256(DEFAULT_CHAT_TEMPLATE.encode()).hexdigest()[:10],
-    }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    out = Path(cache_dir) / f"base-{size}-{digest}"
-    if out.exists() and read_manifest(out):
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # One builder at a time (the web app's worker and a CLI may ask together); the others wait for it.
-    with open(out.parent / f".{out.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if out.exists() and read_manifest(out):
-                return out
-            if runtime is not None:
-                cfg.runtime = runtime
-            return build_tiny_base(out, cfg, callbacks)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def count_params(model: nn.Module) -> int:

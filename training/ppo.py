@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import random
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,9 @@ from typing import Any
 import torch
 
 from training.adapters import frozen_reference, merged, trainable_parameters, wrap_policy, wrap_reward_model
-from training.callbacks import Callbacks
-from training.chat import Prompt, prompt_text, row_prompt
-from training.checkpoints import write_model_dir
+from training.callbacks import Callbacks, resolve_hook
+from training.chat import Prompt, row_prompt
+from training.checkpoints import write_policy_dir
 from training.config import PPOConfig
 from training.data import read_batch
 from training.loop import disable_gradient_checkpointing, enable_gradient_checkpointing, log_shard, make_adamw
@@ -87,44 +87,42 @@ def ppo_minibatch_loss(
     }
 
 
-def load_ptx_rows(cfg: PPOConfig, tok: Any, seq_len: int = 64) -> torch.Tensor:
-    """Pretraining rows for PPO-ptx: [N, seq_len] token ids (from cfg.ptx_data or the world corpus)."""
+def load_ptx_rows(
+    cfg: PPOConfig, tok: Any, seq_len: int = 64, ptx_docs: Callable[[int], list[str]] | None = None
+) -> torch.Tensor:
+    """Pretraining rows for PPO-ptx: [N, seq_len] token ids, from cfg.ptx_data or else the caller's
+    ptx_docs(seed) (the demo's: the simulated world's corpus, training.world.hooks)."""
     import json
 
-    from training.models import _pack
+    from training.models import pack_documents
 
     if cfg.ptx_data is None:
-        from training.world import make_corpus
-
-        docs = make_corpus(2000, seed=cfg.runtime.seed + 1)
+        if ptx_docs is None:
+            raise ValueError("PPO-ptx needs pre-training text: set ptx_data (or pass a ptx_docs hook)")
+        docs = ptx_docs(cfg.runtime.seed + 1)
     elif cfg.ptx_data.endswith(".jsonl"):
         docs = [
             json.loads(line)["text"] for line in Path(cfg.ptx_data).read_text().splitlines() if line.strip()
         ]
     else:
         docs = Path(cfg.ptx_data).read_text().split("\n\n")
-    return _pack(tok, docs, seq_len)
+    return pack_documents(tok, docs, seq_len)
 
 
-def _oracle_mean(prompts: list[Prompt], texts: list[str]) -> float | None:
-    """Mean simulated-world oracle score where the prompts are the world's (else None)."""
-    from training.world import oracle_score, parse_prompt
-
-    plain = [prompt_text(p) for p in prompts]
-    vals = [oracle_score(p, t) for p, t in zip(plain, texts, strict=True) if parse_prompt(p) is not None]
-    return sum(vals) / len(vals) if vals else None
+ExtraMetrics = Callable[[list[Prompt], list[str]], dict[str, float]]
 
 
-def _rollout_stats(ro: dict[str, Any]) -> dict[str, float]:
-    oracle = _oracle_mean(ro["prompts"], ro["texts"])
-    return {
+def _rollout_stats(ro: dict[str, Any], extra_metrics: ExtraMetrics | None = None) -> dict[str, float]:
+    stats = {
         "rm_score": ro["raw_scores"].mean().item(),
         "reward": ro["scores"].mean().item(),
         "kl": ro["kl"].sum(-1).mean().item(),
         "response_length": ro["rmask"].sum(-1).mean().item(),
         "finished": ro["finished"].float().mean().item(),
-        "oracle_score": math.nan if oracle is None else oracle,  # every rank reports the same keys
     }
+    if extra_metrics is not None:  # task-specific scores (the world's oracle); same keys on every rank
+        stats.update(extra_metrics(ro["prompts"], ro["texts"]))
+    return stats
 
 
 def reduce_stats(acc: Any, stats: dict[str, float]) -> dict[str, float]:
@@ -248,12 +246,17 @@ def run_ppo(
     out_dir: str | Path,
     callbacks: Any = None,
     run: str | int | None = None,
+    method: str | None = None,
+    extra_metrics: ExtraMetrics | str | None = None,
+    ptx_docs: Callable[[int], list[str]] | str | None = None,
 ) -> Path:
     """Optimise the policy at policy_dir against the reward model on the batch's train prompts.
 
     The KL reference is policy_dir itself; the value model starts as a copy of the reward model.
     Writes the policy (the EMA weights when ema_decay is set) to out_dir; the manifest's metrics hold
-    a per-iteration history of RM score, KL, response length, losses and (for world prompts) oracle score.
+    a per-iteration history of RM score, KL, response length, losses and what extra_metrics(prompts,
+    texts) adds (the demo's: the world's oracle score). ptx_docs(seed) gives PPO-ptx its text when
+    config.ptx_data is unset. Both hooks are callables or "module:attribute" paths.
     Under several processes each samples its own share of every rollout batch (its own seed), stats
     are averaged over processes and only the main process writes.
     """
@@ -278,7 +281,8 @@ def run_ppo(
     # EMA of the weights that train (with LoRA: the adapters only).
     trained = trainable_parameters(acc.unwrap_model(policy))
     ema = [p.detach().clone() for p in trained] if config.ema_decay else None
-    ptx_rows = load_ptx_rows(config, tok) if config.ptx_coef > 0 else None
+    extra = resolve_hook(extra_metrics)
+    ptx_rows = load_ptx_rows(config, tok, ptx_docs=resolve_hook(ptx_docs)) if config.ptx_coef > 0 else None
     rng = random.Random(config.runtime.seed + 1000 * acc.process_index)
     gen = torch.Generator(device=acc.device).manual_seed(config.runtime.seed + 1000 * acc.process_index)
     iters = max(1, config.total_episodes // config.rollout_batch_size)
@@ -302,7 +306,8 @@ def run_ppo(
         cbs.log(f"ppo: resumed from {ckpt} after iteration {start} of {iters}")
     for it in range(start, iters):
         cbs.check_stop()
-        stats = _iteration(acc, (policy, ref, rm, value), opt, tok, prompts, local, (rng, gen), ptx_rows, it)
+        models, rngs = (policy, ref, rm, value), (rng, gen)
+        stats = _iteration(acc, models, opt, tok, prompts, local, rngs, ptx_rows, it, extra)
         sched.step()
         if ema is not None and config.ema_decay is not None:
             decay = min(
@@ -316,7 +321,9 @@ def run_ppo(
                 save_state(ckpt, it, {**parts, "ema": ema, "history": history}, config.to_dict())
     if acc.is_main_process:
         final = _final_policy(acc.unwrap_model(policy), ema)
-        _write_ppo(final, tok, out_dir, policy_dir, reward_model_dir, batch, config, history, iters, run)
+        _write_ppo(
+            final, tok, out_dir, policy_dir, reward_model_dir, batch, config, history, iters, run, method
+        )
     acc.wait_for_everyone()
     return Path(out_dir)
 
@@ -331,6 +338,7 @@ def _iteration(
     rngs: tuple[random.Random, torch.Generator],
     ptx_rows: torch.Tensor | None,
     it: int,
+    extra_metrics: ExtraMetrics | None = None,
 ) -> dict[str, float]:
     """One PPO iteration on this process's share: rollout, update; stats averaged over processes."""
     policy, ref, rm, value = models
@@ -339,7 +347,7 @@ def _iteration(
     log_shard("ppo", acc.process_index, it, picked)
     scorers = (acc.unwrap_model(policy), ref, rm, acc.unwrap_model(value))
     ro = make_rollout(*scorers, tok, [prompts[i] for i in picked], cfg, gen, acc.device, acc.autocast)
-    stats = _rollout_stats(ro)
+    stats = _rollout_stats(ro, extra_metrics)
     stats.update(ppo_update(policy, value, opt, acc, ro, cfg, ptx_rows, rng))
     return {"iteration": it, **reduce_stats(acc, stats)}
 
@@ -367,6 +375,7 @@ def _write_ppo(
     history: list[dict[str, float]],
     iters: int,
     run: str | int | None,
+    method: str | None,
 ) -> Path:
     """Write the PPO policy and its per-iteration history as an immutable model directory."""
     last = history[-1]
@@ -377,16 +386,13 @@ def _write_ppo(
         **{k: last[k] for k in ("rm_score", "kl", "response_length", "finished") if k in last},
     }
 
-    def write(tmp: Path) -> None:
-        final.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-
-    written = write_model_dir(
+    written = write_policy_dir(
         out_dir,
-        write,
-        kind="policy",
-        parent=str(policy_dir),
+        final,
+        tok,
+        parent=policy_dir,
         run=run,
+        method=method,
         export_batch=batch.manifest.get("id"),
         config={"ppo": config.to_dict(), "reward_model": str(reward_model_dir)},
         metrics=metrics,

@@ -121,6 +121,7 @@ def run_reward(
     out_dir: str | Path,
     callbacks: Any = None,
     run: str | int | None = None,
+    method: str | None = None,
 ) -> Path:
     """Train a reward model from base_model_dir (usually the SFT policy) on the batch's comparisons.
 
@@ -188,6 +189,7 @@ def run_reward(
             kind="reward",
             parent=str(base_model_dir),
             run=run,
+            method=method,
             export_batch=batch.manifest.get("id"),
             config={"reward": config.to_dict()},
             metrics=metrics,

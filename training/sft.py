@@ -13,7 +13,7 @@ from training.adapters import plain_copy, wrap_policy
 from training.batching import pretokenize, rm_scores, sft_batch
 from training.callbacks import Callbacks
 from training.chat import Prompt, row_completion, row_prompt
-from training.checkpoints import write_model_dir
+from training.checkpoints import write_policy_dir
 from training.config import SamplingParams, SFTConfig
 from training.data import read_batch
 from training.loop import LoopConfig, cosine_lr_lambda, train_loop
@@ -23,7 +23,6 @@ from training.models import (
     load_policy,
     make_accelerator,
     seed_everything,
-    set_dropout,
 )
 
 __all__ = ["cosine_lr_lambda", "eval_rm_score", "eval_sft_loss", "run_sft"]
@@ -93,6 +92,7 @@ def run_sft(
     callbacks: Any = None,
     reward_model_dir: str | Path | None = None,
     run: str | int | None = None,
+    method: str | None = None,
 ) -> Path:
     """Fine-tune base_model_dir on the batch's train demonstrations; write the selected checkpoint to out_dir.
 
@@ -156,9 +156,17 @@ def run_sft(
     if acc.is_main_process:
         # a plain model holding the selected weights (the live one may be sharded or carry adapters)
         final = plain_copy(res.model, res.best_state)
-        export_batch = batch.manifest.get("id")
-        _write_policy(
-            final, tok, out_dir, base_model_dir, export_batch, config, reward_model_dir, metrics, run
+        write_policy_dir(
+            out_dir,
+            final,
+            tok,
+            parent=base_model_dir,
+            run=run,
+            method=method,
+            export_batch=batch.manifest.get("id"),
+            config={"sft": config.to_dict(), "reward_model": str(reward_model_dir or "")},
+            metrics=metrics,
+            dropout=0.0,
         )
     acc.wait_for_everyone()
     return Path(out_dir)
@@ -178,34 +186,3 @@ def _epoch_evaluator(
         return ep
 
     return on_epoch_end
-
-
-def _write_policy(
-    final: Any,
-    tok: Any,
-    out_dir: str | Path,
-    parent: str | Path,
-    export_batch: Any,
-    config: SFTConfig,
-    reward_model_dir: str | Path | None,
-    metrics: dict[str, Any],
-    run: str | int | None,
-) -> Path:
-    """Write the selected SFT policy (dropout off, cache on) as an immutable model directory."""
-    final.config.use_cache = True
-    set_dropout(final.config, 0.0)  # the saved policy samples and is fine-tuned further without dropout
-
-    def write(tmp: Path) -> None:
-        final.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-
-    return write_model_dir(
-        out_dir,
-        write,
-        kind="policy",
-        parent=str(parent),
-        run=run,
-        export_batch=export_batch,
-        config={"sft": config.to_dict(), "reward_model": str(reward_model_dir or "")},
-        metrics=metrics,
-    )

@@ -23,6 +23,7 @@ from app.ops.forms import FormError, RoundForm, methods_json, presets_json, to_r
 from app.policies import service as registry
 from app.policies.models import Deployment, ModelVersion
 from app.prompts.models import PromptQueue
+from app.runs import pages as run_pages
 from app.runs import service as runs
 from app.runs import stages as stage_defs
 from app.runs.gate import gate_decision
@@ -106,7 +107,7 @@ class RunRow:
 
 def run_rows(db: Session, limit: int = 50) -> list[RunRow]:
     """Recent runs, read only (the scheduler's reaper marks dead workers' runs failed)."""
-    items = runs.list_runs(db, limit=limit)
+    items = run_pages.list_runs(db, limit=limit)
     names = _names(db, (r.parent_policy_id for r in items))
     return [RunRow(r, names.get(r.parent_policy_id or 0, ""), run_duration(r)) for r in items]
 
@@ -291,7 +292,7 @@ def _metric_rank(name: str) -> tuple[int, str]:
     return (keys.index(name) if name in keys else len(keys), name)
 
 
-def metric_charts(series: list[runs.Series], order: list[str]) -> list[StageCharts]:
+def metric_charts(series: list[run_pages.Series], order: list[str]) -> list[StageCharts]:
     """Metric series grouped by stage (in run order), each drawn as an SVG line chart."""
     grouped: dict[str, list[ChartView]] = {}
     for s in sorted(series, key=lambda s: _metric_rank(s.name)):
@@ -314,11 +315,11 @@ def run_page(db: Session, run_id: int) -> RunPage:
         parent=db.get(ModelVersion, run.parent_policy_id) if run.parent_policy_id else None,
         batch=db.get(ExportBatch, run.export_batch_id) if run.export_batch_id else None,
         stages=[StageView(s, stage_defs.label(s.name)) for s in run.stages],
-        eta=human_seconds(runs.eta_seconds(run)),
+        eta=human_seconds(run_pages.eta_seconds(run)),
         duration=run_duration(run),
         waited=run_waited(run),
-        charts=metric_charts(runs.metric_series(db, run.id), _stage_order(run)),
-        logs=runs.log_tail(db, run.id, n=40),
+        charts=metric_charts(run_pages.metric_series(db, run.id), _stage_order(run)),
+        logs=run_pages.log_tail(db, run.id, n=40),
         outputs=outputs,
         evaluation=evaluation,
         eval_rows=evaluation_view.evaluation_rows(evaluation),

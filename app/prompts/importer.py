@@ -3,6 +3,10 @@
 Rows flow through in batches of BATCH_ROWS: memory holds one batch plus the dedup keys and
 per-user counts seen so far, never the file. The whole import runs inside a savepoint so
 "all or nothing" can take nothing, after reading the whole file to list every rejected row.
+
+Personal-data screening runs in a first pass over the rows (`screen_rows`, `screen_upload`)
+before the caller opens its transaction: on SQLite the first statement takes the write lock,
+and screening a large upload must never hold it. The write pass looks the findings up.
 """
 
 from __future__ import annotations
@@ -128,17 +132,79 @@ def _insert_for(db: Session) -> Any:
     return postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def screen_row(data: Any, max_chars: int) -> list[dict[str, Any]] | None:
-    """The personal-data findings of one incoming row (every message of a conversation), or None
-    when the row is invalid (the import reports it). Needs no database: callers run it before any
-    lock or transaction."""
+class Screening:
+    """Personal-data findings of an upload's rows, computed before any database work.
+
+    Keyed by a digest of each cleaned text (memory: a few dozen bytes a row, never the texts);
+    a text the first pass never saw is screened when it is looked up.
+    """
+
+    def __init__(self) -> None:
+        self._clear: set[bytes] = set()
+        self._found: dict[bytes, list[dict[str, Any]]] = {}
+
+    @staticmethod
+    def _key(text: str) -> bytes:
+        return hashlib.sha256(text.encode()).digest()[:16]
+
+    def screen(self, text: str) -> list[dict[str, Any]]:
+        """Screen `text` (once per distinct text) and remember its findings."""
+        key = self._key(text)
+        if key in self._clear:
+            return []
+        found = self._found.get(key)
+        if found is None:
+            found = [f.as_dict() for f in pii.detect(text)]
+            if found:
+                self._found[key] = found
+            else:
+                self._clear.add(key)
+        return found
+
+    def screen_row(self, row: rules.CleanRow) -> list[dict[str, Any]]:
+        """A cleaned row's findings: its text, or every message of a conversation (positions in
+        the transcript, with the message index)."""
+        if row.messages is None:
+            return self.screen(row.text)
+        key = self._key("\x00conversation\x00" + row.text)
+        if key in self._clear:
+            return []
+        found = self._found.get(key)
+        if found is None:
+            found = conversation.screen(row.messages)
+            if found:
+                self._found[key] = found
+            else:
+                self._clear.add(key)
+        return found
+
+    def __len__(self) -> int:
+        return len(self._clear) + len(self._found)
+
+
+def screen_rows(rows: Iterable[RawRow], max_chars: int) -> Screening:
+    """Screen every importable row for personal data; needs no database (run it before any lock)."""
+    screening = Screening()
+    for raw in rows:
+        if raw.error is not None:
+            continue
+        try:
+            row = rules.clean_row(raw.data, max_chars)
+        except rules.RowError:
+            continue
+        screening.screen_row(row)
+    return screening
+
+
+def screen_upload(filename: str, stream: IO[bytes], max_chars: int) -> Screening:
+    """Screen an uploaded file's rows, then rewind it for the import; a file that cannot be read
+    gives an empty screening (the import itself reports why)."""
     try:
-        row = rules.clean_row(data, max_chars)
-    except rules.RowError:
-        return None
-    if row.messages is not None:
-        return conversation.screen(row.messages)
-    return [f.as_dict() for f in pii.detect(row.text)]
+        return screen_rows(rows_for(filename or "upload", stream), max_chars)
+    except AppError:
+        return Screening()
+    finally:
+        stream.seek(0)
 
 
 @dataclass
@@ -163,7 +229,7 @@ class Importer:
         filename: str = "",
         created_by: User | None = None,
         api_token: ApiToken | None = None,
-        screened: dict[int, list[dict[str, Any]]] | None = None,
+        screening: Screening | None = None,
     ) -> None:
         if mode not in MODES:
             raise AppError("The import mode must be 'valid_rows' or 'all_or_nothing'.")
@@ -191,8 +257,8 @@ class Importer:
         self._user_counts: dict[str, int] = {}
         self._locked: set[str] = set()
         self._batch: list[_Pending] = []
-        # Findings computed before the request touched the database (screen_row), by line.
-        self._screened = screened or {}
+        # Callers screen before their transaction; without a screening, rows are screened here.
+        self.screening = screening if screening is not None else Screening()
 
     def _note(self, line: int, kind: str, reason: str) -> None:
         if len(self._report) < MAX_REPORT:
@@ -242,10 +308,9 @@ class Importer:
             key = conversation.dedup_key(row.messages)
         else:
             key = rules.dedup_key(row.text, self.settings.prompt_dedup_prefix_chars)
-        findings = self._screened.get(raw.line)
-        if findings is None:  # screened here, before its batch takes the per-user locks and writes
-            findings = screen_row(raw.data, self.settings.max_text_chars) or []
-        self._batch.append(_Pending(raw.line, row, key, findings))
+        # Looked up in the caller's screening (made before its transaction); a row it never saw
+        # is screened here, before its batch takes the per-user locks and writes.
+        self._batch.append(_Pending(raw.line, row, key, self.screening.screen_row(row)))
 
     def _reject(self, line: int, reason: str) -> None:
         self.imp.rejected += 1

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as PostedFile
 
 from app.auth import access
 from app.auth.access import AdminUser
@@ -15,6 +17,7 @@ from app.config import get_settings
 from app.deps import DB, PostedForm, SettingsDep
 from app.errors import AppError
 from app.prompts import review, service
+from app.prompts.importer import Screening, screen_upload
 from app.web import render
 
 router = APIRouter()
@@ -119,8 +122,38 @@ def add_write_tasks(
     return _see(f"/admin/queues/{queue_id}")
 
 
+async def _screened_upload(request: Request) -> Screening | None:
+    """Personal-data findings of every row of an uploaded file, computed before the request's
+    first query.
+
+    Declared ahead of the access rule: on SQLite the first query takes the write lock, which
+    screening must never hold. Only sessions that claim a user get the work done.
+    """
+    if "uid" not in request.session:
+        return None
+    upload = (await request.form()).get("file")
+    if not isinstance(upload, PostedFile):
+        return None
+    max_chars = get_settings().max_text_chars
+    return await run_in_threadpool(screen_upload, upload.filename or "", upload.file, max_chars)
+
+
+async def _screened_ingest(request: Request) -> Screening | None:
+    """Personal-data findings of an ingestion body, computed before the request's first query
+    (the token check is one). Only requests that carry a bearer token get the work done; the
+    body is under the small-body limit, and screening is linear in it."""
+    if not request.headers.get("authorization", "").lower().startswith("bearer "):
+        return None
+    try:
+        payload = json.loads(await request.body())
+    except (ValueError, RecursionError):
+        return None
+    return await run_in_threadpool(service.screen_ingest, payload, get_settings())
+
+
 @router.post("/admin/queues/{queue_id}/imports")
 def import_prompts(
+    screening: Annotated[Screening | None, Depends(_screened_upload)],
     db: DB,
     settings: SettingsDep,
     admin: AdminUser,
@@ -130,7 +163,8 @@ def import_prompts(
 ) -> Response:
     """Import an uploaded JSONL or CSV file, then show its report."""
     imp = service.import_file(
-        db, settings, queue_id, file.filename or "", file.file, mode, admin, size=file.size
+        db, settings, queue_id, file.filename or "", file.file, mode, admin, size=file.size,
+        screening=screening,
     )
     return _see(f"/admin/imports/{imp.id}")
 
@@ -270,21 +304,6 @@ _ERROR = {
 }
 
 
-async def _prescreened(request: Request) -> dict[int, list[dict[str, Any]]] | None:
-    """Personal-data findings of the posted items, computed before the request's first query.
-
-    Declared ahead of the token check: on SQLite the first query takes the write lock, which
-    screening must never hold. Only requests that present a bearer token get the work done.
-    """
-    if not request.headers.get("authorization", "").lower().startswith("bearer "):
-        return None
-    try:
-        payload = await request.json()
-    except (ValueError, RecursionError):
-        return None  # the body parameter refuses it
-    limit = get_settings().max_text_chars
-    return await run_in_threadpool(service.prescreen_items, payload, limit)
-
 
 @router.post(
     "/api/prompts",
@@ -307,7 +326,7 @@ async def _prescreened(request: Request) -> dict[int, list[dict[str, Any]]] | No
     },
 )
 def ingest(
-    screened: Annotated[dict[int, list[dict[str, Any]]] | None, Depends(_prescreened)],
+    screening: Annotated[Screening | None, Depends(_screened_ingest)],
     db: DB,
     settings: SettingsDep,
     token: TokenWrite,
@@ -317,7 +336,7 @@ def ingest(
 
     422 when no row was valid.
     """
-    imp = service.ingest(db, settings, token, payload, screened)
+    imp = service.ingest(db, settings, token, payload, screening)
     body = {
         "import_id": imp.id,
         "status": imp.status,

@@ -19,7 +19,7 @@ from app.db import utcnow
 from app.enums import K_MAX, K_MIN, AssignmentStatus, PIIStatus, TaskKind, TaskStatus
 from app.errors import AppError, Conflict, NotFound
 from app.labeling.models import Assignment, Task
-from app.prompts.importer import Importer, RawRow, rows_for, screen_row
+from app.prompts.importer import Importer, RawRow, Screening, rows_for, screen_rows
 from app.prompts.models import GuidelineVersion, Prompt, PromptImport, PromptQueue
 
 WRITE_HINTS = ("plain", "few_shot", "use_case")
@@ -277,27 +277,37 @@ def import_file(
     mode: str,
     admin: User | None,
     size: int | None = None,
+    screening: Screening | None = None,
 ) -> PromptImport:
-    """Import a JSONL or CSV file into a queue, streaming; returns the import with its report."""
+    """Import a JSONL or CSV file into a queue, streaming; returns the import with its report.
+
+    `screening` holds the rows' personal-data findings, computed before the caller's transaction
+    (importer.screen_upload); without it rows are screened inside it."""
     queue = get_queue(db, queue_id)
     if size is not None and size > settings.max_upload_bytes:
         raise AppError(f"The file is larger than the {settings.max_upload_bytes // (1024 * 1024)} MiB limit.")
     rows = rows_for(filename or "upload", stream)
-    return Importer(db, settings, queue, mode, filename=filename, created_by=admin).run(rows)
+    return Importer(
+        db, settings, queue, mode, filename=filename, created_by=admin, screening=screening
+    ).run(rows)
+
+
+def screen_ingest(payload: Any, settings: Settings) -> Screening:
+    """The personal-data findings of an ingestion body's prompts; needs no database, so the API
+    runs it before its transaction (an odd body gives an empty screening: ingest refuses it)."""
+    items = payload.get("prompts") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or len(items) > MAX_API_PROMPTS:
+        return Screening()
+    return screen_rows((RawRow(i, data=item) for i, item in enumerate(items, 1)), settings.max_text_chars)
 
 
 def ingest(
-    db: Session,
-    settings: Settings,
-    token: ApiToken,
-    payload: dict[str, Any],
-    screened: dict[int, list[dict[str, Any]]] | None = None,
+    db: Session, settings: Settings, token: ApiToken, payload: dict[str, Any],
+    screening: Screening | None = None,
 ) -> PromptImport:
     """The ingestion API: {"queue": id|name, "mode": ..., "prompts": [{prompt | messages, user_id, meta}]}.
 
-    `screened` holds the personal-data findings by item number (1-based) when the caller screened
-    the items before the request touched the database (prescreen_items).
-    """
+    `screening` (screen_ingest) is computed before the transaction; without it, inside it."""
     if not isinstance(payload, dict):
         raise AppError("The body must be a JSON object with 'queue' and 'prompts'.")
     ref, items = payload.get("queue"), payload.get("prompts")
@@ -314,17 +324,8 @@ def ingest(
     rows = (RawRow(i, data=item) for i, item in enumerate(items, 1))
     return Importer(
         db, settings, queue, mode, source="api", filename=f"api:{token.name}", api_token=token,
-        screened=screened,
+        screening=screening,
     ).run(rows)
-
-
-def prescreen_items(payload: Any, max_chars: int) -> dict[int, list[dict[str, Any]]] | None:
-    """Findings of each valid item of an ingestion body by item number; None for a body ingest refuses."""
-    items = payload.get("prompts") if isinstance(payload, dict) else None
-    if not isinstance(items, list) or not 0 < len(items) <= MAX_API_PROMPTS:
-        return None
-    found = {i: screen_row(item, max_chars) for i, item in enumerate(items, 1)}
-    return {i: f for i, f in found.items() if f is not None}
 
 
 def get_import(db: Session, import_id: int) -> PromptImport:

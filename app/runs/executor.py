@@ -50,6 +50,7 @@ class Plan:
     parent_path: str
     config: dict[str, Any]
     stages: list[tuple[str, str]]  # (name, status)
+    method: str  # the round's training method, written into every model's manifest
     outputs: dict[str, Output] = field(default_factory=dict)  # stage name -> its registered model
 
     def input_policy(self, before: str | None = None) -> tuple[int, str]:
@@ -91,6 +92,7 @@ def _claim(run_id: int) -> Plan | None:
             parent.path,
             dict(run.config),
             [(s.name, s.status) for s in run.stages],
+            run.method,
         )
         for s in run.stages:
             if s.status == StageStatus.succeeded.value and s.output_version_id is not None:
@@ -115,7 +117,9 @@ def _runner_kwargs(plan: Plan, stage: stages.Stage, out: Path, recorder: RunReco
         "out_dir": out,
         "callbacks": recorder,
         "run": plan.run_id,
+        "method": plan.method,
         stage.policy_arg: plan.input_policy(stage.name)[1],
+        **stage.hooks,
     }
     if stage.reward_arg is not None:
         reward = plan.round_reward_model() or _version_path("reward_model_id", plan)

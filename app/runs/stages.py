@@ -5,8 +5,10 @@ evaluation's final policy and the presets all read this module; nothing else nam
 Config classes and runners are import paths, so the web process never imports torch: a config
 class lives in `training.config` (plain dataclasses), a runner is imported by the worker only.
 
-Adding a stage: write its runner `run_x(config, batch_dir, <policy_arg>, out_dir, callbacks, run)`
-and its config dataclass, add one `register(Stage(...))` below and put it in a method's sequence.
+Adding a stage: write its runner
+`run_x(config, batch_dir, <policy_arg>, out_dir, callbacks, run, method)` (the round's `method` goes
+into the manifest, through training.checkpoints.write_model_dir or write_policy_dir) and its config
+dataclass, add one `register(Stage(...))` below and put it in a method's sequence.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class Stage:
     reward_arg: str | None = None  # the runner's keyword for a reward model, if it takes one
     reward_required: bool = False  # it cannot run without that reward model
     path_settings: tuple[str, ...] = ()  # settings naming a file the worker reads (app/runs/paths.py)
+    # runner keyword -> "module:attribute" of a task-specific callable the worker hands it
+    hooks: dict[str, str] = field(default_factory=dict)
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)  # over training.config.PRESETS
 
     def config_class(self) -> type:
@@ -214,6 +218,12 @@ register(
         reward_arg="reward_model_dir",
         reward_required=True,
         path_settings=("ptx_data",),  # PPO-ptx pre-training text: only files under DATA_DIR
+        # The simulated world's oracle score per rollout, and its corpus as PPO-ptx text when
+        # ptx_data is unset (training.world.hooks.PPO_HOOKS; the library's core never imports it).
+        hooks={
+            "extra_metrics": "training.world.hooks:oracle_metrics",
+            "ptx_docs": "training.world.hooks:pretraining_docs",
+        },
     )
 )
 register(

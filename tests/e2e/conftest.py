@@ -85,7 +85,7 @@ def spawn_worker(redis_broker: str) -> Iterator[Callable[..., subprocess.Popen[b
 @pytest.fixture(scope="module")
 def micro_base() -> Path:
     """The world's micro base model (built once per test session, cached under DATA_DIR)."""
-    from training.models import ensure_base_model
+    from training.world.base import ensure_base_model
 
     return ensure_base_model(get_settings().data_dir / "cache", size="micro")
 

@@ -44,7 +44,7 @@ LABELERS = [("alice", "alice-demo-pass"), ("bob", "bob-demo-pass")]
 @pytest.fixture(scope="module")
 def tiny_base() -> Iterator[Path]:
     """The world's tiny base model (the demo's), built once or taken from TEST_MODEL_CACHE."""
-    from training.models import ensure_base_model
+    from training.world.base import ensure_base_model
 
     cache = Path(os.environ.get("TEST_MODEL_CACHE") or get_settings().data_dir / "cache")
     yield ensure_base_model(cache, size="tiny")

@@ -20,6 +20,7 @@ from app.cli import cli
 from app.config import get_settings
 from app.db import session_scope
 from app.policies import service as registry
+from app.runs import pages as run_pages
 from app.runs import service as rounds
 from app.simulate import SimulatedSession
 from tests.e2e.conftest import wait_for
@@ -75,7 +76,7 @@ def _finished(run_id: int, timeout: float) -> Any:
     except AssertionError as exc:
         r = _run(run_id)
         with session_scope() as db:
-            tail = [line.line for line in rounds.log_tail(db, run_id, n=10)]
+            tail = [line.line for line in run_pages.log_tail(db, run_id, n=10)]
         raise AssertionError(
             f"{exc}: {r.status} in {r.current_stage} at {r.progress:.0%}; log {tail}"
         ) from None
@@ -127,7 +128,7 @@ def test_dpo_round_from_the_console_deploys_through_the_gate(  # type: ignore[no
         assert sft.name == f"policy-r{run_id}-sft" and sft.parent_id == ids["base"]
         assert deployed.manifest["round"] == {"run": run_id, "method": "dpo", "stage": "dpo"}
         assert run.config["eval_reward_model_id"] == rm_id
-        series = {(s.stage, s.name) for s in rounds.metric_series(db, run_id)}
+        series = {(s.stage, s.name) for s in run_pages.metric_series(db, run_id)}
     assert {("dpo", "loss"), ("dpo", "reward_accuracy"), ("dpo", "chosen_logp")} <= series
     run_page = ops.http.get(f"/ops/runs/{run_id}").text
     assert "DPO reward accuracy" in run_page and '<dd id="run-method">DPO</dd>' in run_page

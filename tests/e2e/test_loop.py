@@ -21,6 +21,7 @@ from app.labeling.models import Task
 from app.policies import service as registry
 from app.prompts.importer import Importer, RawRow
 from app.rankings.models import Completion
+from app.runs import pages as run_pages
 from app.runs import service as rounds
 from app.runs.models import TrainingRun
 from app.runs.schemas import DeployGate, RoundRequest
@@ -133,7 +134,7 @@ def test_full_loop_on_real_services(committed_db, micro_base, live_server, spawn
     with session_scope() as db:
         deployed = registry.deployed_policy(db)
         assert deployed is not None and deployed.run_id == run_id and deployed.name.endswith("-ppo")
-        series = {(s.stage, s.name) for s in rounds.metric_series(db, run_id)}
+        series = {(s.stage, s.name) for s in run_pages.metric_series(db, run_id)}
         new_id = deployed.id
     assert any(stage == "sft" for stage, _ in series) and any(stage == "ppo" for stage, _ in series)
 
@@ -205,4 +206,4 @@ def test_cancel_stops_a_running_round(committed_db, micro_base, spawn_worker) ->
     assert [s.status for s in run.stages] == ["succeeded", "cancelled", "pending", "pending"]
     with session_scope() as db:
         assert registry.deployed_policy(db).id == ids["base"]
-        assert any("cancelled by ops" in line.line for line in rounds.log_tail(db, run_id))
+        assert any("cancelled by ops" in line.line for line in run_pages.log_tail(db, run_id))

@@ -85,6 +85,7 @@ def _plant(url: str, db) -> dict[str, int]:  # type: ignore[no-untyped-def]
     assert lab.submit(a, form).status_code == 303
     db.expire_all()
     ids["ranking_row"] = db.scalar(select(Ranking.id))
+    db.rollback()  # end the read: on SQLite every transaction holds the write lock the server needs
     next_demo = lab.take(demo_q)  # an open demonstration task page (prompt from the import or the API)
     assert next_demo is not None
     ids["demo_task"] = next_demo
@@ -92,6 +93,7 @@ def _plant(url: str, db) -> dict[str, int]:  # type: ignore[no-untyped-def]
     assert next_ranking is not None
     ids["ranking_task"] = next_ranking
     ids["demo_row"] = db.scalar(select(Demonstration.id))
+    db.rollback()  # the same: the pages below are requests that take the lock
     return ids
 
 

@@ -222,7 +222,7 @@ def test_access_by_role(db, factory, login, tmp_path: Path) -> None:  # type: ig
 
 def test_metric_charts_put_the_watched_curves_first_with_readable_titles() -> None:
     from app.ops.service import metric_charts
-    from app.runs.service import Series
+    from app.runs.pages import Series
 
     groups = metric_charts(
         [

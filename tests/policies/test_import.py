@@ -32,6 +32,7 @@ def test_models_import_registers_and_deploys_a_local_directory(committed_db, tmp
     path = Path(version.path)
     assert (path / "manifest.json").exists() and (path / "chat_template.jinja").exists()
     assert version.manifest["config"]["import"]["source"] == str(src.resolve())
+    committed_db.rollback()  # end the read: on SQLite it holds the write lock the next import needs
     with pytest.raises(Conflict, match="already exists"):
         _run("models", "import", str(src), "--name", "tiny-llama")
 

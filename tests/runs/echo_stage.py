@@ -26,6 +26,7 @@ def run_echo(
     out_dir: str | Path,
     callbacks: Any = None,
     run: int | None = None,
+    method: str | None = None,
 ) -> Path:
     """Write a copy of the input policy as a new model directory, reporting one step."""
     cbs = Callbacks(callbacks)
@@ -41,6 +42,7 @@ def run_echo(
         kind="policy",
         parent=str(policy_dir),
         run=run,
+        method=method,
         export_batch=str(batch_dir),
         config={"echo": {"repeat": config.repeat, "note": config.note}},
         metrics={"repeat": config.repeat},

@@ -45,7 +45,7 @@ def test_stages_launch_with_the_configured_processes(launched: list[dict[str, An
     plan = executor.Plan(
         run_id=7, batch_dir="/b", parent_id=1, parent_path="/base",
         config={"sft": {"epochs": 3, "betas": [0.9, 0.95]}, "ppo": {"ptx_coef": 2.0}},
-        stages=[("sft", "queued"), ("reward", "queued"), ("ppo", "queued")],
+        stages=[("sft", "queued"), ("reward", "queued"), ("ppo", "queued")], method="instructgpt",
     )  # fmt: skip
     assert _launch(plan, "sft", tmp_path / "s") == tmp_path / "s"
     plan.outputs["sft"] = executor.Output(2, "/sft", ModelKind.policy.value)
@@ -61,6 +61,11 @@ def test_stages_launch_with_the_configured_processes(launched: list[dict[str, An
     assert rm["kwargs"]["base_model_dir"] == "/sft"
     assert ppo["kwargs"]["policy_dir"] == "/sft" and ppo["kwargs"]["reward_model_dir"] == "/rm"
     assert ppo["config"].ptx_coef == 2.0
+    assert all(c["kwargs"]["method"] == "instructgpt" for c in launched)  # into every manifest
+    # the world's hooks cross the process boundary as import paths (JSON), never as objects
+    assert ppo["kwargs"]["extra_metrics"] == "training.world.hooks:oracle_metrics"
+    assert ppo["kwargs"]["ptx_docs"] == "training.world.hooks:pretraining_docs"
+    assert "extra_metrics" not in sft["kwargs"]
 
 
 def test_one_process_stays_in_the_worker() -> None:

@@ -7,7 +7,7 @@ from itertools import pairwise
 
 from sqlalchemy import insert
 
-from app.runs import service
+from app.runs import pages
 from app.runs.models import RunMetric, RunStage, TrainingRun
 from tests.helpers import sql_statements
 
@@ -29,7 +29,7 @@ def _run_with_series(db, lengths: dict[str, int]) -> TrainingRun:  # type: ignor
 def test_long_series_are_cut_to_the_bound_keeping_first_and_last(db) -> None:
     lengths = {"kl": 5000, "loss": 1999, "reward": 201, "short": 200, "tiny": 2}
     run = _run_with_series(db, lengths)
-    series = {s.name: s.points for s in service.metric_series(db, run.id, max_points=200)}
+    series = {s.name: s.points for s in pages.metric_series(db, run.id, max_points=200)}
     assert set(series) == set(lengths)
     for name, n in lengths.items():
         pts = series[name]
@@ -47,15 +47,15 @@ def test_long_series_are_cut_to_the_bound_keeping_first_and_last(db) -> None:
 
 def test_the_default_bound_applies_to_the_run_page(db) -> None:
     run = _run_with_series(db, {"loss": 3000})
-    (only,) = service.metric_series(db, run.id)
-    assert len(only.points) <= service.SERIES_POINTS and only.points[-1] == (9000, 3000.0)
+    (only,) = pages.metric_series(db, run.id)
+    assert len(only.points) <= pages.SERIES_POINTS and only.points[-1] == (9000, 3000.0)
 
 
 def test_statements_do_not_grow_with_the_series(db) -> None:
     short = _run_with_series(db, {"kl": 300, "loss": 300})
     long = _run_with_series(db, {"kl": 30_000, "loss": 30_000})
     with sql_statements() as few:
-        service.metric_series(db, short.id)
+        pages.metric_series(db, short.id)
     with sql_statements() as many:
-        series = service.metric_series(db, long.id)
+        series = pages.metric_series(db, long.id)
     assert len(few) == len(many) and [len(s.points) <= 200 for s in series] == [True, True]

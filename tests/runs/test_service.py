@@ -12,7 +12,7 @@ from app.db import utcnow
 from app.enums import RunStatus, StageStatus
 from app.errors import Conflict
 from app.policies import service as registry
-from app.runs import service
+from app.runs import pages, service
 from app.runs.gate import gate_decision
 from app.runs.models import RunStage, TrainingRun
 from app.runs.schemas import RoundRequest
@@ -115,9 +115,9 @@ def test_metric_series_and_eta(db) -> None:
     for step, loss in [(1, 2.0), (2, 1.5), (3, 1.2)]:
         service.add_metrics(db, run.id, "sft", step, {"loss": loss, "note": "x", "nan": float("nan")})
     db.flush()
-    series = service.metric_series(db, run.id)
+    series = pages.metric_series(db, run.id)
     assert [(s.stage, s.name, s.points) for s in series] == [("sft", "loss", [(1, 2.0), (2, 1.5), (3, 1.2)])]
-    eta = service.eta_seconds(run)
+    eta = pages.eta_seconds(run)
     assert eta is not None and 290 < eta < 310
 
 

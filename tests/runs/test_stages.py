@@ -12,10 +12,11 @@ from sqlalchemy import select
 
 from app.enums import ModelKind
 from app.policies import service as registry
-from app.runs import service, stages
+from app.runs import pages, service, stages
 from app.runs.models import TrainingRun
 from app.runs.schemas import DeployGate, RoundRequest
 from tests.ops.conftest import model_dir
+from training.checkpoints import read_manifest
 
 ECHO = stages.Stage(
     name="echo",
@@ -109,8 +110,9 @@ def test_the_executor_runs_an_added_stage(committed_db, tmp_path: Path, echo, mo
     version = registry.get_version(committed_db, run.stages[0].output_version_id)  # type: ignore[arg-type]
     assert version.name == f"policy-r{run_id}-echo" and version.parent_id == base.id and version.is_deployed
     assert version.manifest["round"] == {"run": run_id, "method": "echo", "stage": "echo"}
+    assert read_manifest(version.path)["method"] == "echo"  # the directory itself says how it was made
     assert run.stages[0].metrics == {"repeat": 2}
-    assert [(s.stage, s.name) for s in service.metric_series(committed_db, run_id)] == [
+    assert [(s.stage, s.name) for s in pages.metric_series(committed_db, run_id)] == [
         ("echo", "loss"),
         ("echo", "repeat"),
     ]

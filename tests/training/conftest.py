@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def micro_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 1-layer base model pre-trained for a few steps on the world corpus."""
-    from training.models import ensure_base_model
+    from training.world.base import ensure_base_model
 
     return ensure_base_model(tmp_path_factory.mktemp("models"), "micro")
 

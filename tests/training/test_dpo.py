@@ -59,7 +59,7 @@ def test_dpo_starts_at_log2_and_separates_the_pairs(
     torch.set_num_threads(1)
     rec = Record()
     cfg = DPOConfig(epochs=3, lr=1e-3, batch_size=8, warmup_steps=0, beta=0.5, grouped=grouped, runtime=CPU)
-    out = run_dpo(cfg, world_batch, micro_base, tmp_path / "dpo", callbacks=[rec], run=7)
+    out = run_dpo(cfg, world_batch, micro_base, tmp_path / "dpo", callbacks=[rec], run=7, method="dpo")
     first, last = rec.steps[0], rec.steps[-1]
     # policy == reference before the first update: every margin is 0, the loss is -log sigmoid(0)
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-4)
@@ -71,6 +71,7 @@ def test_dpo_starts_at_log2_and_separates_the_pairs(
     assert (
         manifest["kind"] == "policy"
         and manifest["run"] == 7
+        and manifest["method"] == "dpo"  # on disk, not only on the registered version
         and manifest["config"]["dpo"]["grouped"] is grouped
     )
     batch = read_batch(world_batch)

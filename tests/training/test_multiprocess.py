@@ -18,6 +18,7 @@ import pytest
 
 from training.config import PPOConfig, RewardConfig, RuntimeConfig, SFTConfig
 from training.launch import launch_command, run_in_processes
+from training.world.hooks import PPO_HOOKS
 
 pytestmark = pytest.mark.slow
 TOL = 1e-4
@@ -78,7 +79,7 @@ def two_proc(
         ppo = run_in_processes(
             "training.ppo:run_ppo", ppo_cfg,
             {"batch_dir": world_batch, "policy_dir": sft, "reward_model_dir": rm,
-             "out_dir": root / "ppo" / "out"}, 2,
+             "out_dir": root / "ppo" / "out", **PPO_HOOKS}, 2,
         )  # fmt: skip
     finally:
         del os.environ["RLHF_SHARD_LOG"]

@@ -21,6 +21,7 @@ def stages(micro_base: Path, world_batch: Path, tmp_path_factory: pytest.TempPat
     from training.ppo import run_ppo
     from training.reward import run_reward
     from training.sft import run_sft
+    from training.world.hooks import PPO_HOOKS
 
     out = tmp_path_factory.mktemp("stages")
     sft = run_sft(SFTConfig(epochs=2, batch_size=16, runtime=CPU), world_batch, micro_base, out / "sft")
@@ -39,6 +40,7 @@ def stages(micro_base: Path, world_batch: Path, tmp_path_factory: pytest.TempPat
         sft,
         rm,
         out / "ppo",
+        **PPO_HOOKS,  # the world's oracle score in the history, its corpus as PPO-ptx text
     )
     return {"sft": sft, "rm": rm, "ppo": ppo, "root": out}
 
