@@ -211,16 +211,24 @@ def is_edit_pair(row: dict[str, Any]) -> bool:
     return isinstance(provenance, dict) and bool(provenance.get("from_edit"))
 
 
+def _ranking_id(row: dict[str, Any]) -> Any:
+    provenance = row.get("provenance")
+    return provenance.get("ranking_id") if isinstance(provenance, dict) else None
+
+
 def group_comparisons(
     rankings: list[dict[str, Any]], pairwise: list[dict[str, Any]], edit_weight: float = 1.0
 ) -> list[ComparisonGroup]:
     """One group per ranking row, plus one group per prompt for its pairwise rows; empty groups dropped.
 
     Pairs from edits (provenance "from_edit") form their own group per prompt with weight
-    `edit_weight`; 0 leaves them out.
+    `edit_weight`; 0 leaves them out. A pairwise row expanded from a ranking that is also among
+    `rankings` (the same provenance "ranking_id", as the app's exports write both) is left out,
+    so each comparison is trained on once.
     """
     if edit_weight < 0:
         raise ValueError(f"edit_weight must be >= 0, not {edit_weight}")
+    grouped = {_ranking_id(r) for r in rankings} - {None}
     groups = []
     for r in rankings:
         if len(r["completions"]) != len(r["ranks"]):
@@ -232,7 +240,7 @@ def group_comparisons(
     by_prompt: dict[tuple[str, bool], ComparisonGroup] = {}
     for r in pairwise:
         edit = is_edit_pair(r)
-        if edit and edit_weight == 0:
+        if (edit and edit_weight == 0) or (not edit and _ranking_id(r) in grouped):
             continue
         prompt = row_prompt(r)
         weight = edit_weight if edit else 1.0

@@ -122,3 +122,23 @@ def test_dpo_stage_leaves_out_edit_pairs_at_weight_zero(
     without = _metrics(run_dpo(cfg0, edit_batch, micro_base, tmp_path / "d0"))
     n_edits = sum(1 for line in (edit_batch / "pairwise.jsonl").read_text().splitlines() if line)
     assert with_edits["train_pairs"] == without["train_pairs"] + n_edits
+
+
+def test_pairs_expanded_from_a_grouped_ranking_are_not_counted_twice() -> None:
+    # The app's exports write each ranking to rankings.jsonl and its expanded pairs to
+    # pairwise.jsonl; trained on both, every comparison would count twice.
+    ranking = {"prompt": "p", "completions": ["a", "b", "c"], "ranks": [1, 2, 3],
+               "provenance": {"ranking_id": 7}}
+    expanded = [
+        {"prompt": "p", "chosen": x, "rejected": y, "provenance": {"ranking_id": 7, "from_edit": False}}
+        for x, y in (("a", "b"), ("a", "c"), ("b", "c"))
+    ]
+    edit = {"prompt": "p", "chosen": "a!", "rejected": "a",
+            "provenance": {"ranking_id": 7, "from_edit": True}}
+    other = {"prompt": "q", "chosen": "x", "rejected": "y", "provenance": {"ranking_id": 8}}
+    groups = group_comparisons([ranking], [*expanded, edit, other])
+    assert sum(len(g.pairs) for g in groups) == 3 + 1 + 1
+    shape = sorted((g.prompt, len(g.pairs), g.weight) for g in groups)
+    assert shape == [("p", 1, 1.0), ("p", 3, 1.0), ("q", 1, 1.0)]
+    # Pairs alone (no rankings file, e.g. a hand-made batch) are all kept.
+    assert sum(len(g.pairs) for g in group_comparisons([], expanded)) == 3
