@@ -31,6 +31,7 @@ import torch
 
 from bench.alignment_report import report
 from training.batching import rm_scores
+from training.chat import Prompt
 from training.cli import apply_overrides
 from training.config import (
     PRESETS,
@@ -46,16 +47,25 @@ from training.data import write_batch
 from training.dpo import run_dpo
 from training.generate import Sampler
 from training.metrics import contamination
-from training.models import BASE_PRESETS, count_params, ensure_base_model, load_policy, load_reward_model
+from training.models import count_params, ensure_base_model, load_policy, load_reward_model
 from training.ppo import run_ppo
 from training.reward import run_reward
 from training.sft import run_sft
 from training.world import SimulatedLabeler, corpus_prompts, make_prompts
+from training.world.metrics import oracle_scores
 from training.world.simulate import demonstration_records, prompt_records, ranking_records, split_by_user
 
 # One intra-op thread per process: the x8 base pre-trains in a second process on the other core.
 CPU = RuntimeConfig(device="cpu", threads=1)
 EVAL = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=32)
+# Pre-training steps of the small base (batch 32 x 64 tokens). A 0.41M-parameter model is far from
+# compute-optimal at 1 200 steps (2.5M tokens); STEPS_SMALL gives it about 20 tokens per parameter.
+STEPS_SMALL = 4000
+# The 8x base gets the small base's compute ("compute", the default: STEPS_SMALL / 8 steps, about the
+# same FLOPs since it has 8x the parameters) or its tokens ("tokens": STEPS_SMALL steps, about 8x the
+# compute, which does not fit the 30-minute budget on one core).
+LARGE_BUDGETS = ("compute", "tokens")
+WALL_CLOCK_BUDGET_S = 30 * 60
 # Demonstrations : ranked prompts is about the paper's 13k : 33k.
 SIZES: dict[str, dict[str, int]] = {
     "full": {"ppo_prompts": 3000, "sft": 1200, "rm": 3000, "k": 6, "eval": 300, "samples": 4, "held": 300,
@@ -116,9 +126,18 @@ class Timer:
         return time.time()
 
 
-def start_large_base(cache: Path, size: str, quick: bool) -> subprocess.Popen[bytes]:
+def base_steps(quick: bool, large_budget: str) -> dict[str, int]:
+    """Pre-training steps of the small and the 8x base for the given budget of the 8x base."""
+    if quick:
+        return {"small": 60, "large": 60}
+    if large_budget not in LARGE_BUDGETS:
+        raise ValueError(f"large budget must be one of {LARGE_BUDGETS}")
+    return {"small": STEPS_SMALL, "large": STEPS_SMALL // 8 if large_budget == "compute" else STEPS_SMALL}
+
+
+def start_large_base(cache: Path, size: str, quick: bool, steps: int) -> subprocess.Popen[bytes]:
     """Pre-train (or find cached) the 8x base in a second process, one thread, so both cores work."""
-    kw = "n_embd=64, n_layer=2" if quick else ""
+    kw = f"steps={steps}" + (", n_embd=64, n_layer=2" if quick else "")
     code = (
         "import torch; torch.set_num_threads(1); from training.models import ensure_base_model; "
         f"print(ensure_base_model({str(cache)!r}, {size!r}, {kw}))"
@@ -130,7 +149,8 @@ def start_large_base(cache: Path, size: str, quick: bool) -> subprocess.Popen[by
 def sample_texts(model_dir: Path, prompts: list[str], k: int, params: SamplingParams) -> list[list[str]]:
     """k completions per prompt from model_dir."""
     sampler = Sampler(model_dir, device="cpu", batch_prompts=max(1, 1024 // k))
-    return [[c.text for c in row] for row in sampler.sample(prompts, k, params)]
+    items: list[Prompt] = list(prompts)
+    return [[c.text for c in row] for row in sampler.sample(items, k, params)]
 
 
 def data_batches(root: Path, base: Path, sft: Path | None, sizes: dict[str, int], seed: int) -> Path:
@@ -223,6 +243,12 @@ def best_of_n(sft: Path, rm: Path, prompts: list[str], sizes: dict[str, int], se
         out[f"best-of-{n}"] = [
             [groups[i][j * n_max + int(pick[i, j])] for j in range(s)] for i in range(len(prompts))
         ]
+    # The ceiling: the same candidates picked by the oracle itself (a perfect reward model).
+    truth = torch.tensor(oracle_scores(prompts, groups)).view(len(prompts), s, n_max)
+    pick = truth.argmax(-1)
+    out[f"oracle best-of-{n_max}"] = [
+        [groups[i][j * n_max + int(pick[i, j])] for j in range(s)] for i in range(len(prompts))
+    ]
     return out
 
 
@@ -234,8 +260,10 @@ def train_small(
     timer: Timer,
     seed: int,
     reuse: str | None = None,
+    quick: bool = False,
 ) -> dict[str, Path]:
-    """SFT -> rankings of its samples -> RM -> PPO; returns model directories and the final batch."""
+    """SFT -> rankings of its samples -> RM -> PPO, the EXTRA_POLICIES trained in parallel processes
+    from the same rankings and SFT policy; returns model directories and the final batch."""
     t = time.time()
     if reuse is not None:  # development: PPO settings against an earlier run's SFT policy and RM
         old = Path(reuse)
@@ -251,25 +279,51 @@ def train_small(
     t = timer.done("SFT", t)
     b2 = data_batches(root, base, sft, sizes, seed)
     t = timer.done("sample K completions for rankings", t)
+    extras = {name: start_extra(name, quick, b2, sft, root) for name, _ in EXTRA_POLICIES}
     rm = run_reward(cfg["reward"], b2, sft, root / "rm", callbacks=[Printer(50)])
     t = timer.done("reward model", t)
     ppo = run_ppo(cfg["ppo"], b2, sft, rm, root / "ppo", callbacks=[Printer(16)])
-    timer.done("PPO", t)
-    return {"batch": b2, "sft": sft, "rm": rm, "PPO": ppo}
+    t = timer.done("PPO", t)
+    models = {"batch": b2, "sft": sft, "rm": rm, "PPO": ppo}
+    for name, proc in extras.items():
+        log = root / f"{name.lower()}.log"
+        if proc.wait() != 0:
+            raise SystemExit(f"training {name} failed; see {log}")
+        print(log.read_text().strip().splitlines()[-1], flush=True)
+        models[name] = root / name.lower()
+    timer.done("wait for " + ", ".join(extras) + " (trained in parallel)", t)
+    return models
 
 
-# Further policy stages trained from the same batch and SFT policy: (name, train function).
-# DPO on the same rankings the reward model learns from, the rounds' quick settings for one epoch
-# (as the RM: one pass over the comparisons).
+# Further policy stages trained from the same rankings and SFT policy, each in its own process
+# (one thread) beside the RM and PPO: (name, train function taking the stage settings, the batch,
+# the SFT policy and the output directory). DPO learns from the rankings the reward model learns
+# from, with the rounds' quick settings for one epoch (as the RM: one pass over the comparisons).
 DPO_SETTINGS = {**PRESETS["quick"]["dpo"], "epochs": 1}
-EXTRA_POLICIES: list[tuple[str, Callable[[dict[str, Any], Path, Path, Path, Path], Path]]] = [
+EXTRA_POLICIES: list[tuple[str, Callable[[dict[str, Any], Path, Path, Path], Path]]] = [
     (
         "DPO",
-        lambda cfg, b, sft, rm, out: run_dpo(
+        lambda cfg, b, sft, out: run_dpo(
             DPOConfig(**{**DPO_SETTINGS, "runtime": CPU}), b, sft, out, [Printer(20)]
         ),
     ),
 ]
+
+
+def run_extra(name: str, quick: bool, batch: str, sft: str, out: str) -> None:
+    """Train one EXTRA_POLICIES stage (the body of start_extra's process)."""
+    torch.set_num_threads(1)
+    train = dict(EXTRA_POLICIES)[name]
+    cfg = settings(SIZES["quick" if quick else "full"], quick)
+    print(train(cfg, Path(batch), Path(sft), Path(out)), flush=True)
+
+
+def start_extra(name: str, quick: bool, batch: Path, sft: Path, root: Path) -> subprocess.Popen[bytes]:
+    """Train an EXTRA_POLICIES stage in a second process (root/<name>.log; the last line is its output)."""
+    args = [name, quick, str(batch), str(sft), str(root / name.lower())]
+    code = f"import bench.alignment as a; a.run_extra(*{args!r})"
+    log = open(root / f"{name.lower()}.log", "w")  # noqa: SIM115 - the child process owns it
+    return subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
 
 
 def main() -> int:
@@ -281,6 +335,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--no-large", action="store_true", help="development runs: the small base stands in for x8"
+    )
+    ap.add_argument(
+        "--large-budget",
+        choices=LARGE_BUDGETS,
+        default="compute",
+        help="the 8x base gets the small base's compute (default) or its tokens (8x the compute)",
     )
     ap.add_argument(
         "--reuse-from",
@@ -296,19 +356,16 @@ def main() -> int:
     cache.mkdir(parents=True, exist_ok=True)
     sizes = SIZES["quick" if args.quick else "full"]
     small_size, large_size = ("micro", "micro") if args.quick else ("tiny", "x8")
+    steps = base_steps(args.quick, args.large_budget)
     cfg = settings(sizes, args.quick)
     apply_overrides(cfg["ppo"], args.ppo)
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)", flush=True)
     timer = Timer()
     t = time.time()
-    large_proc = None if args.no_large else start_large_base(cache, large_size, args.quick)
-    base = ensure_base_model(cache, small_size)
+    large_proc = None if args.no_large else start_large_base(cache, large_size, args.quick, steps["large"])
+    base = ensure_base_model(cache, small_size, steps=steps["small"])
     timer.done("pre-train small base (0 if cached)", t)
-    models = train_small(root, base, sizes, cfg, timer, args.seed, args.reuse_from)
-    for name, train in EXTRA_POLICIES:
-        t = time.time()
-        models[name] = train(cfg, models["batch"], models["sft"], models["rm"], root / name.lower())
-        timer.done(name, t)
+    models = train_small(root, base, sizes, cfg, timer, args.seed, args.reuse_from, args.quick)
     t = time.time()
     prompts = test_prompts(sizes["eval"], args.seed + 99)
     params = SamplingParams(**{**EVAL.to_dict(), "seed": args.seed + 1234})
@@ -322,7 +379,9 @@ def main() -> int:
     samples["base x8"] = sample_texts(large, prompts, sizes["samples"], params)
     timer.done("evaluation of the 8x base", t)
     (root / "samples.json").write_text(json.dumps({"prompts": prompts, "samples": samples}))
-    return finish(root, base, large, models, prompts, held, samples, sizes, cfg, timer, args.seed)
+    budget = "tokens" if args.quick else args.large_budget  # --quick: both get 60 steps
+    info = {"base_steps": {"tiny": steps["small"], "x8": steps["large"]}, "large_budget": budget}
+    return finish(root, base, large, models, prompts, held, samples, sizes, cfg, timer, info)
 
 
 def evaluate_small(
@@ -353,15 +412,16 @@ def finish(
     sizes: dict[str, int],
     cfg: dict[str, Any],
     timer: Timer,
-    seed: int,
+    info: dict[str, Any],
 ) -> int:
     """Check contamination, gather the run's facts and print the report; 0 if every target passes."""
     train = training_prompts(models["batch"]) + corpus_prompts(BaseModelConfig().corpus_docs, seed=0)
     info = {
+        **info,
         "contamination": contamination(prompts + held["prompts"], train),
         "train_texts": len(train),
         "params": {"small": count_params(load_policy(base)[0]), "large": count_params(load_policy(large)[0])},
-        "base_steps": {k: BASE_PRESETS[k].get("steps", BaseModelConfig().steps) for k in ("tiny", "x8")},
+        "wall_clock_budget_s": WALL_CLOCK_BUDGET_S,
         "settings": {k: v.to_dict() for k, v in cfg.items()},
         "sizes": sizes,
         "load_end": os.getloadavg()[0],
