@@ -51,11 +51,8 @@ def seed(engine: Any, rankings: int) -> tuple[int, int]:
     from app.prompts.models import GuidelineVersion, PromptQueue
 
     with engine.begin() as conn:
-        uids = _ids(
-            conn,
-            User,
-            [{"username": f"lab{i:02d}", "display_name": "", "password_hash": "-"} for i in range(LABELERS)],
-        )
+        uids = _ids(conn, User, [{"username": f"lab{i:02d}", "display_name": "", "password_hash": "-"}
+                                 for i in range(LABELERS)])
         conn.execute(insert(UserRole), [{"user_id": u, "role": "labeler"} for u in uids])
         (qid,) = _ids(conn, PromptQueue, [{"name": "bench", "kind": "ranking", "k": K, "overlap": OVERLAP}])
         conn.execute(insert(GuidelineVersion).values(queue_id=qid, version=1, body_md="Rank."))
@@ -71,121 +68,42 @@ def _seed_tasks(conn: Any, qid: int, uids: list[int], start: int, count: int, no
     from app.prompts.models import Prompt
     from app.rankings.models import Completion, Ranking, RankingEntry
 
-    pids = _ids(
-        conn,
-        Prompt,
-        [
-            {
-                "queue_id": qid,
-                "text": f"prompt {start + i}",
-                "pii_status": "clear",
-                "source": "bench",
-                "meta": {},
-            }
-            for i in range(count)
-        ],
-    )
-    tids = _ids(
-        conn,
-        Task,
-        [
-            {
-                "queue_id": qid,
-                "kind": "ranking",
-                "prompt_id": p,
-                "overlap": OVERLAP,
-                "done_count": OVERLAP,
-                "status": "done",
-            }
-            for p in pids
-        ],
-    )
-    cids = _ids(
-        conn,
-        Completion,
-        [
-            {"task_id": t, "prompt_id": p, "position": k, "text": f"answer {k}", "sampling_params": {}}
-            for t, p in zip(tids, pids, strict=True)
-            for k in range(K)
-        ],
-    )
-    slots = [
-        (t, uids[(i * OVERLAP + j) % LABELERS], cids[i * K : (i + 1) * K])
-        for i, t in enumerate(tids)
-        for j in range(OVERLAP)
-    ]
+    pids = _ids(conn, Prompt, [{"queue_id": qid, "text": f"prompt {start + i}", "pii_status": "clear",
+                                "source": "bench", "meta": {}} for i in range(count)])
+    tids = _ids(conn, Task, [{"queue_id": qid, "kind": "ranking", "prompt_id": p, "overlap": OVERLAP,
+                              "done_count": OVERLAP, "status": "done"} for p in pids])
+    cids = _ids(conn, Completion, [{"task_id": t, "prompt_id": p, "position": k, "text": f"answer {k}",
+                                    "sampling_params": {}}
+                                   for t, p in zip(tids, pids, strict=True) for k in range(K)])
+    slots = [(t, uids[(i * OVERLAP + j) % LABELERS], cids[i * K:(i + 1) * K])
+             for i, t in enumerate(tids) for j in range(OVERLAP)]
     first = start * OVERLAP
     at = [now - timedelta(seconds=EVERY_S * (total - first - n)) for n in range(len(slots))]
     spent = [20_000 + (t * 7919 % 40_000) for t, _, _ in slots]
-    aids = _ids(
-        conn,
-        Assignment,
-        [
-            {
-                "task_id": t,
-                "user_id": u,
-                "status": "submitted",
-                "leased_at": a,
-                "lease_expires_at": a,
-                "finished_at": a,
-                "time_spent_ms": ms,
-                "display_order": c,
-            }
-            for (t, u, c), a, ms in zip(slots, at, spent, strict=True)
-        ],
-    )
-    rids = _ids(
-        conn,
-        Ranking,
-        [
-            {
-                "assignment_id": aid,
-                "task_id": t,
-                "user_id": u,
-                "display_order": c,
-                "created_at": a,
-                "time_spent_ms": ms,
-            }
-            for aid, (t, u, c), a, ms in zip(aids, slots, at, spent, strict=True)
-        ],
-    )
-    conn.execute(
-        insert(RankingEntry),
-        [
-            {"ranking_id": r, "completion_id": c, "tier": 1 + (r * 31 + k * 17) % K, "flags": []}
-            for r, (_, _, cs) in zip(rids, slots, strict=True)
-            for k, c in enumerate(cs)
-        ],
-    )
+    aids = _ids(conn, Assignment, [
+        {"task_id": t, "user_id": u, "status": "submitted", "leased_at": a, "lease_expires_at": a,
+         "finished_at": a, "time_spent_ms": ms, "display_order": c}
+        for (t, u, c), a, ms in zip(slots, at, spent, strict=True)])
+    rids = _ids(conn, Ranking, [
+        {"assignment_id": aid, "task_id": t, "user_id": u, "display_order": c, "created_at": a,
+         "time_spent_ms": ms} for aid, (t, u, c), a, ms in zip(aids, slots, at, spent, strict=True)])
+    conn.execute(insert(RankingEntry), [
+        {"ranking_id": r, "completion_id": c, "tier": 1 + (r * 31 + k * 17) % K, "flags": []}
+        for r, (_, _, cs) in zip(rids, slots, strict=True) for k, c in enumerate(cs)])
 
 
 def _seed_run(conn: Any, points: int, now: Any) -> int:
     """A running PPO round with len(SERIES) metric series of `points` steps each."""
     from app.runs.models import RunMetric, RunStage, TrainingRun
 
-    (rid,) = _ids(
-        conn,
-        TrainingRun,
-        [
-            {
-                "status": "running",
-                "config": {"stages": ["ppo"]},
-                "progress": 0.5,
-                "current_stage": "ppo",
-                "started_at": now,
-            }
-        ],
-    )
+    (rid,) = _ids(conn, TrainingRun, [{"status": "running", "config": {"stages": ["ppo"]}, "progress": 0.5,
+                                       "current_stage": "ppo", "started_at": now}])
     conn.execute(insert(RunStage).values(run_id=rid, name="ppo", ordinal=0, status="running"))
     for name in SERIES:
         for start in range(0, points, CHUNK * 4):
-            conn.execute(
-                insert(RunMetric),
-                [
-                    {"run_id": rid, "stage": "ppo", "name": name, "step": s, "value": 1.0 / (1 + s)}
-                    for s in range(start, min(points, start + CHUNK * 4))
-                ],
-            )
+            conn.execute(insert(RunMetric), [
+                {"run_id": rid, "stage": "ppo", "name": name, "step": s, "value": 1.0 / (1 + s)}
+                for s in range(start, min(points, start + CHUNK * 4))])
     return rid
 
 
@@ -265,23 +183,13 @@ def run_size(backend: str, size: int, args: argparse.Namespace) -> dict[str, tup
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("ANALYZE")
         engine.dispose()
-        os.environ.update(
-            {
-                "DATABASE_URL": target.url,
-                "DATA_DIR": str(target.data_dir),
-                "REDIS_URL": "",
-                "RLHF_ENV": "development",
-            }
-        )
+        os.environ.update({"DATABASE_URL": target.url, "DATA_DIR": str(target.data_dir), "REDIS_URL": "",
+                           "RLHF_ENV": "development"})
         get_settings.cache_clear()
         reset_engine()
         rebuild_s = rebuild_counters()
-        print(
-            f"# {backend} {size}: seeded in {time.perf_counter() - t0:.0f} s, counters rebuilt in "
-            f"{rebuild_s:.1f} s",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"# {backend} {size}: seeded in {time.perf_counter() - t0:.0f} s, counters rebuilt in "
+              f"{rebuild_s:.1f} s", file=sys.stderr, flush=True)
         web = admin_client()
         pages = {
             "queue progress fragment (every 10 s)": f"/admin/queues/{qid}/progress",
@@ -290,17 +198,14 @@ def run_size(backend: str, size: int, args: argparse.Namespace) -> dict[str, tup
         }
         out = {}
         for label, url in pages.items():
-
             def get(url: str = url) -> None:
                 resp = web.get(url)
                 assert resp.status_code == 200, (url, resp.status_code)
-
             out[label] = measure(get, args.repeat)
 
         def recompute() -> None:
             with session_scope() as db:
                 quality.agreement(db, qid)
-
         out["(before) from-scratch agreement of the queue"] = measure(recompute, max(1, args.repeat // 3))
         return out
     finally:
@@ -316,9 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sizes", default="10000,100000")
     p.add_argument("--backends", default="sqlite,postgresql")
     p.add_argument("--repeat", type=int, default=7)
-    p.add_argument(
-        "--pg-admin-url", default=os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    )
+    p.add_argument("--pg-admin-url",
+                   default=os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
