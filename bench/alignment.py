@@ -66,9 +66,10 @@ STEPS_SMALL = 4000
 # compute, which does not fit the 30-minute budget on one core).
 LARGE_BUDGETS = ("compute", "tokens")
 WALL_CLOCK_BUDGET_S = 30 * 60
-# Demonstrations : ranked prompts is about the paper's 13k : 33k.
+# Demonstrations : ranked prompts is about the paper's 13k : 33k; K = 9 completions per ranked
+# prompt (36 pairs each), the top of the paper's K = 4..9.
 SIZES: dict[str, dict[str, int]] = {
-    "full": {"ppo_prompts": 3000, "sft": 1200, "rm": 3000, "k": 6, "eval": 300, "samples": 4, "held": 300,
+    "full": {"ppo_prompts": 3000, "sft": 1200, "rm": 3000, "k": 9, "eval": 300, "samples": 4, "held": 300,
              "episodes": 4096, "best_of": 16},
     "quick": {"ppo_prompts": 300, "sft": 120, "rm": 150, "k": 4, "eval": 40, "samples": 2, "held": 40,
               "episodes": 128, "best_of": 4},
