@@ -86,7 +86,7 @@ def settings(sizes: dict[str, int], quick: bool) -> dict[str, Any]:
             rollout_batch_size=64,
             minibatch_size=16,
             ppo_epochs=1,
-            lr=1e-5,
+            lr=3e-5,  # 1e-5 left the policy within 0.04-0.07 nats of SFT: no optimisation at all
             value_lr=1e-4,
             kl_coef=0.1,
             max_new_tokens=32,
