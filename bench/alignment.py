@@ -20,7 +20,6 @@ import json
 import operator
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from typing import Any
 
 import torch
 
+from bench.alignment_procs import Printer, Timer, start_extra, start_large_base
 from bench.alignment_report import report
 from training.batching import rm_scores
 from training.chat import Prompt
@@ -96,37 +96,6 @@ def settings(sizes: dict[str, int], quick: bool) -> dict[str, Any]:
     }
 
 
-class Printer:
-    """Prints a progress line every `every` steps of a stage, and log lines."""
-
-    def __init__(self, every: int = 10) -> None:
-        self.every = every
-
-    def on_progress(self, stage: str, step: int, total: int, metrics: dict[str, Any]) -> None:
-        """Print selected metrics."""
-        if step % self.every == 0 or step == total:
-            shown = {k: round(v, 3) for k, v in metrics.items() if isinstance(v, float)}
-            print(f"  {stage} {step}/{total} {shown}", flush=True)
-
-    def on_log(self, message: str) -> None:
-        """Print a stage's log line."""
-        print(f"  {message}", flush=True)
-
-
-class Timer:
-    """Wall-clock per phase."""
-
-    def __init__(self) -> None:
-        self.t0 = time.time()
-        self.phases: dict[str, float] = {}
-
-    def done(self, name: str, since: float) -> float:
-        """Record a phase that started at `since`; returns now."""
-        self.phases[name] = time.time() - since
-        print(f"[{time.time() - self.t0:7.1f}s] {name}: {self.phases[name]:.1f}s", flush=True)
-        return time.time()
-
-
 def base_steps(quick: bool, large_budget: str) -> dict[str, int]:
     """Pre-training steps of the small and the 8x base for the given budget of the 8x base."""
     if quick:
@@ -134,17 +103,6 @@ def base_steps(quick: bool, large_budget: str) -> dict[str, int]:
     if large_budget not in LARGE_BUDGETS:
         raise ValueError(f"large budget must be one of {LARGE_BUDGETS}")
     return {"small": STEPS_SMALL, "large": STEPS_SMALL // 8 if large_budget == "compute" else STEPS_SMALL}
-
-
-def start_large_base(cache: Path, size: str, quick: bool, steps: int) -> subprocess.Popen[bytes]:
-    """Pre-train (or find cached) the 8x base in a second process, one thread, so both cores work."""
-    kw = f"steps={steps}" + (", n_embd=64, n_layer=2" if quick else "")
-    code = (
-        "import torch; torch.set_num_threads(1); from training.models import ensure_base_model; "
-        f"print(ensure_base_model({str(cache)!r}, {size!r}, {kw}))"
-    )
-    log = open(cache.parent / f"base-{size}.log", "w")  # noqa: SIM115 - the child process owns it
-    return subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
 
 
 def sample_texts(model_dir: Path, prompts: list[str], k: int, params: SamplingParams) -> list[list[str]]:
@@ -317,14 +275,6 @@ def run_extra(name: str, quick: bool, batch: str, sft: str, out: str) -> None:
     train = dict(EXTRA_POLICIES)[name]
     cfg = settings(SIZES["quick" if quick else "full"], quick)
     print(train(cfg, Path(batch), Path(sft), Path(out)), flush=True)
-
-
-def start_extra(name: str, quick: bool, batch: Path, sft: Path, root: Path) -> subprocess.Popen[bytes]:
-    """Train an EXTRA_POLICIES stage in a second process (root/<name>.log; the last line is its output)."""
-    args = [name, quick, str(batch), str(sft), str(root / name.lower())]
-    code = f"import bench.alignment as a; a.run_extra(*{args!r})"
-    log = open(root / f"{name.lower()}.log", "w")  # noqa: SIM115 - the child process owns it
-    return subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
 
 
 def main() -> int:
