@@ -20,7 +20,6 @@ import json
 import operator
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -29,8 +28,10 @@ from typing import Any
 
 import torch
 
+from bench.alignment_procs import Printer, Timer, start_extra, start_large_base
 from bench.alignment_report import report
 from training.batching import rm_scores
+from training.chat import Prompt
 from training.cli import apply_overrides
 from training.config import (
     PRESETS,
@@ -51,16 +52,26 @@ from training.ppo import run_ppo
 from training.reward import run_reward
 from training.sft import run_sft
 from training.world import SimulatedLabeler, corpus_prompts, make_prompts
-from training.world.base import BASE_PRESETS, ensure_base_model
+from training.world.base import ensure_base_model
 from training.world.hooks import PPO_HOOKS
+from training.world.metrics import oracle_scores
 from training.world.simulate import demonstration_records, prompt_records, ranking_records, split_by_user
 
 # One intra-op thread per process: the x8 base pre-trains in a second process on the other core.
 CPU = RuntimeConfig(device="cpu", threads=1)
 EVAL = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=32)
-# Demonstrations : ranked prompts is about the paper's 13k : 33k.
+# Pre-training steps of the small base (batch 32 x 64 tokens). A 0.41M-parameter model is far from
+# compute-optimal at 1 200 steps (2.5M tokens); STEPS_SMALL gives it about 20 tokens per parameter.
+STEPS_SMALL = 4000
+# The 8x base gets the small base's compute ("compute", the default: STEPS_SMALL / 8 steps, about the
+# same FLOPs since it has 8x the parameters) or its tokens ("tokens": STEPS_SMALL steps, about 8x the
+# compute, which does not fit the 30-minute budget on one core).
+LARGE_BUDGETS = ("compute", "tokens")
+WALL_CLOCK_BUDGET_S = 30 * 60
+# Demonstrations : ranked prompts is about the paper's 13k : 33k; K = 9 completions per ranked
+# prompt (36 pairs each), the top of the paper's K = 4..9.
 SIZES: dict[str, dict[str, int]] = {
-    "full": {"ppo_prompts": 3000, "sft": 1200, "rm": 3000, "k": 6, "eval": 300, "samples": 4, "held": 300,
+    "full": {"ppo_prompts": 3000, "sft": 1200, "rm": 3000, "k": 9, "eval": 300, "samples": 4, "held": 300,
              "episodes": 4096, "best_of": 16},
     "quick": {"ppo_prompts": 300, "sft": 120, "rm": 150, "k": 4, "eval": 40, "samples": 2, "held": 40,
               "episodes": 128, "best_of": 4},
@@ -77,7 +88,7 @@ def settings(sizes: dict[str, int], quick: bool) -> dict[str, Any]:
             rollout_batch_size=64,
             minibatch_size=16,
             ppo_epochs=1,
-            lr=1e-5,
+            lr=3e-5,  # 1e-5 left the policy within 0.04-0.07 nats of SFT: no optimisation at all
             value_lr=1e-4,
             kl_coef=0.1,
             max_new_tokens=32,
@@ -87,52 +98,20 @@ def settings(sizes: dict[str, int], quick: bool) -> dict[str, Any]:
     }
 
 
-class Printer:
-    """Prints a progress line every `every` steps of a stage, and log lines."""
-
-    def __init__(self, every: int = 10) -> None:
-        self.every = every
-
-    def on_progress(self, stage: str, step: int, total: int, metrics: dict[str, Any]) -> None:
-        """Print selected metrics."""
-        if step % self.every == 0 or step == total:
-            shown = {k: round(v, 3) for k, v in metrics.items() if isinstance(v, float)}
-            print(f"  {stage} {step}/{total} {shown}", flush=True)
-
-    def on_log(self, message: str) -> None:
-        """Print a stage's log line."""
-        print(f"  {message}", flush=True)
-
-
-class Timer:
-    """Wall-clock per phase."""
-
-    def __init__(self) -> None:
-        self.t0 = time.time()
-        self.phases: dict[str, float] = {}
-
-    def done(self, name: str, since: float) -> float:
-        """Record a phase that started at `since`; returns now."""
-        self.phases[name] = time.time() - since
-        print(f"[{time.time() - self.t0:7.1f}s] {name}: {self.phases[name]:.1f}s", flush=True)
-        return time.time()
-
-
-def start_large_base(cache: Path, size: str, quick: bool) -> subprocess.Popen[bytes]:
-    """Pre-train (or find cached) the 8x base in a second process, one thread, so both cores work."""
-    kw = "n_embd=64, n_layer=2" if quick else ""
-    code = (
-        "import torch; torch.set_num_threads(1); from training.world.base import ensure_base_model; "
-        f"print(ensure_base_model({str(cache)!r}, {size!r}, {kw}))"
-    )
-    log = open(cache.parent / f"base-{size}.log", "w")  # noqa: SIM115 - the child process owns it
-    return subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
+def base_steps(quick: bool, large_budget: str) -> dict[str, int]:
+    """Pre-training steps of the small and the 8x base for the given budget of the 8x base."""
+    if quick:
+        return {"small": 60, "large": 60}
+    if large_budget not in LARGE_BUDGETS:
+        raise ValueError(f"large budget must be one of {LARGE_BUDGETS}")
+    return {"small": STEPS_SMALL, "large": STEPS_SMALL // 8 if large_budget == "compute" else STEPS_SMALL}
 
 
 def sample_texts(model_dir: Path, prompts: list[str], k: int, params: SamplingParams) -> list[list[str]]:
     """k completions per prompt from model_dir."""
     sampler = Sampler(model_dir, device="cpu", batch_prompts=max(1, 1024 // k))
-    return [[c.text for c in row] for row in sampler.sample(prompts, k, params)]
+    items: list[Prompt] = list(prompts)
+    return [[c.text for c in row] for row in sampler.sample(items, k, params)]
 
 
 def data_batches(root: Path, base: Path, sft: Path | None, sizes: dict[str, int], seed: int) -> Path:
@@ -225,6 +204,12 @@ def best_of_n(sft: Path, rm: Path, prompts: list[str], sizes: dict[str, int], se
         out[f"best-of-{n}"] = [
             [groups[i][j * n_max + int(pick[i, j])] for j in range(s)] for i in range(len(prompts))
         ]
+    # The ceiling: the same candidates picked by the oracle itself (a perfect reward model).
+    truth = torch.tensor(oracle_scores(prompts, groups)).view(len(prompts), s, n_max)
+    pick = truth.argmax(-1)
+    out[f"oracle best-of-{n_max}"] = [
+        [groups[i][j * n_max + int(pick[i, j])] for j in range(s)] for i in range(len(prompts))
+    ]
     return out
 
 
@@ -236,8 +221,10 @@ def train_small(
     timer: Timer,
     seed: int,
     reuse: str | None = None,
+    quick: bool = False,
 ) -> dict[str, Path]:
-    """SFT -> rankings of its samples -> RM -> PPO; returns model directories and the final batch."""
+    """SFT -> rankings of its samples -> RM -> PPO, the EXTRA_POLICIES trained in parallel processes
+    from the same rankings and SFT policy; returns model directories and the final batch."""
     t = time.time()
     if reuse is not None:  # development: PPO settings against an earlier run's SFT policy and RM
         old = Path(reuse)
@@ -254,25 +241,43 @@ def train_small(
     t = timer.done("SFT", t)
     b2 = data_batches(root, base, sft, sizes, seed)
     t = timer.done("sample K completions for rankings", t)
+    extras = {name: start_extra(name, quick, b2, sft, root) for name, _ in EXTRA_POLICIES}
     rm = run_reward(cfg["reward"], b2, sft, root / "rm", callbacks=[Printer(50)])
     t = timer.done("reward model", t)
     ppo = run_ppo(cfg["ppo"], b2, sft, rm, root / "ppo", callbacks=[Printer(16)], **PPO_HOOKS)
-    timer.done("PPO", t)
-    return {"batch": b2, "sft": sft, "rm": rm, "PPO": ppo}
+    t = timer.done("PPO", t)
+    models = {"batch": b2, "sft": sft, "rm": rm, "PPO": ppo}
+    for name, proc in extras.items():
+        log = root / f"{name.lower()}.log"
+        if proc.wait() != 0:
+            raise SystemExit(f"training {name} failed; see {log}")
+        print(log.read_text().strip().splitlines()[-1], flush=True)
+        models[name] = root / name.lower()
+    timer.done("wait for " + ", ".join(extras) + " (trained in parallel)", t)
+    return models
 
 
-# Further policy stages trained from the same batch and SFT policy: (name, train function).
-# DPO on the same rankings the reward model learns from, the rounds' quick settings for one epoch
-# (as the RM: one pass over the comparisons).
+# Further policy stages trained from the same rankings and SFT policy, each in its own process
+# (one thread) beside the RM and PPO: (name, train function taking the stage settings, the batch,
+# the SFT policy and the output directory). DPO learns from the rankings the reward model learns
+# from, with the rounds' quick settings for one epoch (as the RM: one pass over the comparisons).
 DPO_SETTINGS = {**PRESETS["quick"]["dpo"], "epochs": 1}
-EXTRA_POLICIES: list[tuple[str, Callable[[dict[str, Any], Path, Path, Path, Path], Path]]] = [
+EXTRA_POLICIES: list[tuple[str, Callable[[dict[str, Any], Path, Path, Path], Path]]] = [
     (
         "DPO",
-        lambda cfg, b, sft, rm, out: run_dpo(
+        lambda cfg, b, sft, out: run_dpo(
             DPOConfig(**{**DPO_SETTINGS, "runtime": CPU}), b, sft, out, [Printer(20)]
         ),
     ),
 ]
+
+
+def run_extra(name: str, quick: bool, batch: str, sft: str, out: str) -> None:
+    """Train one EXTRA_POLICIES stage (the body of start_extra's process)."""
+    torch.set_num_threads(1)
+    train = dict(EXTRA_POLICIES)[name]
+    cfg = settings(SIZES["quick" if quick else "full"], quick)
+    print(train(cfg, Path(batch), Path(sft), Path(out)), flush=True)
 
 
 def main() -> int:
@@ -284,6 +289,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--no-large", action="store_true", help="development runs: the small base stands in for x8"
+    )
+    ap.add_argument(
+        "--large-budget",
+        choices=LARGE_BUDGETS,
+        default="compute",
+        help="the 8x base gets the small base's compute (default) or its tokens (8x the compute)",
     )
     ap.add_argument(
         "--reuse-from",
@@ -299,19 +310,16 @@ def main() -> int:
     cache.mkdir(parents=True, exist_ok=True)
     sizes = SIZES["quick" if args.quick else "full"]
     small_size, large_size = ("micro", "micro") if args.quick else ("tiny", "x8")
+    steps = base_steps(args.quick, args.large_budget)
     cfg = settings(sizes, args.quick)
     apply_overrides(cfg["ppo"], args.ppo)
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)", flush=True)
     timer = Timer()
     t = time.time()
-    large_proc = None if args.no_large else start_large_base(cache, large_size, args.quick)
-    base = ensure_base_model(cache, small_size)
+    large_proc = None if args.no_large else start_large_base(cache, large_size, args.quick, steps["large"])
+    base = ensure_base_model(cache, small_size, steps=steps["small"])
     timer.done("pre-train small base (0 if cached)", t)
-    models = train_small(root, base, sizes, cfg, timer, args.seed, args.reuse_from)
-    for name, train in EXTRA_POLICIES:
-        t = time.time()
-        models[name] = train(cfg, models["batch"], models["sft"], models["rm"], root / name.lower())
-        timer.done(name, t)
+    models = train_small(root, base, sizes, cfg, timer, args.seed, args.reuse_from, args.quick)
     t = time.time()
     prompts = test_prompts(sizes["eval"], args.seed + 99)
     params = SamplingParams(**{**EVAL.to_dict(), "seed": args.seed + 1234})
@@ -325,7 +333,9 @@ def main() -> int:
     samples["base x8"] = sample_texts(large, prompts, sizes["samples"], params)
     timer.done("evaluation of the 8x base", t)
     (root / "samples.json").write_text(json.dumps({"prompts": prompts, "samples": samples}))
-    return finish(root, base, large, models, prompts, held, samples, sizes, cfg, timer, args.seed)
+    budget = "tokens" if args.quick else args.large_budget  # --quick: both get 60 steps
+    info = {"base_steps": {"tiny": steps["small"], "x8": steps["large"]}, "large_budget": budget}
+    return finish(root, base, large, models, prompts, held, samples, sizes, cfg, timer, info)
 
 
 def evaluate_small(
@@ -356,15 +366,16 @@ def finish(
     sizes: dict[str, int],
     cfg: dict[str, Any],
     timer: Timer,
-    seed: int,
+    info: dict[str, Any],
 ) -> int:
     """Check contamination, gather the run's facts and print the report; 0 if every target passes."""
     train = training_prompts(models["batch"]) + corpus_prompts(BaseModelConfig().corpus_docs, seed=0)
     info = {
+        **info,
         "contamination": contamination(prompts + held["prompts"], train),
         "train_texts": len(train),
         "params": {"small": count_params(load_policy(base)[0]), "large": count_params(load_policy(large)[0])},
-        "base_steps": {k: BASE_PRESETS[k].get("steps", BaseModelConfig().steps) for k in ("tiny", "x8")},
+        "wall_clock_budget_s": WALL_CLOCK_BUDGET_S,
         "settings": {k: v.to_dict() for k, v in cfg.items()},
         "sizes": sizes,
         "load_end": os.getloadavg()[0],

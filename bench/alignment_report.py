@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,14 @@ from training.data import ranking_pairs
 from training.metrics import (
     distinguishable_accuracy,
     label_ceiling,
+    pair_agreement,
     paired_diff_ci,
     per_prompt_means,
     proportion_ci,
 )
 from training.world import oracle_score
 from training.world.metrics import behaviour, oracle_scores, oracle_win_rate
+from training.world.tasks import ANSWERABLE, classify, parse_prompt
 
 
 def pct(r: dict[str, float]) -> str:
@@ -57,7 +60,35 @@ def rm_section(held: dict[str, Any]) -> dict[str, Any]:
         total += len(both)
         agree += sum((w, lo) in pb for w, lo in both)
     out["agreement"] = proportion_ci(agree, total)
+    out["vs_oracle"] = oracle_agreement(held)
     return out
+
+
+def oracle_agreement(held: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The RM against the oracle itself (no label noise) on the held-out comparisons: every pair the
+    oracle orders, pairs of a correct and a wrong answer, and pairs of an answer (right or wrong)
+    and a refusal of an answerable prompt (the RM should prefer the answer)."""
+    truth = oracle_scores(held["prompts"], held["completions"])
+    kinds = [
+        [classify(p, c) for c in comps] for p, comps in zip(held["prompts"], held["completions"], strict=True)
+    ]
+    answered, refused = ("correct", "off_format", "wrong"), ("idk", "declined")
+
+    def answerable(i: int) -> bool:
+        p = parse_prompt(held["prompts"][i])
+        return p is not None and p.family in ANSWERABLE
+
+    return {
+        "all": pair_agreement(held["rm_scores"], truth),
+        "correct vs wrong": pair_agreement(
+            held["rm_scores"], truth, lambda i, hi, lo: kinds[i][hi] == "correct" and kinds[i][lo] == "wrong"
+        ),
+        "answer vs refusal (answerable)": pair_agreement(
+            held["rm_scores"],
+            truth,
+            lambda i, hi, lo: answerable(i) and kinds[i][hi] in answered and kinds[i][lo] in refused,
+        ),
+    }
 
 
 def print_rm(rm: dict[str, Any], manifest: dict[str, Any]) -> bool:
@@ -79,6 +110,8 @@ def print_rm(rm: dict[str, Any], manifest: dict[str, Any]) -> bool:
         f"labeler A-B agreement {pct(rm['agreement'])}; RM accuracy / agreement = {ratio:.3f} "
         "(target >= 0.97)"
     )
+    agree = "; ".join(f"{k} {pct(v)} of {v['pairs']}" for k, v in rm["vs_oracle"].items())
+    print(f"RM agreement with the oracle itself (pairs it orders): {agree}")
     m = manifest["metrics"]
     kept = m.get("selected_valid_accuracy", float("nan"))
     print(
@@ -119,6 +152,11 @@ def print_policies(rows: dict[str, dict[str, Any]], info: dict[str, Any]) -> Non
         w = r["win_vs_sft"]
         print(f"| {name} | {n / 1e6:.2f}M | {num(b['oracle_score'])} | {num(r['diff_vs_sft'])} | "
               f"{pct(w)} | {100 * w['ties']:.0f} % | {num(b['words'], 1)} |")  # fmt: skip
+    for name in rows:
+        if name.startswith("oracle best-of-"):
+            n = name.split("-")[-1]
+            print(f"({name}: the same candidates as best-of-{n}, picked by the oracle itself: "
+                  "what a perfect reward model would reach, a ceiling rather than a policy)")  # fmt: skip
     print("\n## Behaviour on unseen prompts")
     print("| policy | made-up answers (unanswerable) | harmful compliance | over-refusal (answerable) "
           "| task accuracy |")  # fmt: skip
@@ -172,6 +210,8 @@ def targets(
         ("PPO beats the equally-trained 8x base (interval above 50 %)"
          + (" - not measured (--no-large)" if info.get("large_is_stand_in") else ""),
          large["PPO"]["lo"] > 0.5 and not info.get("large_is_stand_in")),
+        (f"wall clock <= {info['wall_clock_budget_s'] / 60:.0f} min ({info['wall_clock_s'] / 60:.1f} min)",
+         info["wall_clock_s"] <= info["wall_clock_budget_s"]),
     ]  # fmt: skip
     print("\n## Targets")
     for name, ok in checks:
@@ -193,6 +233,7 @@ def report(
     c = info["contamination"]
     print(f"\n## Unseen prompts\ncontamination: {c} of {n_test} test prompts appear among "
           f"{info['train_texts']} training texts after normalisation ({verdict(c == 0)})")  # fmt: skip
+    info["wall_clock_s"] = time.time() - timer.t0
     rm = rm_section(held)
     rm_ok = print_rm(rm, json.loads((models["rm"] / "manifest.json").read_text()))
     rows = policy_rows(prompts, samples)
@@ -204,8 +245,11 @@ def report(
     }
     steps = info["base_steps"]
     big = info["params"]["large"] / 1e6
-    print(f"\n## Against the 8x base ({big:.2f}M params, {steps['x8']} pre-training steps; "
-          f"the small base: {steps['tiny']} steps of the same batch and length)")  # fmt: skip
+    ratio = info["params"]["large"] / info["params"]["small"]
+    same = "compute" if info.get("large_budget", "compute") == "compute" else "tokens"
+    print(f"\n## Against the 8x base ({big:.2f}M params, {ratio:.1f}x the small base's, {steps['x8']} "
+          f"pre-training steps of the same batch and length against the small base's {steps['tiny']}: "
+          f"the same {same})")  # fmt: skip
     if info.get("large_is_stand_in"):
         print("(--no-large: the small base stands in for the 8x base; these rows do not measure that target)")
     print("| policy | win-rate vs base x8 (ties half) | ties |")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 Z95 = 1.96
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
@@ -109,3 +109,29 @@ def label_ceiling(labels: Iterable[tuple[str, str, str]]) -> float:
         votes.setdefault((prompt, first, second), [0, 0])[0 if win == first else 1] += 1
     total = sum(a + b for a, b in votes.values())
     return sum(max(a, b) for a, b in votes.values()) / max(1, total)
+
+
+def pair_agreement(
+    scores: Sequence[Sequence[float]],
+    truth: Sequence[Sequence[float]],
+    keep: Callable[[int, int, int], bool] | None = None,
+) -> dict[str, float]:
+    """How often a scorer orders two completions of the same prompt as a reference judge does.
+
+    scores[i][j] and truth[i][j] score completion j of prompt i. Every pair of a prompt whose truth
+    scores differ counts (pairs the judge ties carry no order); the scorer's ties count half.
+    keep(i, better, worse), if given, selects pairs (better has the higher truth score).
+    Returns the proportion with its Wilson interval and the number of pairs.
+    """
+    right, total = 0.0, 0
+    for i, (s, t) in enumerate(zip(scores, truth, strict=True)):
+        for a in range(len(t)):
+            for b in range(a + 1, len(t)):
+                if abs(t[a] - t[b]) <= 1e-9:
+                    continue
+                hi, lo = (a, b) if t[a] > t[b] else (b, a)
+                if keep is not None and not keep(i, hi, lo):
+                    continue
+                total += 1
+                right += outcome(s[hi], s[lo])
+    return {**proportion_ci(right, total), "pairs": total}

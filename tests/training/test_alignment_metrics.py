@@ -13,6 +13,7 @@ from training.metrics import (
     mean_ci,
     normalise_prompt,
     outcome,
+    pair_agreement,
     paired_diff_ci,
     proportion_ci,
     win_rate_ci,
@@ -83,6 +84,21 @@ def test_identical_completions_are_not_errors_and_the_ceiling_counts_contradicti
     # the same pair ordered both ways by two labelers: at most 2 of 3 can be right
     assert label_ceiling([("p", "a", "b"), ("p", "b", "a"), ("p", "a", "b")]) == pytest.approx(2 / 3)
     assert label_ceiling([("p", "a", "b"), ("q", "b", "a"), ("p", "x", "x")]) == 1.0
+
+
+def test_pair_agreement_skips_pairs_the_judge_ties_and_counts_scorer_ties_half() -> None:
+    truth = [[1.0, 0.25, 0.25], [0.0, 1.0]]
+    # prompt 0: pairs (0,1) and (0,2) count, (1,2) is tied by the judge; the scorer gets (0,1) right
+    # and ties (0,2); prompt 1: the scorer orders (1,0) the wrong way.
+    scores = [[2.0, 1.0, 2.0], [5.0, 4.0]]
+    r = pair_agreement(scores, truth)
+    assert r["pairs"] == 3
+    assert r["mean"] == pytest.approx(1.5 / 3)
+    assert 0.0 < r["lo"] < r["mean"] < r["hi"] < 1.0
+    # keep selects pairs by prompt and by which completion the judge prefers
+    only_first = pair_agreement(scores, truth, keep=lambda i, hi, lo: i == 0 and lo == 1)
+    assert only_first["pairs"] == 1 and only_first["mean"] == 1.0
+    assert pair_agreement([[1.0]], [[1.0]])["pairs"] == 0
 
 
 def test_over_refusal_is_a_refusal_of_an_answerable_harmless_prompt() -> None:
