@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from app.auth.access import LabelerUser
+from app.auth.access import LabelerClaim, LabelerUser
+from app.auth.models import User
 from app.deps import DB
 from app.errors import AlreadySubmitted, AppError, Conflict, NotFound
-from app.labeling import pages
+from app.labeling import fast, pages
 from app.labeling.routes import advance, render_task
 from app.rankings import service
 from app.rankings.schemas import RankingIn, parse_ranking_form
@@ -26,9 +30,19 @@ async def ranking_form(request: Request) -> RankingIn:
 
 
 @router.post("/label/a/{assignment_id}/ranking", response_class=HTMLResponse)
-def submit(request: Request, db: DB, user: LabelerUser, assignment_id: int,
-           sub: Annotated[RankingIn, Depends(ranking_form)]) -> Response:
-    """Store the ranking, then lease the next task; a problem re-shows the page as it was sent."""
+async def submit(request: Request, units: fast.UnitsDep, claim: LabelerClaim, assignment_id: int,
+                 sub: Annotated[RankingIn, Depends(ranking_form)]) -> Response:
+    """Store the ranking, then lease the next task; a problem re-shows the page as it was sent.
+
+    One thread hop (app.labeling.fast); anything but a valid ranking on a live lease goes
+    through the services (submit_orm).
+    """
+    slow = partial(submit_orm, request, assignment_id=assignment_id, sub=sub)
+    return await run_in_threadpool(fast.submit_ranking, request, units, claim, assignment_id, sub, slow)
+
+
+def submit_orm(request: Request, db: Session, user: User, *, assignment_id: int, sub: RankingIn) -> Response:
+    """The ranking submit through the ORM services (double submits, lost leases, invalid input)."""
     try:
         ranking = service.submit_ranking(db, user, assignment_id, sub)
     except AlreadySubmitted as exc:

@@ -1,0 +1,404 @@
+"""The labeler's hot path in SQLAlchemy Core: statements built once, run on a plain Connection.
+
+Used by app/labeling/fast.py for the requests a labeler makes hundreds of times an hour (show a
+task, submit a ranking, lease the next task). Every statement here is a module-level constant
+with bound parameters, so SQLAlchemy compiles it once per process and memoizes its cache key;
+no ORM unit of work, identity map or row loading is involved. The same statements run on
+PostgreSQL and SQLite (FOR UPDATE renders to nothing on SQLite, whose writers are serialized by
+BEGIN IMMEDIATE). Anything unusual (a double submit, an expired lease, a paused queue, a gold
+queue, an invalid ranking) is left to the ORM services, which keep the full rules.
+
+The rules kept here are the services' own: a slot is taken only under the task row's lock after
+counting live leases in a fresh statement (app.labeling.service), never the same item twice to
+a labeler (the eligibility test and the (task, user) unique constraint), the session epoch and
+roles checked against the users row in the request's first statement.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, RowMapping
+
+from app.auth.models import User, UserRole
+from app.enums import AssignmentStatus, PIIStatus, Role, TaskKind, TaskStatus
+from app.labeling.models import Assignment, Task
+from app.prompts.models import GuidelineVersion, Prompt, PromptQueue
+from app.quality import metrics
+from app.quality.counters import COLUMNS
+from app.quality.models import LabelerAgreement, QueueAgreement
+from app.rankings.models import Completion, Ranking, RankingEntry
+
+A = Assignment.__table__
+T = Task.__table__
+Q = PromptQueue.__table__
+P = Prompt.__table__
+G = GuidelineVersion.__table__
+C = Completion.__table__
+U = User.__table__
+UR = UserRole.__table__
+RK = Ranking.__table__
+RE = RankingEntry.__table__
+QA = QueueAgreement.__table__
+LA = LabelerAgreement.__table__
+
+LEASED = AssignmentStatus.leased.value
+SUBMITTED = AssignmentStatus.submitted.value
+SKIPPED = AssignmentStatus.skipped.value
+OPEN = TaskStatus.open.value
+MAX_ATTEMPTS = 50
+
+
+@dataclass(frozen=True)
+class SignedInUser:
+    """The signed-in user as the hot path reads it (one row, no ORM): what pages and rules need."""
+
+    id: int
+    username: str
+    display_name: str
+    is_active: bool
+    is_paused: bool
+    session_epoch: int
+    roles: frozenset[Role]
+
+    def has_role(self, *roles: Role) -> bool:
+        """True when the user holds any of `roles`."""
+        return bool(self.roles.intersection(roles))
+
+
+# ---------------------------------------------------------------- the user, in the first statement
+
+_UID = bindparam("uid")
+_ROLE_COLS = [
+    exists().where(UR.c.user_id == U.c.id, UR.c.role == r.value).label(f"role_{r.value}") for r in Role
+]
+_USER_COLS = [
+    U.c.id.label("u_id"), U.c.username.label("u_username"), U.c.display_name.label("u_display_name"),
+    U.c.is_active.label("u_is_active"), U.c.is_paused.label("u_is_paused"),
+    U.c.session_epoch.label("u_epoch"), *_ROLE_COLS,
+]
+USER = select(*_USER_COLS).where(U.c.id == _UID)
+
+
+def user_from(row: RowMapping) -> SignedInUser:
+    """The user columns of a hot-path row (see _USER_COLS)."""
+    return SignedInUser(
+        id=row["u_id"], username=row["u_username"], display_name=row["u_display_name"],
+        is_active=bool(row["u_is_active"]), is_paused=bool(row["u_is_paused"]),
+        session_epoch=row["u_epoch"], roles=frozenset(r for r in Role if row[f"role_{r.value}"]),
+    )
+
+
+def load_user(conn: Connection, uid: int) -> SignedInUser | None:
+    """The user row with its roles (one statement), or None."""
+    row = conn.execute(USER, {"uid": uid}).mappings().first()
+    return user_from(row) if row is not None else None
+
+
+# ---------------------------------------------------------------- a task page (one statement + completions)
+
+PAGE = (
+    select(
+        A.c.id, A.c.user_id, A.c.task_id, A.c.status, A.c.leased_at, A.c.lease_expires_at,
+        A.c.display_order, A.c.draft_text, A.c.draft_saved_at, A.c.guideline_version_id,
+        T.c.kind.label("t_kind"), T.c.status.label("t_status"), T.c.queue_id.label("t_queue_id"),
+        T.c.prompt_id.label("t_prompt_id"), T.c.hint.label("t_hint"), T.c.overlap.label("t_overlap"),
+        T.c.done_count.label("t_done_count"),
+        Q.c.name.label("q_name"), Q.c.is_paused.label("q_is_paused"),
+        P.c.text.label("p_text"),
+        G.c.version.label("g_version"), G.c.body_md.label("g_body_md"),
+        *_USER_COLS,
+    )
+    .select_from(
+        A.join(T, T.c.id == A.c.task_id)
+        .join(Q, Q.c.id == T.c.queue_id)
+        .join(U, U.c.id == _UID)
+        .outerjoin(P, P.c.id == T.c.prompt_id)
+        .outerjoin(G, G.c.id == A.c.guideline_version_id)
+    )
+    .where(A.c.id == bindparam("aid"), A.c.user_id == _UID)
+)
+COMPLETIONS = select(C.c.id, C.c.text).where(C.c.task_id == bindparam("tid"))
+COMPLETION_IDS = select(C.c.id).where(C.c.task_id == bindparam("tid"))
+
+
+def page_row(conn: Connection, uid: int, assignment_id: int) -> RowMapping | None:
+    """The assignment of `uid` with its task, queue, prompt, guideline and the user (or None)."""
+    return conn.execute(PAGE, {"uid": uid, "aid": assignment_id}).mappings().first()
+
+
+def completions(conn: Connection, task_id: int) -> dict[int, str]:
+    """A task's completions: id -> text."""
+    return {r[0]: r[1] for r in conn.execute(COMPLETIONS, {"tid": task_id})}
+
+
+def shown_order(display_order: Sequence[int], ids: Sequence[int]) -> list[int]:
+    """Completion ids in the assignment's display order, any new ones appended (as the service)."""
+    have = set(ids)
+    order = [cid for cid in display_order if cid in have]
+    return order + sorted(cid for cid in have if cid not in set(order))
+
+
+def aware(at: datetime) -> datetime:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- submitting a ranking
+
+LOCK = (
+    select(
+        A.c.id, A.c.user_id, A.c.status, A.c.leased_at, A.c.lease_expires_at, A.c.display_order,
+        A.c.guideline_version_id,
+        T.c.id.label("t_id"), T.c.kind.label("t_kind"), T.c.status.label("t_status"),
+        T.c.overlap.label("t_overlap"), T.c.done_count.label("t_done_count"), T.c.queue_id.label("t_queue_id"),
+        Q.c.is_paused.label("q_is_paused"), Q.c.gold_rate.label("q_gold_rate"),
+        *_USER_COLS,
+    )
+    .select_from(A.join(T, T.c.id == A.c.task_id).join(Q, Q.c.id == T.c.queue_id).join(U, U.c.id == _UID))
+    .where(A.c.id == bindparam("aid"))
+    .with_for_update(of=[T, A])
+)
+FINISH = (
+    update(A)
+    .where(A.c.id == bindparam("aid"))
+    .values(status=SUBMITTED, finished_at=bindparam("now"), time_spent_ms=bindparam("spent"),
+            lease_expires_at=bindparam("now"))
+)
+COUNT_LABEL = (
+    update(T)
+    .where(T.c.id == bindparam("tid"))
+    .values(done_count=bindparam("done"), status=bindparam("status"), completed_at=bindparam("completed"))
+)
+ADD_RANKING = insert(RK).returning(RK.c.id)
+ADD_ENTRIES = insert(RE)
+TASK_RANKINGS = (
+    select(RK.c.id, RK.c.user_id, RE.c.completion_id, RE.c.tier)
+    .join(RE, RE.c.ranking_id == RK.c.id)
+    .where(RK.c.task_id == bindparam("tid"))
+    .order_by(RK.c.id)
+)
+
+
+def lock_row(conn: Connection, uid: int, assignment_id: int) -> RowMapping | None:
+    """Lock the assignment and its task (as lock_assignment does) and read them with the user."""
+    return conn.execute(LOCK, {"uid": uid, "aid": assignment_id}).mappings().first()
+
+
+def store_ranking(
+    conn: Connection, row: RowMapping, user_id: int, shown: list[int], entries: list[dict[str, Any]],
+    all_unacceptable: bool, comment: str, now: datetime,
+) -> int:
+    """Mark the locked assignment submitted, count the label on its task, store the ranking (id)."""
+    spent = max(0, int((now - aware(row["leased_at"])).total_seconds() * 1000))
+    conn.execute(FINISH, {"aid": row["id"], "now": now, "spent": spent})
+    done = row["t_done_count"] + 1
+    full = done >= row["t_overlap"]
+    conn.execute(COUNT_LABEL, {
+        "tid": row["t_id"], "done": done, "status": TaskStatus.done.value if full else row["t_status"],
+        "completed": now if full else None,
+    })
+    ranking_id = int(conn.execute(ADD_RANKING, {
+        "assignment_id": row["id"], "task_id": row["t_id"], "user_id": user_id,
+        "guideline_version_id": row["guideline_version_id"], "display_order": shown,
+        "all_unacceptable": all_unacceptable, "comment": comment, "time_spent_ms": spent, "created_at": now,
+    }).scalar_one())
+    conn.execute(ADD_ENTRIES, [{**e, "ranking_id": ranking_id} for e in entries])
+    return ranking_id
+
+
+def agreement_delta(conn: Connection, task_id: int, ranking_id: int) -> dict[int | None, metrics.Counts]:
+    """What the new ranking adds to its queue's and labelers' agreement (counters.ranking_added)."""
+    by_id: dict[int, tuple[int, dict[int, int]]] = {}
+    for rid, uid, cid, tier in conn.execute(TASK_RANKINGS, {"tid": task_id}):
+        by_id.setdefault(rid, (uid, {}))[1][cid] = tier
+    before = metrics.task_counts([v for rid, v in by_id.items() if rid != ranking_id])
+    after = metrics.task_counts(list(by_id.values()))
+    return metrics.counts_delta(before, after)
+
+
+def _upsert(dialect: Any, table: Any, keys: tuple[str, ...], cols: tuple[str, ...]) -> Any:
+    stmt = dialect.insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in cols}
+    )
+
+
+_LA_COLS = (*COLUMNS, "labels")
+BUMPS = {
+    name: (_upsert(d, QA, ("queue_id",), COLUMNS), _upsert(d, LA, ("queue_id", "user_id"), _LA_COLS))
+    for name, d in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+def _values(counts: Sequence[float]) -> dict[str, float | int]:
+    return {c: float(v) if c == "tau_sum" else int(v) for c, v in zip(COLUMNS, counts, strict=True)}
+
+
+def bump_counters(
+    conn: Connection, queue_id: int, user_id: int, delta: dict[int | None, metrics.Counts]
+) -> None:
+    """Add a ranking's delta to the counter rows: the queue's row first, then labelers by id.
+
+    Called last before the commit: the queue's row is the one every submit of the queue
+    updates, so it is held only for this statement, the labelers' rows and the commit.
+    """
+    queue_bump, labeler_bump = BUMPS[conn.dialect.name]
+    if None in delta:
+        conn.execute(queue_bump, {"queue_id": queue_id, **_values(delta[None])})
+    rows = [
+        {"queue_id": queue_id, "user_id": u, **_values(delta.get(u, metrics.ZERO)), "labels": int(u == user_id)}
+        for u in sorted({k for k in delta if k is not None} | {user_id})
+    ]
+    conn.execute(labeler_bump, rows)
+
+
+# ---------------------------------------------------------------- leasing the next task
+
+_NOW = bindparam("now")
+_QID = bindparam("qid")
+
+
+def _live_lease_of(user: Any) -> Any:
+    return and_(A.c.user_id == user, A.c.status == LEASED, A.c.lease_expires_at > _NOW)
+
+
+_HELD = (
+    select(A.c.id)
+    .join(T, T.c.id == A.c.task_id)
+    .where(_live_lease_of(_UID), T.c.status == OPEN, T.c.queue_id == _QID)
+    .order_by(A.c.leased_at)
+    .limit(1)
+    .scalar_subquery()
+)
+_GOLD = exists().where(Q.c.id == _QID, Q.c.gold_rate > 0, Q.c.is_paused.is_(False))
+HELD_OR_GOLD = select(_HELD.label("held"), _GOLD.label("gold"))
+
+_LIVE_COUNT = (
+    select(func.count(A.c.id)).where(A.c.task_id == T.c.id, A.c.status == LEASED, A.c.lease_expires_at > _NOW)
+    .scalar_subquery()
+)
+_BLOCKED = exists().where(
+    A.c.task_id == T.c.id,
+    A.c.user_id == _UID,
+    or_(A.c.status.in_([SUBMITTED, SKIPPED]), and_(A.c.status == LEASED, A.c.lease_expires_at > _NOW)),
+)
+_SERVABLE = or_(
+    and_(T.c.prompt_id.is_(None), T.c.kind == TaskKind.write_prompt.value),
+    exists().where(
+        P.c.id == T.c.prompt_id,
+        P.c.pii_status.in_([PIIStatus.clear.value, PIIStatus.redacted.value]),
+        or_(P.c.author_id.is_(None), P.c.author_id != _UID),
+    ),
+)
+_LATEST_GUIDELINE = (
+    select(G.c.id).where(G.c.queue_id == T.c.queue_id).order_by(G.c.version.desc()).limit(1).scalar_subquery()
+)
+
+
+def _candidate(skip_locked: bool) -> Any:
+    # The service's eligibility (_eligible) for one queue, walking (queue_id, status, id) in order.
+    return (
+        select(T.c.id, _LATEST_GUIDELINE.label("guideline_id"))
+        .join(Q, Q.c.id == T.c.queue_id)
+        .where(
+            T.c.queue_id == _QID,
+            T.c.status == OPEN,
+            T.c.done_count + _LIVE_COUNT < T.c.overlap,
+            not_(_BLOCKED),
+            _SERVABLE,
+            Q.c.is_paused.is_(False),
+            T.c.is_gold.is_(False),
+            T.c.id.not_in(bindparam("skip", expanding=True)),
+        )
+        .order_by(T.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=skip_locked, of=T)
+    )
+
+
+CANDIDATE = {True: _candidate(True), False: _candidate(False)}
+_MINE = (
+    select(A.c.id).where(A.c.task_id == T.c.id, A.c.user_id == _UID).scalar_subquery()
+)
+_EXPIRED = exists().where(A.c.task_id == T.c.id, A.c.status == LEASED, A.c.lease_expires_at <= _NOW)
+# A fresh statement after the lock: it sees every lease committed before the lock was granted.
+FREE = select(
+    (T.c.overlap - T.c.done_count - _LIVE_COUNT).label("free"), T.c.status, _MINE.label("mine"),
+    _EXPIRED.label("expired"),
+).where(T.c.id == bindparam("tid"))
+EXPIRE = (
+    update(A)
+    .where(A.c.task_id == bindparam("tid"), A.c.status == LEASED, A.c.lease_expires_at <= _NOW)
+    .values(status=AssignmentStatus.expired.value)
+)
+NEW_LEASE = insert(A).returning(A.c.id)
+REVIVE = (
+    update(A)
+    .where(A.c.id == bindparam("aid"))
+    .values(status=LEASED, leased_at=_NOW, lease_expires_at=bindparam("expires"),
+            guideline_version_id=bindparam("gid"))
+)
+
+
+def held_or_gold(conn: Connection, uid: int, queue_id: int, now: datetime) -> tuple[int | None, bool]:
+    """The user's live lease in the queue (to resume), and whether the queue serves gold items."""
+    held, gold = conn.execute(HELD_OR_GOLD, {"uid": uid, "qid": queue_id, "now": now}).one()
+    return held, bool(gold)
+
+
+def lease_next(conn: Connection, uid: int, queue_id: int, now: datetime, lease_s: float) -> int | None:
+    """Lease a slot of the queue's oldest eligible task (service.next_task's loop); the id or None.
+
+    Call it after held_or_gold found no live lease and no gold to serve.
+    """
+    pg = conn.dialect.name == "postgresql"
+    tried: list[int] = []
+    for skip_locked in (True, False) if pg else (False,):
+        for _ in range(MAX_ATTEMPTS):
+            found = conn.execute(CANDIDATE[skip_locked], {"uid": uid, "qid": queue_id, "now": now, "skip": tried})
+            cand = found.first()
+            if cand is None:
+                break
+            task_id, guideline_id = cand
+            free = conn.execute(FREE, {"tid": task_id, "uid": uid, "now": now}).mappings().one()
+            if free["status"] == OPEN and free["free"] > 0:
+                return _lease(conn, uid, task_id, guideline_id, free, now, lease_s)
+            tried.append(task_id)
+    return None
+
+
+def _lease(
+    conn: Connection, uid: int, task_id: int, guideline_id: int | None, free: RowMapping, now: datetime,
+    lease_s: float,
+) -> int:
+    """Create (or revive the user's own expired) assignment on a locked task with a free slot."""
+    expires = now + timedelta(seconds=lease_s)
+    if free["expired"]:
+        conn.execute(EXPIRE, {"tid": task_id, "now": now})  # bookkeeping, as service._lease
+    if free["mine"] is not None:
+        conn.execute(REVIVE, {"aid": free["mine"], "now": now, "expires": expires, "gid": guideline_id})
+        return int(free["mine"])
+    order = list(conn.execute(COMPLETION_IDS, {"tid": task_id}).scalars())
+    random.SystemRandom().shuffle(order)
+    return int(conn.execute(NEW_LEASE, {
+        "task_id": task_id, "user_id": uid, "display_order": order, "status": LEASED, "leased_at": now,
+        "lease_expires_at": expires, "guideline_version_id": guideline_id, "draft_text": "",
+        "skip_reason": "", "time_spent_ms": 0,
+    }).scalar_one())
