@@ -278,7 +278,9 @@ def run_level(
     return merged, elapsed, ws.tree_cpu_seconds(server_pid) - cpu0
 
 
-def profile_snapshot(folder: Path | None, target: ws.Target) -> tuple[dict[str, list[float]], dict[int, float]]:
+def profile_snapshot(
+    folder: Path | None, target: ws.Target
+) -> tuple[dict[str, list[float]], dict[int, float]]:
     """Per-route counters summed over the server's workers, and PostgreSQL backend CPU seconds."""
     if folder is None:
         return {}, {}
@@ -361,6 +363,7 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[str]:
             for c in levels:
                 load0 = os.getloadavg()[0]
                 before = profile_snapshot(profile_dir, target)
+                print(f"[{backend}] C={c} running {args.seconds:.0f} s (server pid {proc.pid})", flush=True)
                 res, secs, server_cpu = run_level(port, proc.pid, sessions[:c], seeded, args)
                 after = profile_snapshot(profile_dir, target)
                 acked_r.update(res.rankings)

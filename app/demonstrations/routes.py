@@ -20,7 +20,7 @@ from app.labeling.routes import advance, render_task
 router = APIRouter()
 
 
-@router.post("/label/a/{assignment_id}/demonstration", response_class=HTMLResponse)
+@router.post("/label/a/{assignment_id:int}/demonstration", response_class=HTMLResponse)
 async def submit(request: Request, units: fast.UnitsDep, claim: LabelerClaim, assignment_id: int,
                  text: Annotated[str, Form()] = "") -> Response:
     """Store the demonstration, then lease the next task; a problem re-shows the page, text kept."""

@@ -14,6 +14,7 @@ every rule of the services still holds there.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -34,11 +35,12 @@ from app.enums import AssignmentStatus, Role, TaskKind
 from app.errors import Forbidden, NotAuthenticated
 from app.labeling import hotpath
 from app.labeling.hotpath import SignedInUser
-from app.queueing import relay_committed
+from app.queueing import OUTBOX_KEY, relay
 
 # SQLite serializes writers on a file lock whose waiters poll with growing sleeps; within one
 # process a plain lock hands the write turn over without those sleeps.
 _SQLITE_WRITER = threading.Lock()
+log = logging.getLogger("app")
 _FINISHED = (AssignmentStatus.submitted.value, AssignmentStatus.skipped.value)
 
 
@@ -81,11 +83,23 @@ def unit(*, write: bool) -> Iterator[Unit]:
                 if u.used_session is not None:
                     u.used_session.flush()
             if u.used_session is not None:
-                relay_committed(u.used_session)  # tasks recorded in the outbox go to the broker now
+                _after_commit(u.used_session)
         finally:
             if u.used_session is not None:
                 u.used_session.close()
             conn.close()
+
+
+def _after_commit(db: Session) -> None:
+    """What a session does after its commit, for a session whose connection committed instead:
+    run its after-commit hooks (enqueue_after_commit) and relay the outbox messages it recorded."""
+    db.dispatch.after_commit(db)
+    ids = db.info.pop(OUTBOX_KEY, None)
+    if ids:
+        try:
+            relay(ids)
+        except Exception:
+            log.exception("outbox relay after commit failed; the scheduled relay will retry")
 
 
 Units = Callable[..., AbstractContextManager[Unit]]
@@ -123,7 +137,8 @@ def orm_work(request: Request, u: Unit, claim: Claim, work: Callable[[Session, U
 
 
 def orm_route(
-    request: Request, units: Units, claim: Claim, work: Callable[[Session, User], Response], *, write: bool = True
+    request: Request, units: Units, claim: Claim, work: Callable[[Session, User], Response], *,
+    write: bool = True,
 ) -> Response:
     """A labeler route through the ORM services, in one thread hop and one transaction."""
     with units(write=write) as u:
@@ -144,8 +159,7 @@ def show_task(request: Request, units: Units, claim: Claim, assignment_id: int) 
             return orm_work(request, u, claim, lambda db, user: render_task(
                 request, pages.task_page(db, user, assignment_id)))
         checked(request, claim, hotpath.user_from(row))
-        texts = hotpath.completions(u.conn, row["task_id"])
-    page = _page(row, texts)
+    page = _page(row, {int(cid): str(body) for cid, body in row["completions"] or []})
     draft = None
     if row["t_kind"] == TaskKind.ranking.value:
         from app.rankings.schemas import from_draft
@@ -158,7 +172,8 @@ def _plain_view(row: RowMapping) -> bool:
     """True when the page needs no lease check: finished, or live and nothing paused."""
     if row["status"] in _FINISHED:
         return True
-    live = row["status"] == AssignmentStatus.leased.value and hotpath.aware(row["lease_expires_at"]) > utcnow()
+    leased = row["status"] == AssignmentStatus.leased.value
+    live = leased and hotpath.aware(row["lease_expires_at"]) > utcnow()
     return live and not row["u_is_paused"] and not row["q_is_paused"]
 
 
@@ -210,8 +225,11 @@ def submit_ranking(
         if row is None or row["user_id"] != claim.uid or not _plain_submit(row, now):
             return orm_work(request, u, claim, slow)
         user = checked(request, claim, hotpath.user_from(row))
-        ids = list(conn.execute(hotpath.COMPLETION_IDS, {"tid": row["t_id"]}).scalars())
-        shown = hotpath.shown_order(row["display_order"] or [], ids)
+        shown = list(row["display_order"] or [])
+        if len(set(shown)) != len(shown) or len(shown) != row["t_k"]:
+            # The stored order was made from the task's completions; recheck it when counts differ.
+            ids = list(conn.execute(hotpath.COMPLETION_IDS, {"tid": row["t_id"]}).scalars())
+            shown = hotpath.shown_order(shown, ids)
         keys = {letter(i): cid for i, cid in enumerate(shown)}
         if check_against(sub, list(keys), len(shown)):
             return orm_work(request, u, claim, slow)
@@ -221,9 +239,9 @@ def submit_ranking(
              "flags": list(sub.entries[key].flags), "comment": sub.entries[key].comment.strip()}
             for key, cid in keys.items()
         ]
-        rid = hotpath.store_ranking(conn, row, user.id, shown, entries, sub.all_unacceptable,
-                                    sub.comment.strip(), now)
-        delta = hotpath.agreement_delta(conn, row["t_id"], rid)
+        rid, rows = hotpath.store_ranking(conn, row, user.id, shown, entries, sub.all_unacceptable,
+                                          sub.comment.strip(), now)
+        delta = hotpath.agreement_delta(rows, rid)
         nxt = _next(u, user, row["t_queue_id"], now)
         hotpath.bump_counters(conn, row["t_queue_id"], user.id, delta)
     return _advance(request, nxt, "Ranking saved.", go)
@@ -259,7 +277,9 @@ def _next(u: Unit, user: SignedInUser, queue_id: int, now: datetime) -> int | No
     return hotpath.lease_next(u.conn, user.id, queue_id, now, get_settings().lease_seconds)
 
 
-def _advance(request: Request, nxt: int | None, message: str, go: Callable[[Request, str], Response]) -> Response:
+def _advance(
+    request: Request, nxt: int | None, message: str, go: Callable[[Request, str], Response]
+) -> Response:
     """As routes.advance: flash and go to the next task, or home when there is none."""
     if nxt is None:
         request.session["flash"] = f"{message} There is nothing more for you in this queue right now."

@@ -16,6 +16,7 @@ roles checked against the users row in the request's first statement.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    BindParameter,
+    Table,
     and_,
     bindparam,
     exists,
@@ -31,6 +35,8 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -45,18 +51,18 @@ from app.quality.counters import COLUMNS
 from app.quality.models import LabelerAgreement, QueueAgreement
 from app.rankings.models import Completion, Ranking, RankingEntry
 
-A = Assignment.__table__
-T = Task.__table__
-Q = PromptQueue.__table__
-P = Prompt.__table__
-G = GuidelineVersion.__table__
-C = Completion.__table__
-U = User.__table__
-UR = UserRole.__table__
-RK = Ranking.__table__
-RE = RankingEntry.__table__
-QA = QueueAgreement.__table__
-LA = LabelerAgreement.__table__
+A: Table = Assignment.__table__  # type: ignore[assignment]
+T: Table = Task.__table__  # type: ignore[assignment]
+Q: Table = PromptQueue.__table__  # type: ignore[assignment]
+P: Table = Prompt.__table__  # type: ignore[assignment]
+G: Table = GuidelineVersion.__table__  # type: ignore[assignment]
+C: Table = Completion.__table__  # type: ignore[assignment]
+U: Table = User.__table__  # type: ignore[assignment]
+UR: Table = UserRole.__table__  # type: ignore[assignment]
+RK: Table = Ranking.__table__  # type: ignore[assignment]
+RE: Table = RankingEntry.__table__  # type: ignore[assignment]
+QA: Table = QueueAgreement.__table__  # type: ignore[assignment]
+LA: Table = LabelerAgreement.__table__  # type: ignore[assignment]
 
 LEASED = AssignmentStatus.leased.value
 SUBMITTED = AssignmentStatus.submitted.value
@@ -84,7 +90,7 @@ class SignedInUser:
 
 # ---------------------------------------------------------------- the user, in the first statement
 
-_UID = bindparam("uid")
+_UID: BindParameter[Any] = bindparam("uid")
 _ROLE_COLS = [
     exists().where(UR.c.user_id == U.c.id, UR.c.role == r.value).label(f"role_{r.value}") for r in Role
 ]
@@ -113,39 +119,48 @@ def load_user(conn: Connection, uid: int) -> SignedInUser | None:
 
 # ---------------------------------------------------------------- a task page (one statement + completions)
 
-PAGE = (
-    select(
-        A.c.id, A.c.user_id, A.c.task_id, A.c.status, A.c.leased_at, A.c.lease_expires_at,
-        A.c.display_order, A.c.draft_text, A.c.draft_saved_at, A.c.guideline_version_id,
-        T.c.kind.label("t_kind"), T.c.status.label("t_status"), T.c.queue_id.label("t_queue_id"),
-        T.c.prompt_id.label("t_prompt_id"), T.c.hint.label("t_hint"), T.c.overlap.label("t_overlap"),
-        T.c.done_count.label("t_done_count"),
-        Q.c.name.label("q_name"), Q.c.is_paused.label("q_is_paused"),
-        P.c.text.label("p_text"),
-        G.c.version.label("g_version"), G.c.body_md.label("g_body_md"),
-        *_USER_COLS,
+def _pairs_of_task(dialect: str) -> Any:
+    """[[completion id, text], ...] of the task as one JSON value (an aggregate per dialect)."""
+    if dialect == "postgresql":
+        agg = func.json_agg(func.json_build_array(C.c.id, C.c.text))
+    else:
+        agg = func.json_group_array(func.json_array(C.c.id, C.c.text))
+    return type_coerce(select(agg).where(C.c.task_id == T.c.id).scalar_subquery(), JSON)
+
+
+def _page(dialect: str) -> Any:
+    return (
+        select(
+            A.c.id, A.c.user_id, A.c.task_id, A.c.status, A.c.leased_at, A.c.lease_expires_at,
+            A.c.display_order, A.c.draft_text, A.c.draft_saved_at, A.c.guideline_version_id,
+            T.c.kind.label("t_kind"), T.c.status.label("t_status"), T.c.queue_id.label("t_queue_id"),
+            T.c.prompt_id.label("t_prompt_id"), T.c.hint.label("t_hint"), T.c.overlap.label("t_overlap"),
+            T.c.done_count.label("t_done_count"),
+            Q.c.name.label("q_name"), Q.c.is_paused.label("q_is_paused"),
+            P.c.text.label("p_text"),
+            G.c.version.label("g_version"), G.c.body_md.label("g_body_md"),
+            _pairs_of_task(dialect).label("completions"),
+            *_USER_COLS,
+        )
+        .select_from(
+            A.join(T, T.c.id == A.c.task_id)
+            .join(Q, Q.c.id == T.c.queue_id)
+            .join(U, U.c.id == _UID)
+            .outerjoin(P, P.c.id == T.c.prompt_id)
+            .outerjoin(G, G.c.id == A.c.guideline_version_id)
+        )
+        .where(A.c.id == bindparam("aid"), A.c.user_id == _UID)
     )
-    .select_from(
-        A.join(T, T.c.id == A.c.task_id)
-        .join(Q, Q.c.id == T.c.queue_id)
-        .join(U, U.c.id == _UID)
-        .outerjoin(P, P.c.id == T.c.prompt_id)
-        .outerjoin(G, G.c.id == A.c.guideline_version_id)
-    )
-    .where(A.c.id == bindparam("aid"), A.c.user_id == _UID)
-)
-COMPLETIONS = select(C.c.id, C.c.text).where(C.c.task_id == bindparam("tid"))
+
+
+PAGE = {d: _page(d) for d in ("postgresql", "sqlite")}
 COMPLETION_IDS = select(C.c.id).where(C.c.task_id == bindparam("tid"))
 
 
 def page_row(conn: Connection, uid: int, assignment_id: int) -> RowMapping | None:
-    """The assignment of `uid` with its task, queue, prompt, guideline and the user (or None)."""
-    return conn.execute(PAGE, {"uid": uid, "aid": assignment_id}).mappings().first()
-
-
-def completions(conn: Connection, task_id: int) -> dict[int, str]:
-    """A task's completions: id -> text."""
-    return {r[0]: r[1] for r in conn.execute(COMPLETIONS, {"tid": task_id})}
+    """The assignment of `uid` with its task, queue, prompt, guideline, completions ("completions":
+    [[id, text], ...]) and the user, in one statement (or None)."""
+    return conn.execute(PAGE[conn.dialect.name], {"uid": uid, "aid": assignment_id}).mappings().first()
 
 
 def shown_order(display_order: Sequence[int], ids: Sequence[int]) -> list[int]:
@@ -167,8 +182,10 @@ LOCK = (
         A.c.id, A.c.user_id, A.c.status, A.c.leased_at, A.c.lease_expires_at, A.c.display_order,
         A.c.guideline_version_id,
         T.c.id.label("t_id"), T.c.kind.label("t_kind"), T.c.status.label("t_status"),
-        T.c.overlap.label("t_overlap"), T.c.done_count.label("t_done_count"), T.c.queue_id.label("t_queue_id"),
-        Q.c.is_paused.label("q_is_paused"), Q.c.gold_rate.label("q_gold_rate"),
+        T.c.overlap.label("t_overlap"), T.c.done_count.label("t_done_count"),
+        T.c.queue_id.label("t_queue_id"),
+        Q.c.is_paused.label("q_is_paused"),
+        select(func.count(C.c.id)).where(C.c.task_id == T.c.id).scalar_subquery().label("t_k"),
         *_USER_COLS,
     )
     .select_from(A.join(T, T.c.id == A.c.task_id).join(Q, Q.c.id == T.c.queue_id).join(U, U.c.id == _UID))
@@ -201,32 +218,75 @@ def lock_row(conn: Connection, uid: int, assignment_id: int) -> RowMapping | Non
     return conn.execute(LOCK, {"uid": uid, "aid": assignment_id}).mappings().first()
 
 
+# PostgreSQL: the four writes of a submit and the read of the task's other rankings in one
+# statement (data-modifying CTEs; the final SELECT sees the rankings committed before the lock).
+STORE_PG = text("""
+WITH fin AS (
+  UPDATE assignments SET status = 'submitted', finished_at = :now, time_spent_ms = :spent,
+         lease_expires_at = :now
+  WHERE id = :aid
+), cnt AS (
+  UPDATE tasks SET done_count = :done, status = :status, completed_at = :completed WHERE id = :tid
+), rk AS (
+  INSERT INTO rankings (assignment_id, task_id, user_id, guideline_version_id, display_order,
+                        all_unacceptable, comment, time_spent_ms, created_at)
+  VALUES (:aid, :tid, :uid, :gid, CAST(:display_order AS JSON), :all_unacceptable, :comment, :spent, :now)
+  RETURNING id
+), ent AS (
+  INSERT INTO ranking_entries (ranking_id, completion_id, tier, likert, flags, comment)
+  SELECT rk.id, e.completion_id, e.tier, e.likert, COALESCE(e.flags, '[]'::json), e.comment
+  FROM rk, json_to_recordset(CAST(:entries AS JSON))
+       AS e(completion_id int, tier int, likert int, flags json, comment text)
+)
+SELECT rk.id,
+       (SELECT json_agg(json_build_array(r.id, r.user_id, re.completion_id, re.tier))
+        FROM rankings r JOIN ranking_entries re ON re.ranking_id = r.id WHERE r.task_id = :tid) AS others
+FROM rk
+""")
+
+
 def store_ranking(
     conn: Connection, row: RowMapping, user_id: int, shown: list[int], entries: list[dict[str, Any]],
     all_unacceptable: bool, comment: str, now: datetime,
-) -> int:
-    """Mark the locked assignment submitted, count the label on its task, store the ranking (id)."""
+) -> tuple[int, list[tuple[int, int, int, int]]]:
+    """Mark the locked assignment submitted, count the label on its task and store the ranking.
+
+    Returns the ranking id and every ranking entry of the task, the new one's included, as
+    (ranking id, user id, completion id, tier), for the agreement counters.
+    """
     spent = max(0, int((now - aware(row["leased_at"])).total_seconds() * 1000))
-    conn.execute(FINISH, {"aid": row["id"], "now": now, "spent": spent})
     done = row["t_done_count"] + 1
     full = done >= row["t_overlap"]
-    conn.execute(COUNT_LABEL, {
-        "tid": row["t_id"], "done": done, "status": TaskStatus.done.value if full else row["t_status"],
-        "completed": now if full else None,
-    })
-    ranking_id = int(conn.execute(ADD_RANKING, {
-        "assignment_id": row["id"], "task_id": row["t_id"], "user_id": user_id,
-        "guideline_version_id": row["guideline_version_id"], "display_order": shown,
-        "all_unacceptable": all_unacceptable, "comment": comment, "time_spent_ms": spent, "created_at": now,
-    }).scalar_one())
-    conn.execute(ADD_ENTRIES, [{**e, "ranking_id": ranking_id} for e in entries])
-    return ranking_id
+    task = {"tid": row["t_id"], "done": done, "status": TaskStatus.done.value if full else row["t_status"],
+            "completed": now if full else None}
+    ranking = {"aid": row["id"], "uid": user_id, "gid": row["guideline_version_id"], "now": now,
+               "spent": spent, "all_unacceptable": all_unacceptable, "comment": comment}
+    if conn.dialect.name == "postgresql":
+        rid, others = conn.execute(STORE_PG, {
+            **task, **ranking, "display_order": json.dumps(shown), "entries": json.dumps(entries),
+        }).one()
+        rows = [tuple(r) for r in others or []]
+    else:
+        conn.execute(FINISH, {"aid": row["id"], "now": now, "spent": spent})
+        conn.execute(COUNT_LABEL, task)
+        rid = int(conn.execute(ADD_RANKING, {
+            "assignment_id": row["id"], "task_id": row["t_id"], "user_id": user_id,
+            "guideline_version_id": row["guideline_version_id"], "display_order": shown,
+            "all_unacceptable": all_unacceptable, "comment": comment, "time_spent_ms": spent,
+            "created_at": now,
+        }).scalar_one())
+        rows = [tuple(r) for r in conn.execute(TASK_RANKINGS, {"tid": row["t_id"]})]
+        conn.execute(ADD_ENTRIES, [{**e, "ranking_id": rid} for e in entries])
+    rows += [(rid, user_id, e["completion_id"], e["tier"]) for e in entries]
+    return int(rid), rows
 
 
-def agreement_delta(conn: Connection, task_id: int, ranking_id: int) -> dict[int | None, metrics.Counts]:
+def agreement_delta(
+    rows: list[tuple[int, int, int, int]], ranking_id: int
+) -> dict[int | None, metrics.Counts]:
     """What the new ranking adds to its queue's and labelers' agreement (counters.ranking_added)."""
     by_id: dict[int, tuple[int, dict[int, int]]] = {}
-    for rid, uid, cid, tier in conn.execute(TASK_RANKINGS, {"tid": task_id}):
+    for rid, uid, cid, tier in sorted(rows, key=lambda r: r[0]):
         by_id.setdefault(rid, (uid, {}))[1][cid] = tier
     before = metrics.task_counts([v for rid, v in by_id.items() if rid != ranking_id])
     after = metrics.task_counts(list(by_id.values()))
@@ -263,7 +323,8 @@ def bump_counters(
     if None in delta:
         conn.execute(queue_bump, {"queue_id": queue_id, **_values(delta[None])})
     rows = [
-        {"queue_id": queue_id, "user_id": u, **_values(delta.get(u, metrics.ZERO)), "labels": int(u == user_id)}
+        {"queue_id": queue_id, "user_id": u, **_values(delta.get(u, metrics.ZERO)),
+         "labels": int(u == user_id)}
         for u in sorted({k for k in delta if k is not None} | {user_id})
     ]
     conn.execute(labeler_bump, rows)
@@ -271,8 +332,8 @@ def bump_counters(
 
 # ---------------------------------------------------------------- leasing the next task
 
-_NOW = bindparam("now")
-_QID = bindparam("qid")
+_NOW: BindParameter[Any] = bindparam("now")
+_QID: BindParameter[Any] = bindparam("qid")
 
 
 def _live_lease_of(user: Any) -> Any:
@@ -339,10 +400,16 @@ _MINE = (
 )
 _EXPIRED = exists().where(A.c.task_id == T.c.id, A.c.status == LEASED, A.c.lease_expires_at <= _NOW)
 # A fresh statement after the lock: it sees every lease committed before the lock was granted.
-FREE = select(
-    (T.c.overlap - T.c.done_count - _LIVE_COUNT).label("free"), T.c.status, _MINE.label("mine"),
-    _EXPIRED.label("expired"),
-).where(T.c.id == bindparam("tid"))
+def _free(dialect: str) -> Any:
+    agg = func.json_agg(C.c.id) if dialect == "postgresql" else func.json_group_array(C.c.id)
+    ids = type_coerce(select(agg).where(C.c.task_id == T.c.id).scalar_subquery(), JSON)
+    return select(
+        (T.c.overlap - T.c.done_count - _LIVE_COUNT).label("free"), T.c.status, _MINE.label("mine"),
+        _EXPIRED.label("expired"), ids.label("completion_ids"),
+    ).where(T.c.id == bindparam("tid"))
+
+
+FREE = {d: _free(d) for d in ("postgresql", "sqlite")}
 EXPIRE = (
     update(A)
     .where(A.c.task_id == bindparam("tid"), A.c.status == LEASED, A.c.lease_expires_at <= _NOW)
@@ -372,12 +439,13 @@ def lease_next(conn: Connection, uid: int, queue_id: int, now: datetime, lease_s
     tried: list[int] = []
     for skip_locked in (True, False) if pg else (False,):
         for _ in range(MAX_ATTEMPTS):
-            found = conn.execute(CANDIDATE[skip_locked], {"uid": uid, "qid": queue_id, "now": now, "skip": tried})
-            cand = found.first()
+            params = {"uid": uid, "qid": queue_id, "now": now, "skip": tried}
+            cand = conn.execute(CANDIDATE[skip_locked], params).first()
             if cand is None:
                 break
             task_id, guideline_id = cand
-            free = conn.execute(FREE, {"tid": task_id, "uid": uid, "now": now}).mappings().one()
+            params = {"tid": task_id, "uid": uid, "now": now}
+            free = conn.execute(FREE[conn.dialect.name], params).mappings().one()
             if free["status"] == OPEN and free["free"] > 0:
                 return _lease(conn, uid, task_id, guideline_id, free, now, lease_s)
             tried.append(task_id)
@@ -395,7 +463,7 @@ def _lease(
     if free["mine"] is not None:
         conn.execute(REVIVE, {"aid": free["mine"], "now": now, "expires": expires, "gid": guideline_id})
         return int(free["mine"])
-    order = list(conn.execute(COMPLETION_IDS, {"tid": task_id}).scalars())
+    order = [int(cid) for cid in free["completion_ids"] or []]
     random.SystemRandom().shuffle(order)
     return int(conn.execute(NEW_LEASE, {
         "task_id": task_id, "user_id": uid, "display_order": order, "status": LEASED, "leased_at": now,

@@ -117,7 +117,9 @@ async def take_next(
     return await run_in_threadpool(fast.orm_route, request, units, claim, work)
 
 
-@router.get("/label/a/{assignment_id}", response_class=HTMLResponse)
+# The one-hop routes match only numeric ids: their role check runs in the route's transaction,
+# after FastAPI validates parameters, so a malformed id is simply no page (404) for everyone.
+@router.get("/label/a/{assignment_id:int}", response_class=HTMLResponse)
 async def task(request: Request, units: fast.UnitsDep, claim: LabelerClaim, assignment_id: int) -> Response:
     """The task page for one of the user's assignments (one thread hop, app.labeling.fast)."""
     return await run_in_threadpool(fast.show_task, request, units, claim, assignment_id)

@@ -29,7 +29,7 @@ async def ranking_form(request: Request) -> RankingIn:
     return parse_ranking_form({k: [v for v in form.getlist(k) if isinstance(v, str)] for k in form})
 
 
-@router.post("/label/a/{assignment_id}/ranking", response_class=HTMLResponse)
+@router.post("/label/a/{assignment_id:int}/ranking", response_class=HTMLResponse)
 async def submit(request: Request, units: fast.UnitsDep, claim: LabelerClaim, assignment_id: int,
                  sub: Annotated[RankingIn, Depends(ranking_form)]) -> Response:
     """Store the ranking, then lease the next task; a problem re-shows the page as it was sent.
