@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     db_max_overflow: int = 20
     # Behind PgBouncer in transaction mode a connection may change server between transactions,
     # so psycopg must not keep server-side prepared statements (prepare_threshold=None).
+    # The labeler's Core hot path (app.labeling.hotpath); false: the same one-hop routes run the
+    # ORM services only (for before/after comparisons and as a fallback).
+    web_hot_path: bool = True
     db_pgbouncer: bool = Field(
         default=False, description="DATABASE_URL points at PgBouncer (transaction mode)"
     )

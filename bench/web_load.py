@@ -343,7 +343,8 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[str]:
             overlap=args.overlap,
         )
         print(f"[{backend}] seeded in {time.monotonic() - t:.1f} s", flush=True)
-        workers = args.workers
+        # SQLite is the embedded default, served by one process (`rlhf dev`); PostgreSQL by two.
+        workers = args.workers or (1 if backend == "sqlite" else 2)
         pool, overflow = args.pool_size, args.max_overflow
         env = ws.server_env(target, pool, overflow)
         root = Path(args.server_root).resolve()
@@ -377,7 +378,8 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[str]:
                     f"{pct(res.submit_ms, 95):6.1f}/{pct(res.submit_ms, 99):6.1f} ms  "
                     f"demos {len(res.demos):4d}  "
                     f"errors {errs} (locked {res.locked})  client CPU {res.cpu_s / args.seconds:4.2f} cores  "
-                    f"server CPU {server_cpu / secs:4.2f} cores  load {load0:.1f}"
+                    f"server CPU {server_cpu / secs:4.2f} cores ({workers} worker"
+                    f"{'s' if workers > 1 else ''})  load {load0:.1f}"
                 )
                 print(lines[-1], flush=True)
                 if profile_dir is not None:
@@ -411,7 +413,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-cycles", type=int, default=6000, help="cycles per level at most")
     p.add_argument("--demo-fraction", type=float, default=0.05)
     p.add_argument("--overlap", type=int, default=3)
-    p.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
+    p.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "0")),
+                   help="uvicorn workers (default: 2 on PostgreSQL, 1 on SQLite as `rlhf dev` runs it)")
     p.add_argument("--pool-size", type=int, default=10)
     p.add_argument("--max-overflow", type=int, default=30)
     p.add_argument("--clients", type=int, default=2, help="generator processes")
@@ -431,7 +434,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     print(
         f"web load: levels {args.levels}, {args.seconds:.0f} s each (at most {args.max_cycles} cycles), "
-        f"uvicorn --workers {args.workers}, pool {args.pool_size}+{args.max_overflow}, "
+        f"uvicorn --workers {args.workers or '2 (PostgreSQL) / 1 (SQLite)'}, "
+        f"pool {args.pool_size}+{args.max_overflow}, "
         f"{args.clients} client processes, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
         flush=True,
     )

@@ -154,7 +154,7 @@ def show_task(request: Request, units: Units, claim: Claim, assignment_id: int) 
     from app.labeling.routes import render_task
 
     with units(write=False) as u:
-        row = hotpath.page_row(u.conn, claim.uid, assignment_id)
+        row = hotpath.page_row(u.conn, claim.uid, assignment_id) if get_settings().web_hot_path else None
         if row is None or not _plain_view(row):
             return orm_work(request, u, claim, lambda db, user: render_task(
                 request, pages.task_page(db, user, assignment_id)))
@@ -221,7 +221,7 @@ def submit_ranking(
     now = utcnow()
     with units(write=True) as u:
         conn = u.conn
-        row = hotpath.lock_row(conn, claim.uid, assignment_id)
+        row = hotpath.lock_row(conn, claim.uid, assignment_id) if get_settings().web_hot_path else None
         if row is None or row["user_id"] != claim.uid or not _plain_submit(row, now):
             return orm_work(request, u, claim, slow)
         user = checked(request, claim, hotpath.user_from(row))
