@@ -12,6 +12,9 @@ The rules kept here are the services' own: a slot is taken only under the task r
 counting live leases in a fresh statement (app.labeling.service), never the same item twice to
 a labeler (the eligibility test and the (task, user) unique constraint), the session epoch and
 roles checked against the users row in the request's first statement.
+
+One file past 400 lines on purpose: every hot-path statement side by side, so that a change to a
+rule they copy from the services (eligibility, leasing, counters) is made to all of them at once.
 """
 
 from __future__ import annotations
