@@ -22,10 +22,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages the suite drives: Chromium for the pages, docker-compose to check the compose file.
+# Debian packages the suite drives: Chromium for the pages, docker-compose to check the compose file,
+# PgBouncer for the two-web-process test.
 system-deps:
-	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v docker-compose >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver docker-compose >/dev/null; \
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v docker-compose >/dev/null \
+		|| ! test -x /usr/sbin/pgbouncer; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver docker-compose pgbouncer >/dev/null; \
 	fi
 
 run: $(STAMP)

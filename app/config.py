@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     gold_min_items: int = Field(default=3, ge=1, description="gold items seen before accuracy counts")
     db_pool_size: int = 10
     db_max_overflow: int = 20
+    # Behind PgBouncer in transaction mode a connection may change server between transactions,
+    # so psycopg must not keep server-side prepared statements (prepare_threshold=None).
+    # The labeler's Core hot path (app.labeling.hotpath); false: the same one-hop routes run the
+    # ORM services only (for before/after comparisons and as a fallback).
+    web_hot_path: bool = True
+    db_pgbouncer: bool = Field(
+        default=False, description="DATABASE_URL points at PgBouncer (transaction mode)"
+    )
     sqlite_busy_timeout_ms: int = 15_000
     # Training rounds: a running round stamps a heartbeat; one silent for run_stale_after_s is failed
     # by the reaper, which beat runs every reap_every_s (so a dead worker shows within their sum).

@@ -74,6 +74,7 @@ def make_engine(settings: Settings) -> Engine:
         pool_pre_ping=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        connect_args={"prepare_threshold": None} if settings.db_pgbouncer else {},
     )
 
 

@@ -202,8 +202,10 @@ def _forget_expired_user(request: Request) -> None:
     """Drop a signed-in user whose row a failed commit expired (it cannot be reloaded any more)."""
     from sqlalchemy import inspect
 
+    from app.auth.models import User
+
     user = getattr(request.state, "user", None)
-    if user is not None:
+    if isinstance(user, User):  # the one-hop routes' SignedInUser is a plain record
         state = inspect(user)
         if state.expired_attributes or "role_rows" in state.unloaded:
             request.state.user = None

@@ -2,6 +2,8 @@
 
     python -m bench.web_load                       # PostgreSQL and SQLite, C = 1, 8, 32, 64
     python -m bench.web_load --backends postgresql --levels 32 --seconds 20
+    python -m bench.web_load --profile --levels 32      # statements and CPU per cycle and per request
+    python -m bench.web_load --server-root /other/checkout   # serve another checkout's app
 
 Each simulated labeler is a distinct signed-in user with its own keep-alive connection
 (raw http.client: parsing is a regex, so the generator stays light). It loops: GET its ranking
@@ -19,14 +21,17 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import multiprocessing as mp
 import os
 import random
 import re
 import resource
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,6 +41,7 @@ CSRF = re.compile(rb'<meta name="csrf-token" content="([^"]+)"')
 TIER = re.compile(rb'name="tier_([A-Z]+)"')
 FLAG_KEYS = ("hallucination", "harmful_advice")
 LOCKED = b"database is locked"
+PROFILED = Path(__file__).resolve().parent / "profiled"  # holds rlhf_profiled.py (--profile)
 
 
 @dataclass
@@ -272,6 +278,54 @@ def run_level(
     return merged, elapsed, ws.tree_cpu_seconds(server_pid) - cpu0
 
 
+def profile_snapshot(
+    folder: Path | None, target: ws.Target
+) -> tuple[dict[str, list[float]], dict[int, float]]:
+    """Per-route counters summed over the server's workers, and PostgreSQL backend CPU seconds."""
+    if folder is None:
+        return {}, {}
+    time.sleep(0.6)  # the workers write their counters every 0.25 s
+    routes: dict[str, list[float]] = {}
+    for f in folder.glob("*.json"):
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        for key, row in data.items():
+            acc = routes.setdefault(key, [0.0] * len(row))
+            for i, v in enumerate(row):
+                acc[i] += v
+    return routes, ws.pg_backend_cpu_seconds(target)
+
+
+def profile_lines(
+    backend: str, c: int, before: tuple[dict[str, list[float]], dict[int, float]],
+    after: tuple[dict[str, list[float]], dict[int, float]], cycles: int, server_cpu: float,
+) -> list[str]:
+    """What one level cost per cycle (statements, round trips, CPU) and per request kind."""
+    per = max(1, cycles)
+    diff = {
+        k: [v - (before[0].get(k) or [0.0] * len(row))[i] for i, v in enumerate(row)]
+        for k, row in after[0].items()
+    }
+    diff = {k: row for k, row in diff.items() if row[0] > 0}
+    stmts = sum(r[1] for r in diff.values())
+    trips = sum(r[1] + r[2] + r[3] + r[4] for r in diff.values())
+    pg_cpu = sum(v - before[1].get(pid, 0.0) for pid, v in after[1].items())
+    pg = f", PostgreSQL CPU/cycle {pg_cpu / per * 1000:5.1f} ms" if backend == "postgresql" else ""
+    out = [
+        f"{backend:10s} C={c:<3d} profile: {cycles} cycles, statements/cycle {stmts / per:5.2f}, "
+        f"round trips/cycle {trips / per:5.2f} (statements + commits + rollbacks + checkouts), "
+        f"server CPU/cycle {server_cpu / per * 1000:5.1f} ms{pg}"
+    ]
+    for key, (n, st, cm, rb, co, wall) in sorted(diff.items(), key=lambda kv: -kv[1][0]):
+        out.append(
+            f"{'':10s}   {key:34s} {int(n):6d} requests  statements {st / n:5.2f}  commits {cm / n:4.2f}  "
+            f"rollbacks {rb / n:4.2f}  checkouts {co / n:4.2f}  mean {wall / n:6.1f} ms"
+        )
+    return out
+
+
 def bench_backend(backend: str, args: argparse.Namespace) -> list[str]:
     """Create, seed, serve and load one backend; returns the result lines (and checks)."""
     levels = [int(c) for c in args.levels.split(",")]
@@ -289,17 +343,30 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[str]:
             overlap=args.overlap,
         )
         print(f"[{backend}] seeded in {time.monotonic() - t:.1f} s", flush=True)
-        workers = args.workers
+        # SQLite is the embedded default, served by one process (`rlhf dev`); PostgreSQL by two.
+        workers = args.workers or (1 if backend == "sqlite" else 2)
         pool, overflow = args.pool_size, args.max_overflow
         env = ws.server_env(target, pool, overflow)
-        proc, port = ws.start_server(env, workers)
+        root = Path(args.server_root).resolve()
+        app_ref = "app.main:asgi"
+        env["PYTHONPATH"] = str(root)
+        profile_dir = None
+        if args.profile:
+            profile_dir = Path(tempfile.mkdtemp(prefix="rlhf-profile-"))
+            env["RLHF_PROFILE_DIR"] = str(profile_dir)
+            env["PYTHONPATH"] = f"{root}{os.pathsep}{PROFILED}"
+            app_ref = "rlhf_profiled:asgi"
+        proc, port = ws.start_server(env, workers, root=root, app=app_ref)
         sessions = sign_in_all(port, seeded.usernames, seeded)
         acked_r: set[int] = set()
         acked_d: set[int] = set()
         try:
             for c in levels:
                 load0 = os.getloadavg()[0]
+                before = profile_snapshot(profile_dir, target)
+                print(f"[{backend}] C={c} running {args.seconds:.0f} s (server pid {proc.pid})", flush=True)
                 res, secs, server_cpu = run_level(port, proc.pid, sessions[:c], seeded, args)
+                after = profile_snapshot(profile_dir, target)
                 acked_r.update(res.rankings)
                 acked_d.update(res.demos)
                 n = len(res.submit_ms)
@@ -311,9 +378,15 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[str]:
                     f"{pct(res.submit_ms, 95):6.1f}/{pct(res.submit_ms, 99):6.1f} ms  "
                     f"demos {len(res.demos):4d}  "
                     f"errors {errs} (locked {res.locked})  client CPU {res.cpu_s / args.seconds:4.2f} cores  "
-                    f"server CPU {server_cpu / secs:4.2f} cores  load {load0:.1f}"
+                    f"server CPU {server_cpu / secs:4.2f} cores ({workers} worker"
+                    f"{'s' if workers > 1 else ''})  load {load0:.1f}"
                 )
                 print(lines[-1], flush=True)
+                if profile_dir is not None:
+                    cycles = len(res.submit_ms) + len(res.demos)
+                    prof = profile_lines(backend, c, before, after, cycles, server_cpu)
+                    lines += prof
+                    print("\n".join(prof), flush=True)
                 if res.errors:
                     print(f"           errors: {res.errors}", flush=True)
         finally:
@@ -340,13 +413,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-cycles", type=int, default=6000, help="cycles per level at most")
     p.add_argument("--demo-fraction", type=float, default=0.05)
     p.add_argument("--overlap", type=int, default=3)
-    p.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
+    p.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "0")),
+                   help="uvicorn workers (default: 2 on PostgreSQL, 1 on SQLite as `rlhf dev` runs it)")
     p.add_argument("--pool-size", type=int, default=10)
     p.add_argument("--max-overflow", type=int, default=30)
     p.add_argument("--clients", type=int, default=2, help="generator processes")
     p.add_argument(
         "--pg-url", default=os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     )
+    p.add_argument("--profile", action="store_true",
+                   help="count statements, round trips and CPU per cycle and per request kind")
+    p.add_argument("--server-root", default=str(ws.ROOT),
+                   help="the checkout whose app is served (e.g. another branch's, for a before/after)")
     p.add_argument("--keep", action="store_true", help="keep the bench database (for a look afterwards)")
     return p.parse_args(argv)
 
@@ -356,7 +434,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     print(
         f"web load: levels {args.levels}, {args.seconds:.0f} s each (at most {args.max_cycles} cycles), "
-        f"uvicorn --workers {args.workers}, pool {args.pool_size}+{args.max_overflow}, "
+        f"uvicorn --workers {args.workers or '2 (PostgreSQL) / 1 (SQLite)'}, "
+        f"pool {args.pool_size}+{args.max_overflow}, "
         f"{args.clients} client processes, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
         flush=True,
     )

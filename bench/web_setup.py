@@ -307,14 +307,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(env: dict[str, str], workers: int) -> tuple[subprocess.Popen[bytes], int]:
-    """uvicorn with the production settings the README recommends; waits for /healthz."""
+def start_server(
+    env: dict[str, str], workers: int, root: Path = ROOT, app: str = "app.main:asgi"
+) -> tuple[subprocess.Popen[bytes], int]:
+    """uvicorn with the production settings the README recommends; waits for /healthz.
+
+    `root`: the checkout whose app is served (another one's for a before/after comparison).
+    """
     port = free_port()
     cmd = [
         sys.executable,
         "-m",
         "uvicorn",
-        "app.main:asgi",
+        app,
         "--factory",
         "--host",
         "127.0.0.1",
@@ -332,7 +337,7 @@ def start_server(env: dict[str, str], workers: int) -> tuple[subprocess.Popen[by
         "--backlog",
         "2048",
     ]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=root, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -377,3 +382,26 @@ def tree_cpu_seconds(pid: int) -> float:
         except psutil.Error:
             pass
     return total
+
+
+def pg_backend_cpu_seconds(target: Target) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to the bench database (same host)."""
+    import psutil
+
+    if target.backend != "postgresql":
+        return {}
+    engine = create_engine(make_url(target.admin_url).set(drivername="postgresql+psycopg"))
+    with engine.connect() as conn:
+        pids = conn.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = :d AND pid <> pg_backend_pid()"),
+            {"d": target.name},
+        ).scalars().all()
+    engine.dispose()
+    out = {}
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            out[pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out

@@ -115,6 +115,7 @@ def factory(db: Session) -> Factory:
 def app(db: Session):  # type: ignore[no-untyped-def]
     """The FastAPI app with its database dependency bound to the test's session."""
     from app.deps import _db_session
+    from app.labeling import fast
     from app.main import create_app
 
     application = create_app()
@@ -131,7 +132,30 @@ def app(db: Session):  # type: ignore[no-untyped-def]
             raise
 
     application.dependency_overrides[_db_session] = _test_session
+    application.dependency_overrides[fast.units] = lambda: _test_units(db)
     return application
+
+
+def _test_units(db: Session):  # type: ignore[no-untyped-def]
+    """The one-hop routes' unit of work on the test's session (savepoint commits, as above)."""
+    from contextlib import contextmanager
+
+    from app.labeling.fast import Unit
+    from app.queueing import relay_committed
+
+    @contextmanager
+    def unit(*, write: bool):  # type: ignore[no-untyped-def]
+        try:
+            yield Unit(db.connection(), db)
+            db.commit()
+            relay_committed(db)
+        except BaseException:
+            db.rollback()
+            raise
+        finally:
+            db.expire_all()  # the hot path writes with Core, past the session's identity map
+
+    return unit
 
 
 @pytest.fixture()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -136,6 +137,34 @@ class _Roles(AccessRule):
         return user
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What a session cookie claims: a user id and the epoch it was issued under (unchecked)."""
+
+    uid: int
+    epoch: Any
+
+
+class _LabelerClaim(AccessRule):
+    """The labeler rule of the one-hop routes (app.labeling.fast), run on the event loop.
+
+    It refuses a session without a user (401) and a state-changing request without the session's
+    CSRF token (403), touching no database; the route's own transaction then checks the claim
+    against the users row (active, same epoch: 401 otherwise; the labeler role: 403 otherwise)
+    in its first statement.
+    """
+
+    name = "roles(labeler)"
+    allowed_roles = frozenset({Role.labeler})
+
+    async def __call__(self, request: Request) -> Claim:
+        uid = request.session.get("uid")
+        if not isinstance(uid, int):
+            raise NotAuthenticated("Please sign in.")
+        check_csrf(request, await sent_csrf(request))
+        return Claim(uid, request.session.get("epoch"))
+
+
 class _ApiToken(AccessRule):
     """Bearer-token access for machine clients; no cookies, so no CSRF."""
 
@@ -157,6 +186,7 @@ class _ApiToken(AccessRule):
 
 
 public = _Public()
+labeler_claim = _LabelerClaim()
 signed_in = _SignedIn()
 labeler = _Roles(Role.labeler)
 admin = _Roles(Role.admin)
@@ -180,6 +210,7 @@ AdminUser = Annotated[User, Depends(admin)]
 OpsUser = Annotated[User, Depends(ops)]
 StaffUser = Annotated[User, Depends(admin_or_ops)]
 MaybeUser = Annotated[User | None, Depends(public)]
+LabelerClaim = Annotated[Claim, Depends(labeler_claim)]
 
 
 def rule_of(dependant: Any) -> AccessRule | None:

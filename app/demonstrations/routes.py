@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from app.auth.access import LabelerUser
+from app.auth.access import LabelerClaim
+from app.auth.models import User
 from app.demonstrations import service
-from app.deps import DB
 from app.errors import AlreadySubmitted, Conflict
-from app.labeling import pages
+from app.labeling import fast, pages
 from app.labeling.routes import advance, render_task
 
 router = APIRouter()
 
 
-@router.post("/label/a/{assignment_id}/demonstration", response_class=HTMLResponse)
-def submit(request: Request, db: DB, user: LabelerUser, assignment_id: int,
-           text: Annotated[str, Form()] = "") -> Response:
+@router.post("/label/a/{assignment_id:int}/demonstration", response_class=HTMLResponse)
+async def submit(request: Request, units: fast.UnitsDep, claim: LabelerClaim, assignment_id: int,
+                 text: Annotated[str, Form()] = "") -> Response:
     """Store the demonstration, then lease the next task; a problem re-shows the page, text kept."""
+    work = partial(submit_orm, request, assignment_id=assignment_id, text=text)
+    return await run_in_threadpool(fast.orm_route, request, units, claim, work)
+
+
+def submit_orm(request: Request, db: Session, user: User, *, assignment_id: int, text: str) -> Response:
+    """The demonstration submit through the services (one transaction, app.labeling.fast)."""
     try:
         demo = service.submit_demonstration(db, user, assignment_id, text)
     except AlreadySubmitted as exc:

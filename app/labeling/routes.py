@@ -9,14 +9,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.auth.access import LabelerUser
+from app.auth.access import LabelerClaim, LabelerUser
 from app.auth.models import User
 from app.config import get_settings
 from app.demonstrations import service as writing
 from app.deps import DB
 from app.enums import Role, TaskKind
 from app.errors import AlreadySubmitted, AppError, Conflict, NotFound
-from app.labeling import pages, service, stats
+from app.labeling import fast, pages, service, stats
 from app.navigation import NavItem
 from app.prompts.review import screen_text
 from app.sampling import service as restock
@@ -99,23 +99,30 @@ def home(request: Request, db: DB, user: LabelerUser) -> Response:
 
 
 @router.post("/label/next")
-def take_next(
-    request: Request, db: DB, user: LabelerUser, queue_id: Annotated[int | None, Form()] = None
+async def take_next(
+    request: Request, units: fast.UnitsDep, claim: LabelerClaim,
+    queue_id: Annotated[int | None, Form()] = None,
 ) -> Response:
     """Lease the next task (of one queue, or the highest-priority one) and open it."""
-    a = service.next_task(db, user, queue_id)
-    # Labelers draining a ranking queue trigger sampling (after this request commits).
-    restock.request_restock_for(db, a.task.queue_id if a else queue_id)
-    if a is None:
-        _flash(request, "There is no task for you right now. Try again later.")
-        return go(request, "/label")
-    return go(request, f"/label/a/{a.id}")
+
+    def work(db: Session, user: User) -> Response:
+        a = service.next_task(db, user, queue_id)
+        # Labelers draining a ranking queue trigger sampling (after this request commits).
+        restock.request_restock_for(db, a.task.queue_id if a else queue_id)
+        if a is None:
+            _flash(request, "There is no task for you right now. Try again later.")
+            return go(request, "/label")
+        return go(request, f"/label/a/{a.id}")
+
+    return await run_in_threadpool(fast.orm_route, request, units, claim, work)
 
 
-@router.get("/label/a/{assignment_id}", response_class=HTMLResponse)
-def task(request: Request, db: DB, user: LabelerUser, assignment_id: int) -> Response:
-    """The task page for one of the user's assignments."""
-    return render_task(request, pages.task_page(db, user, assignment_id))
+# The one-hop routes match only numeric ids: their role check runs in the route's transaction,
+# after FastAPI validates parameters, so a malformed id is simply no page (404) for everyone.
+@router.get("/label/a/{assignment_id:int}", response_class=HTMLResponse)
+async def task(request: Request, units: fast.UnitsDep, claim: LabelerClaim, assignment_id: int) -> Response:
+    """The task page for one of the user's assignments (one thread hop, app.labeling.fast)."""
+    return await run_in_threadpool(fast.show_task, request, units, claim, assignment_id)
 
 
 @router.post("/label/a/{assignment_id}/renew", response_class=HTMLResponse)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.auth.access import LabelerUser
+from app.auth.access import LabelerClaim, LabelerUser
+from app.auth.models import User
 from app.deps import DB
 from app.edits import service as edits
 from app.errors import AlreadySubmitted, AppError, Conflict, NotFound
-from app.labeling import pages
+from app.labeling import fast, pages
 from app.labeling.routes import advance, render_task
 from app.rankings import service
 from app.rankings.schemas import RankingIn, parse_ranking_form
@@ -36,11 +39,22 @@ async def edit_findings(request: Request) -> list[dict[str, Any]] | None:
     return await run_in_threadpool(edits.screen_edit, text) if isinstance(text, str) else None
 
 
-@router.post("/label/a/{assignment_id}/ranking", response_class=HTMLResponse)
-def submit(request: Request, findings: Annotated[list[dict[str, Any]] | None, Depends(edit_findings)],
-           db: DB, user: LabelerUser, assignment_id: int,
-           sub: Annotated[RankingIn, Depends(ranking_form)]) -> Response:
-    """Store the ranking (and its edit), then lease the next task; a problem re-shows the page as sent."""
+@router.post("/label/a/{assignment_id:int}/ranking", response_class=HTMLResponse)
+async def submit(request: Request, findings: Annotated[list[dict[str, Any]] | None, Depends(edit_findings)],
+                 units: fast.UnitsDep, claim: LabelerClaim, assignment_id: int,
+                 sub: Annotated[RankingIn, Depends(ranking_form)]) -> Response:
+    """Store the ranking (and its edit), then lease the next task; a problem re-shows the page as sent.
+
+    One thread hop (app.labeling.fast); anything but a valid ranking without an edit on a live
+    lease goes through the services (submit_orm).
+    """
+    slow = partial(submit_orm, request, assignment_id=assignment_id, sub=sub, findings=findings)
+    return await run_in_threadpool(fast.submit_ranking, request, units, claim, assignment_id, sub, slow)
+
+
+def submit_orm(request: Request, db: Session, user: User, *, assignment_id: int, sub: RankingIn,
+               findings: list[dict[str, Any]] | None = None) -> Response:
+    """The ranking submit through the ORM services (edits, double submits, lost leases, invalid input)."""
     try:
         ranking = edits.submit(db, user, assignment_id, sub, findings)
     except AlreadySubmitted as exc:

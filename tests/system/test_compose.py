@@ -57,6 +57,13 @@ def test_compose_has_the_production_shape() -> None:
     assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["migrate"]["command"] == ["rlhf", "db", "upgrade"]
     assert {"pgdata", "appdata"} <= set(spec["volumes"])
+    # App processes reach PostgreSQL through PgBouncer in transaction mode; the migration directly.
+    assert services["pgbouncer"]["environment"]["POOL_MODE"] == "transaction"
+    for name in ("web", "worker", "scheduler"):
+        assert "@pgbouncer:" in services[name]["environment"]["DATABASE_URL"]
+        assert services[name]["environment"]["DB_PGBOUNCER"] == "true"
+        assert services[name]["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
+    assert "@postgres:" in services["migrate"]["environment"]["DATABASE_URL"]
     for name in ("web", "worker", "migrate", "scheduler"):
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgresql://") and env["REDIS_URL"].startswith("redis://")
