@@ -15,7 +15,8 @@ from tests.factories import Factory
 
 def _reward_dir(tmp: Path, name: str) -> Path:
     from training.checkpoints import write_model_dir
-    from training.models import ensure_base_model, reward_model_from_lm
+    from training.models import reward_model_from_lm
+    from training.world.base import ensure_base_model
 
     base = ensure_base_model(tmp / "models", "micro")
     rm, tok = reward_model_from_lm(base)
