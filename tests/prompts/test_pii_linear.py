@@ -66,7 +66,13 @@ def _cost(text: str) -> float:
 
 
 def _assert_linear(small: str, large: str) -> None:
-    ratio = _cost(large) / _cost(small)
+    # A quadratic detector measures about 4 every time; a linear one can read above 3 once when the
+    # machine is busy (seen: 3.08 at load 17), so the ratio is re-measured up to three times.
+    ratio = float("inf")
+    for _ in range(3):
+        ratio = min(ratio, _cost(large) / _cost(small))
+        if ratio < 3.0:
+            break
     assert ratio < 3.0, f"20k/10k work ratio {ratio:.2f} (linear 2, quadratic 4): {large[:40]!r}..."
 
 
