@@ -143,6 +143,7 @@ class DPOConfig:
     loss_type: str = "sigmoid"  # "sigmoid" (DPO) | "ipo" (Azar et al. 2023)
     label_smoothing: float = 0.0  # conservative DPO: the assumed probability that a label is flipped
     grouped: bool = True  # each completion forwarded once per prompt, its pairs form one batch element
+    eval_every_epoch: bool = True  # implicit-reward accuracy on the monitor groups after every epoch
     max_length: int = 128
     max_grad_norm: float = 1.0
     min_steps: int = 0  # more epochs when `epochs` gives fewer optimizer steps (a small data set)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from training.adapters import plain_copy, wrap_policy
-from training.batching import EncodeCache, pretokenize, sft_batch
+from training.batching import EncodeCache, group_lengths, pretokenize, sft_batch
 from training.callbacks import Callbacks
 from training.checkpoints import write_model_dir
 from training.config import DPOConfig
@@ -144,7 +144,8 @@ def train_dpo(
 ) -> LoopResult:
     """DPO on the shared loop (training.loop): each element is a group (or a pair) with its reference
     log-probs; the mean is over prompts, so a step equals the one-process step at the same global batch.
-    After each epoch the implicit-reward accuracy and margin on `monitor` (held-out groups) are recorded."""
+    After each epoch (unless config.eval_every_epoch is off) the implicit-reward accuracy and margin on
+    `monitor` (held-out groups) are recorded."""
     examples = list(zip(units, refs, strict=True))
     cache = pretokenize(tokenizer, ((u.prompt, c) for u in units for c in u.completions), config.max_length)
 
@@ -176,7 +177,8 @@ def train_dpo(
         stage="dpo",
         callbacks=cbs,
         weight_fn=lambda b: float(torch.unique(b["group"]).numel()),  # prompts: the loss's mean is over them
-        on_epoch_end=on_epoch_end,
+        on_epoch_end=on_epoch_end if config.eval_every_epoch else None,
+        lengths=group_lengths(cache, tokenizer, units, config.max_length),  # length-grouped batches
     )
 
 
