@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from training.adapters import plain_copy, wrap_policy
-from training.batching import EncodeCache, group_lengths, pretokenize, sft_batch
+from training.batching import EncodeCache, pretokenize, sft_batch
 from training.callbacks import Callbacks
 from training.checkpoints import write_model_dir
 from training.config import DPOConfig
@@ -178,7 +178,6 @@ def train_dpo(
         callbacks=cbs,
         weight_fn=lambda b: float(torch.unique(b["group"]).numel()),  # prompts: the loss's mean is over them
         on_epoch_end=on_epoch_end if config.eval_every_epoch else None,
-        lengths=group_lengths(cache, tokenizer, units, config.max_length),  # length-grouped batches
     )
 
 
