@@ -106,6 +106,7 @@ def train_phase(args: argparse.Namespace, rt: RuntimeConfig, win: Window) -> Non
             warmup_steps=0,
             lr=1e-5,
             grouped=not args.pairs,
+            eval_every_epoch=False,  # TRL's DPOTrainer has no eval set here: the same work on both sides
             runtime=rt,
         )
         run_stage(run_dpo, cfg, args.data, args.model, args.out, [WindowCallback(win, "pairs")])

@@ -242,6 +242,18 @@ def median_run(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return ok[len(ok) // 2] if ok else {}
 
 
+def cpu_ratio(ours: list[dict[str, Any]], peer: list[dict[str, Any]], unit: str) -> str:
+    """Ratio of the medians per second of each process's own CPU time (what other load on a shared
+    machine moves least), and the min-max of the per-round ratios (round i of ours against round i)."""
+    key = f"{unit}_per_cpu_s"
+    a, b = stats(ours, key)[0], stats(peer, key)[0]
+    if not b > 0:
+        return "-"
+    rounds = [o[key] / p[key] for o, p in zip(ours, peer, strict=False) if key in o and p.get(key)]
+    spread = f" ({min(rounds):.2f}-{max(rounds):.2f})" if rounds else ""
+    return f"{a / b:.2f}x{spread}"
+
+
 def fmt(x: float) -> str:
     """A rate, with sensible digits."""
     return f"{x:.0f}" if x >= 100 else f"{x:.1f}"
@@ -253,9 +265,9 @@ def report(
     """Print the comparison table (medians, min-max, ratio of medians, MFU) and the profile beside it."""
     print(
         "| phase | unit (/s) | ours: median (min-max) | peer | peer: median (min-max) | ratio | target | "
-        "| MFU ours / peer | peak RSS ours / peer (MiB) |"
+        "| ratio per CPU-s (min-max of rounds) | MFU ours / peer | peak RSS ours / peer (MiB) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for ph in plist:
         ours_label, ours_runs = ph.sides[0][0], res[ph.name][ph.sides[0][0]]
         for peer, _ in ph.sides[1:]:
@@ -275,7 +287,8 @@ def report(
                 print(
                     f"| {ph.name} | {unit} | {fmt(a[0])} ({fmt(a[1])}-{fmt(a[2])}) | {peer} | "
                     f"{fmt(b[0])} ({fmt(b[1])}-{fmt(b[2])}) | {ratio:.2f}x | "
-                    f"{'' if target is None else f'>= {target}x'} | {verdict} | {mfu} | {rss} |"
+                    f"{'' if target is None else f'>= {target}x'} | {verdict} | "
+                    f"{cpu_ratio(ours_runs, runs, unit)} | {mfu} | {rss} |"
                 )
         del ours_label
     keys = ["generate", "forward_train", "forward_nograd", "backward", "optimizer", "other"]

@@ -113,6 +113,7 @@ class Window:
         self.t_first: float | None = None
         self.t_start: float | None = None
         self.t_last = 0.0
+        self.cpu_start = self.cpu_last = 0.0  # process CPU time (all threads): robust to other load
         self.steps = 0
         self.warm_steps = 0
         self.units: dict[str, float] = {}
@@ -127,12 +128,13 @@ class Window:
             self.warm_steps += 1
             if self.warm_steps >= self.warmup_steps and now - self.t_first >= self.warmup_s:
                 self.t_start = self.t_last = now
+                self.cpu_start = self.cpu_last = time.process_time()
                 if Profile.current is not None:
                     Profile.current.on = True
                     Profile.current.tokens = Profile.current.sequences = 0
             return
         self.steps += 1
-        self.t_last = now
+        self.t_last, self.cpu_last = now, time.process_time()
         for k, v in units.items():
             self.units[k] = self.units.get(k, 0.0) + v
 
@@ -153,8 +155,11 @@ class Window:
             split = dict(prof.secs)
             split["other"] = max(0.0, secs - sum(split.values()))
             res["profile_pct"] = {k: round(100 * v / max(secs, 1e-9), 1) for k, v in split.items()}
+        cpu = self.cpu_last - self.cpu_start
+        res["cpu_seconds"] = cpu
         for k, v in units.items():
             res[f"{k}_per_s"] = v / max(secs, 1e-9)
+            res[f"{k}_per_cpu_s"] = v / max(cpu, 1e-9)  # per second of this process's CPU time
         res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         res["load"] = [round(self.load_start, 2), round(os.getloadavg()[0], 2)]
         return res

@@ -51,6 +51,15 @@ def pretokenize(tokenizer: Any, pairs: Any, max_length: int, cache: EncodeCache 
     return cache
 
 
+def group_lengths(cache: EncodeCache, tokenizer: Any, groups: Any, max_length: int) -> list[int]:
+    """Tokens of each comparison group's longest (prompt + completion): what a batch of groups pads
+    to, for the loop's length-grouped batches (training.loop.epoch_batches)."""
+    return [
+        max(len(encode_cached(cache, tokenizer, g.prompt, c, max_length)[0]) for c in g.completions)
+        for g in groups
+    ]
+
+
 def right_pad(
     seqs: list[list[int]], pad_id: int, fill: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:

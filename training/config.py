@@ -149,6 +149,7 @@ class DPOConfig:
     label_smoothing: float = 0.0  # conservative DPO: the assumed probability that a label is flipped
     grouped: bool = True  # each completion forwarded once per prompt, its pairs form one batch element
     edit_pair_weight: float = 1.0  # weight of edit pairs (edited > original); 0 leaves them out
+    eval_every_epoch: bool = True  # implicit-reward accuracy on the monitor groups after every epoch
     max_length: int = 128
     max_grad_norm: float = 1.0
     min_steps: int = 0  # more epochs when `epochs` gives fewer optimizer steps (a small data set)

@@ -148,7 +148,8 @@ def train_dpo(
 ) -> LoopResult:
     """DPO on the shared loop (training.loop): each element is a group (or a pair) with its reference
     log-probs; the mean is over prompts, so a step equals the one-process step at the same global batch.
-    After each epoch the implicit-reward accuracy and margin on `monitor` (held-out groups) are recorded."""
+    After each epoch (unless config.eval_every_epoch is off) the implicit-reward accuracy and margin on
+    `monitor` (held-out groups) are recorded."""
     examples = list(zip(units, refs, strict=True))
     cache = pretokenize(tokenizer, ((u.prompt, c) for u in units for c in u.completions), config.max_length)
 
@@ -180,7 +181,7 @@ def train_dpo(
         stage="dpo",
         callbacks=cbs,
         weight_fn=lambda b: float(torch.unique(b["group"]).numel()),  # prompts: the loss's mean is over them
-        on_epoch_end=on_epoch_end,
+        on_epoch_end=on_epoch_end if config.eval_every_epoch else None,
     )
 
 

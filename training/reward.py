@@ -9,7 +9,15 @@ from typing import Any
 import torch
 
 from training.adapters import plain_copy, wrap_reward_model
-from training.batching import EncodeCache, encode_cached, pair_weights, pretokenize, right_pad, rm_scores
+from training.batching import (
+    EncodeCache,
+    encode_cached,
+    group_lengths,
+    pair_weights,
+    pretokenize,
+    right_pad,
+    rm_scores,
+)
 from training.callbacks import Callbacks
 from training.chat import row_completion, row_prompt
 from training.checkpoints import write_model_dir
@@ -167,6 +175,7 @@ def run_reward(
         callbacks=cbs,
         weight_fn=rm_units,
         on_step=best,
+        lengths=group_lengths(cache, tok, train, config.max_length),
     )
     model: RewardModel
     metrics: dict[str, Any] = {

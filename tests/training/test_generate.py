@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from training.config import SamplingParams
-from training.generate import Sampler, encode_prompts, left_pad, sample_tokens, top_p_filter
+from training.generate import Sampler, encode_prompts, left_pad, sample_next, sample_tokens, top_p_filter
 from training.models import load_policy
 
 
@@ -118,3 +118,78 @@ def test_sampler_records_parameters_and_finished(micro_base: Path) -> None:
     assert c.finished == (c.token_ids[-1] == s.tokenizer.eos_token_id if c.token_ids else False)
     again = s.sample(["What is 1 plus 2?", "What color is my car?", "How do I steal a car?"], 3, params)
     assert [[c.text for c in r] for r in again] == [[c.text for c in r] for r in out]  # seeded
+
+
+def test_sample_next_draws_in_proportion_and_never_outside_the_nucleus() -> None:
+    probs = torch.tensor([0.1, 0.2, 0.0, 0.7])
+    logits = torch.log(probs).expand(40_000, 4).contiguous()
+    gen = torch.Generator().manual_seed(0)
+    drawn = sample_next(logits, 1.0, 1.0, gen)
+    freq = torch.bincount(drawn, minlength=4).float() / drawn.numel()
+    assert torch.allclose(freq, probs, atol=0.01)  # an off-by-one in the CDF search shifts mass
+    nucleus = sample_next(logits, 1.0, 0.7, gen)  # 0.7 alone reaches top_p: only token 3
+    assert set(nucleus.tolist()) == {3}
+    hot = sample_next(logits, 2.0, 1.0, gen)  # temperature 2: probabilities ~ sqrt(p)
+    want = probs.sqrt() / probs.sqrt().sum()
+    assert torch.allclose(torch.bincount(hot, minlength=4).float() / hot.numel(), want, atol=0.01)
+
+
+def test_greedy_k_samples_match_full_recompute_through_the_reserved_cache(micro_base: Path) -> None:
+    model, tok = load_policy(micro_base)
+    model.eval()
+    prompts = ["What is 1 plus 2?", "Repeat the word cat two times please."]
+    ids, mask = left_pad(encode_prompts(tok, prompts), tok.pad_token_id)
+    params = SamplingParams(temperature=0.0, max_new_tokens=6)
+    resp, _, _ = sample_tokens(model, ids, mask, 3, params, tok.eos_token_id, tok.pad_token_id)
+    for i, p in enumerate(prompts):
+        seq = encode_prompts(tok, [p])[0]
+        want = []
+        for _ in range(resp.shape[1]):
+            with torch.no_grad():
+                nxt = int(model(input_ids=torch.tensor([seq])).logits[0, -1].argmax())
+            want.append(nxt)
+            seq.append(nxt)
+            if nxt == tok.eos_token_id:
+                break
+        for s in range(3):  # every one of the prompt's k rows (the cache repeated k times)
+            got = [t for t in resp[i * 3 + s].tolist() if t != tok.pad_token_id]
+            assert got == want[: len(got)] and len(got) == len(want)
+
+
+class EosForShortPrompts(torch.nn.Module):
+    """A real LM (real KV cache) steered: rows whose position is before `cut` emit EOS, others never do."""
+
+    def __init__(self, model: Any, eos: int, cut: int) -> None:
+        super().__init__()
+        self.model, self.eos, self.cut = model, eos, cut
+        self.rows: list[int] = []
+
+    def forward(self, **kw: Any) -> Any:
+        self.rows.append(kw["input_ids"].shape[0])
+        out = self.model(**kw)
+        logits = out.logits.clone()
+        early = kw["position_ids"][:, -1] < self.cut
+        logits[early, -1] = float("-inf")
+        logits[early, -1, self.eos] = 0.0
+        logits[~early, -1, self.eos] = float("-inf")
+        out.logits = logits
+        return out
+
+
+def test_finished_rows_are_dropped_and_the_rest_decode_unchanged(micro_base: Path) -> None:
+    model, tok = load_policy(micro_base)
+    model.eval()
+    short, long = "Hi?", "Repeat the word cat two times, then the word dog three times."
+    enc = encode_prompts(tok, [short, long])
+    ids, mask = left_pad(enc, tok.pad_token_id)
+    steered = EosForShortPrompts(model, tok.eos_token_id, cut=len(enc[1]) - 1)
+    params = SamplingParams(temperature=0.0, max_new_tokens=12)
+    resp, rmask, fin = sample_tokens(steered, ids, mask, 4, params, tok.eos_token_id, tok.pad_token_id)
+    assert fin.tolist() == [True] * 4 + [False] * 4
+    assert rmask[:4].sum(-1).tolist() == [1] * 4  # EOS only
+    # the prompts once, 8 rows up to the check after the 8th token, then the 4 finished rows are gone
+    assert steered.rows == [2] + [8] * 7 + [4] * 4
+    alone = EosForShortPrompts(model, tok.eos_token_id, cut=len(enc[1]) - 1)
+    ids1, mask1 = left_pad([enc[1]], tok.pad_token_id)
+    ref, _, _ = sample_tokens(alone, ids1, mask1, 1, params, tok.eos_token_id, tok.pad_token_id)
+    assert all(resp[r].tolist() == ref[0].tolist() for r in range(4, 8))
