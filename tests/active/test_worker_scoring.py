@@ -51,7 +51,9 @@ def test_worker_scores_tasks_and_leasing_follows(committed_db, reward_dirs, monk
     assert scored[tie.id].uncertainty == pytest.approx(1.0)  # identical completions: a coin flip
     assert 0.0 <= (scored[mixed.id].uncertainty or 0) < 1.0
     assert {t.scored_by_id for t in scored.values()} == {rm1.id}
-    assert score_queue_now(q.id) == 0  # nothing new for the same reward model
+    qid = q.id
+    committed_db.rollback()  # end the read (no expired object touched after it): SQLite write lock
+    assert score_queue_now(qid) == 0  # nothing new for the same reward model
 
     a = labeling.next_task(committed_db, f.user(), q.id)
     assert a is not None and a.task_id == tie.id
@@ -59,6 +61,6 @@ def test_worker_scores_tasks_and_leasing_follows(committed_db, reward_dirs, monk
 
     rm2 = registry.register_version(committed_db, name="rm-b", kind="reward", path=reward_dirs[1])
     committed_db.commit()
-    assert score_queue_now(q.id) == 2  # a new reward model rescores every open task
+    assert score_queue_now(qid) == 2  # a new reward model rescores every open task
     committed_db.expire_all()
     assert {t.scored_by_id for t in committed_db.query(Task).filter_by(queue_id=q.id)} == {rm2.id}
