@@ -23,7 +23,7 @@ from training.chat import row_completion, row_prompt
 from training.checkpoints import write_model_dir
 from training.config import RewardConfig
 from training.data import ComparisonGroup, group_comparisons, read_batch
-from training.loop import LoopConfig, train_loop
+from training.loop import LoopConfig, epochs_for, train_loop
 from training.losses import rm_group_loss
 from training.models import RewardModel, make_accelerator, reward_model_from_lm, seed_everything
 
@@ -102,6 +102,11 @@ def rm_units(batch: dict[str, torch.Tensor]) -> float:
     return float(batch["group"].unique().numel())
 
 
+def early_stopping_applies(config: RewardConfig, valid: list[ComparisonGroup]) -> bool:
+    """Whether to select weights on the valid split: enabled, and enough pairs to tell steps apart."""
+    return config.early_stopping and sum(len(g.pairs) for g in valid) >= config.early_stopping_min_pairs
+
+
 class BestOnValid:
     """Early stopping for the loop's on_step hook: every `every` steps (and at the last) measure the
     pairwise accuracy on the valid split and keep a CPU copy of the best weights so far."""
@@ -155,13 +160,18 @@ def run_reward(
     rm, tok = reward_model_from_lm(base_model_dir, dropout=config.dropout)
     rm = wrap_reward_model(rm, config)  # LoRA (scalar head fully trained) when config.lora_r > 0
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
-    total = steps_per_epoch * config.epochs
+    total = steps_per_epoch * epochs_for(steps_per_epoch, config.epochs, config.min_steps)
     if total < 50:
         cbs.log(
             f"reward: {len(train)} comparison groups in batches of {config.batch_size} prompts leave only "
             f"{total} optimiser steps; a smaller batch_size gives more"
         )
-    valid = held["valid"] if config.early_stopping else []
+    valid = held["valid"] if early_stopping_applies(config, held["valid"]) else []
+    if config.early_stopping and held["valid"] and not valid:
+        cbs.log(
+            f"reward: {sum(len(g.pairs) for g in held['valid'])} valid pairs are fewer than "
+            f"early_stopping_min_pairs={config.early_stopping_min_pairs}; keeping the last step's weights"
+        )
     best = BestOnValid(tok, valid, config, config.eval_every or max(1, steps_per_epoch // 4), cbs)
     cache = pretokenize(tok, ((g.prompt, c) for g in train for c in g.completions), config.max_length)
     res = train_loop(

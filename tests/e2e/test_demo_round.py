@@ -101,7 +101,9 @@ def test_a_quick_demo_round_passes_the_default_gate_and_labelers_prefer_it(  # t
         lambda: (r := _run(run_id)).status in (*rounds.TERMINAL, "awaiting_approval") and r, 900, "the round"
     )
     metrics: dict[str, Any] = next(s.metrics for s in run.stages if s.name == "evaluate") or {}
-    print("simulated:", dict(done), "round:", run.status, metrics)  # shown with -s: the figures
+    print("simulated:", dict(done), "round:", run.status)  # shown with -s: the figures
+    for stage in run.stages:
+        print(stage.name, stage.status, stage.metrics)
     assert run.status == RunStatus.succeeded.value, (run.status, run.error, metrics)
     assert metrics["new_n"] >= 64 and metrics["rm_gain_lo"] > 0.0 and metrics["oracle_win_rate"] >= 0.5
     with session_scope() as db:
