@@ -16,12 +16,13 @@ from app.rankings.service import letter
 from app.routing import api_routes
 
 ASSIGNMENT_ROUTE = re.compile(r"^/label/a/\{assignment_id\}")
+CONVERTOR = re.compile(r"\{(\w+):\w+\}")  # "{assignment_id:int}" -> "{assignment_id}"
 
 
 def _assignment_routes(app) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     routes = []
     for route in api_routes(app):
-        path = getattr(route, "path", "")
+        path = CONVERTOR.sub(r"{\1}", getattr(route, "path", ""))
         if ASSIGNMENT_ROUTE.match(path):
             routes += [(m, path) for m in sorted(route.methods - {"HEAD"})]
     return routes

@@ -30,6 +30,7 @@ def test_written_prompt_is_screened_before_the_first_statement(login, factory, d
         events.append("sql")
 
     monkeypatch.setattr(pii, "detect", detect)
+    uid = web.user.id  # read before the expunge: a detached user cannot load it
     db.expunge_all()  # the request loads its user with a statement, as in production
     connection = db.connection()
     event.listen(connection, "before_cursor_execute", statement)
@@ -39,7 +40,7 @@ def test_written_prompt_is_screened_before_the_first_statement(login, factory, d
         event.remove(connection, "before_cursor_execute", statement)
     assert resp.status_code == 303, resp.text[:300]
     assert events[0] == "screen" and events.count("screen") == 1, events[:5]
-    prompt = db.query(Prompt).filter_by(author_id=web.user.id).one()
+    prompt = db.query(Prompt).filter_by(author_id=uid).one()
     assert prompt.pii_status == PIIStatus.held.value and prompt.pii_findings[0]["kind"] == "email"
 
 
