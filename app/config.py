@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # The labeler's Core hot path (app.labeling.hotpath); false: the same one-hop routes run the
     # ORM services only (for before/after comparisons and as a fallback).
     web_hot_path: bool = True
+    # Threads per web process for sync work (anyio's default limiter: 40). Fewer threads than
+    # concurrent requests queue the surplus on the event loop instead of in the GIL and row locks.
+    web_threads: int = Field(default=40, ge=1, le=1000)
     db_pgbouncer: bool = Field(
         default=False, description="DATABASE_URL points at PgBouncer (transaction mode)"
     )

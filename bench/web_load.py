@@ -347,6 +347,7 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[str]:
         workers = args.workers or (1 if backend == "sqlite" else 2)
         pool, overflow = args.pool_size, args.max_overflow
         env = ws.server_env(target, pool, overflow)
+        env["WEB_THREADS"] = str(args.threads)
         root = Path(args.server_root).resolve()
         app_ref = "app.main:asgi"
         env["PYTHONPATH"] = str(root)
@@ -415,6 +416,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overlap", type=int, default=3)
     p.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "0")),
                    help="uvicorn workers (default: 2 on PostgreSQL, 1 on SQLite as `rlhf dev` runs it)")
+    p.add_argument("--threads", type=int, default=4,
+                   help="WEB_THREADS: sync threads per server process (recommended 4; the app default is 40)")
     p.add_argument("--pool-size", type=int, default=10)
     p.add_argument("--max-overflow", type=int, default=30)
     p.add_argument("--clients", type=int, default=2, help="generator processes")
@@ -435,7 +438,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"web load: levels {args.levels}, {args.seconds:.0f} s each (at most {args.max_cycles} cycles), "
         f"uvicorn --workers {args.workers or '2 (PostgreSQL) / 1 (SQLite)'}, "
-        f"pool {args.pool_size}+{args.max_overflow}, "
+        f"{args.threads} threads per worker, pool {args.pool_size}+{args.max_overflow}, "
         f"{args.clients} client processes, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
         flush=True,
     )

@@ -1,0 +1,20 @@
+"""WEB_THREADS sets the web process's thread limiter for sync work (anyio's default is 40)."""
+
+from __future__ import annotations
+
+import anyio
+import anyio.to_thread
+
+from app.config import get_settings
+from app.main import _lifespan, create_app
+
+
+def test_the_lifespan_sets_the_thread_limit() -> None:
+    settings = get_settings().model_copy(update={"web_threads": 3})
+    app = create_app(settings)
+
+    async def inside() -> int:
+        async with _lifespan(settings)(app):
+            return int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+
+    assert anyio.run(inside) == 3
