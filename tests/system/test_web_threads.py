@@ -8,7 +8,7 @@ import anyio
 import anyio.to_thread
 
 from app.config import get_settings
-from app.main import _lifespan, create_app
+from app.main import create_app
 
 
 def test_the_lifespan_sets_the_thread_limit() -> None:
@@ -16,7 +16,7 @@ def test_the_lifespan_sets_the_thread_limit() -> None:
     app = create_app(settings)
 
     async def inside() -> int:
-        async with _lifespan(settings)(app):
+        async with app.router.lifespan_context(app):  # what uvicorn enters at start-up
             return int(anyio.to_thread.current_default_thread_limiter().total_tokens)
 
     # A thread of its own: the browser tests' Playwright keeps an event loop on the main thread.
