@@ -250,7 +250,14 @@ def submit_ranking(
         delta = hotpath.agreement_delta(rows, rid)
         nxt = _next(u, user, row["t_queue_id"], now, oldest_first=row["q_task_order"] == "oldest")
         hotpath.bump_counters(conn, row["t_queue_id"], user.id, delta)
-    return _advance(request, nxt, "Ranking saved.", go)
+        if nxt is None:
+            from app.labeling import service
+
+            left = service.nothing_next(u.session(), user.id, row["t_queue_id"])
+            request.session["flash"] = f"Ranking saved. {left}"
+            return go(request, "/label")
+    request.session["flash"] = "Ranking saved. Here is the next one."
+    return go(request, f"/label/a/{nxt}")
 
 
 def _plain_submit(row: RowMapping, now: datetime) -> bool:
@@ -281,18 +288,7 @@ def _next(
         db = u.session()
         orm_user = auth.get_user(db, user.id)
         assert orm_user is not None
-        a = service.next_task(db, orm_user, queue_id)
+        a = service.next_task(db, orm_user, queue_id, wait=False)
         db.flush()
         return a.id if a is not None else None
     return hotpath.lease_next(u.conn, user.id, queue_id, now, get_settings().lease_seconds)
-
-
-def _advance(
-    request: Request, nxt: int | None, message: str, go: Callable[[Request, str], Response]
-) -> Response:
-    """As routes.advance: flash and go to the next task, or home when there is none."""
-    if nxt is None:
-        request.session["flash"] = f"{message} There is nothing more for you in this queue right now."
-        return go(request, "/label")
-    request.session["flash"] = f"{message} Here is the next one."
-    return go(request, f"/label/a/{nxt}")

@@ -9,7 +9,7 @@ BEGIN IMMEDIATE). Anything unusual (a double submit, an expired lease, a paused 
 queue, an invalid ranking) is left to the ORM services, which keep the full rules.
 
 The rules kept here are the services' own: a slot is taken only under the task row's lock after
-counting live leases in a fresh statement (app.labeling.service), never the same item twice to
+counting live leases in a fresh statement (app.labeling.leasing), never the same item twice to
 a labeler (the eligibility test and the (task, user) unique constraint), the session epoch and
 roles checked against the users row in the request's first statement.
 
@@ -377,28 +377,25 @@ _LATEST_GUIDELINE = (
 )
 
 
-def _candidate(skip_locked: bool) -> Any:
-    # The service's eligibility (_eligible) for one queue, walking (queue_id, status, id) in order.
-    return (
-        select(T.c.id, _LATEST_GUIDELINE.label("guideline_id"))
-        .join(Q, Q.c.id == T.c.queue_id)
-        .where(
-            T.c.queue_id == _QID,
-            T.c.status == OPEN,
-            T.c.done_count + _LIVE_COUNT < T.c.overlap,
-            not_(_BLOCKED),
-            _SERVABLE,
-            Q.c.is_paused.is_(False),
-            T.c.is_gold.is_(False),
-            T.c.id.not_in(bindparam("skip", expanding=True)),
-        )
-        .order_by(T.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=skip_locked, of=T)
+# app.labeling.leasing._eligible for one queue, walking (queue_id, status, id) in order; rows
+# other transactions hold are skipped (SQLite renders no locking clause: its writers are serial).
+CANDIDATE = (
+    select(T.c.id, _LATEST_GUIDELINE.label("guideline_id"))
+    .join(Q, Q.c.id == T.c.queue_id)
+    .where(
+        T.c.queue_id == _QID,
+        T.c.status == OPEN,
+        T.c.done_count + _LIVE_COUNT < T.c.overlap,
+        not_(_BLOCKED),
+        _SERVABLE,
+        Q.c.is_paused.is_(False),
+        T.c.is_gold.is_(False),
+        T.c.id.not_in(bindparam("skip", expanding=True)),
     )
-
-
-CANDIDATE = {True: _candidate(True), False: _candidate(False)}
+    .order_by(T.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True, of=T)
+)
 _MINE = (
     select(A.c.id).where(A.c.task_id == T.c.id, A.c.user_id == _UID).scalar_subquery()
 )
@@ -435,24 +432,24 @@ def held_or_gold(conn: Connection, uid: int, queue_id: int, now: datetime) -> tu
 
 
 def lease_next(conn: Connection, uid: int, queue_id: int, now: datetime, lease_s: float) -> int | None:
-    """Lease a slot of the queue's oldest eligible task (service.next_task's loop); the id or None.
+    """Lease a slot of the queue's oldest eligible task, in a submit's transaction; the
+    assignment id or None. It holds the submitted task's lock, so rows other transactions hold
+    are skipped, never waited for (leasing.next_task with wait=False: no deadlock).
 
     Call it after held_or_gold found no live lease and no gold to serve.
     """
-    pg = conn.dialect.name == "postgresql"
     tried: list[int] = []
-    for skip_locked in (True, False) if pg else (False,):
-        for _ in range(MAX_ATTEMPTS):
-            params = {"uid": uid, "qid": queue_id, "now": now, "skip": tried}
-            cand = conn.execute(CANDIDATE[skip_locked], params).first()
-            if cand is None:
-                break
-            task_id, guideline_id = cand
-            params = {"tid": task_id, "uid": uid, "now": now}
-            free = conn.execute(FREE[conn.dialect.name], params).mappings().one()
-            if free["status"] == OPEN and free["free"] > 0:
-                return _lease(conn, uid, task_id, guideline_id, free, now, lease_s)
-            tried.append(task_id)
+    for _ in range(MAX_ATTEMPTS):
+        params = {"uid": uid, "qid": queue_id, "now": now, "skip": tried}
+        cand = conn.execute(CANDIDATE, params).first()
+        if cand is None:
+            return None
+        task_id, guideline_id = cand
+        params = {"tid": task_id, "uid": uid, "now": now}
+        free = conn.execute(FREE[conn.dialect.name], params).mappings().one()
+        if free["status"] == OPEN and free["free"] > 0:
+            return _lease(conn, uid, task_id, guideline_id, free, now, lease_s)
+        tried.append(task_id)
     return None
 
 
@@ -463,7 +460,7 @@ def _lease(
     """Create (or revive the user's own expired) assignment on a locked task with a free slot."""
     expires = now + timedelta(seconds=lease_s)
     if free["expired"]:
-        conn.execute(EXPIRE, {"tid": task_id, "now": now})  # bookkeeping, as service._lease
+        conn.execute(EXPIRE, {"tid": task_id, "now": now})  # bookkeeping, as leasing._lease
     if free["mine"] is not None:
         conn.execute(REVIVE, {"aid": free["mine"], "now": now, "expires": expires, "gid": guideline_id})
         return int(free["mine"])

@@ -52,10 +52,17 @@ def go(request: Request, url: str) -> Response:
 
 
 def advance(request: Request, db: Session, user: User, queue_id: int | None, message: str) -> Response:
-    """After a submit or skip: lease the next task of the same queue, or go home."""
-    nxt = service.next_task(db, user, queue_id) if not user.is_paused else None
+    """After a submit or skip: lease the next task of the same queue, or go home.
+
+    The transaction holds the finished task's lock, so the lease waits for no other row
+    (app.labeling.leasing); when every task left is being handed out at this moment, home says so.
+    """
+    if user.is_paused:
+        _flash(request, f"{message} {service.NOTHING_NEXT}")
+        return go(request, "/label")
+    nxt = service.next_task(db, user, queue_id, wait=False)
     if nxt is None:
-        _flash(request, f"{message} There is nothing more for you in this queue right now.")
+        _flash(request, f"{message} {service.nothing_next(db, user.id, queue_id)}")
         return go(request, "/label")
     _flash(request, f"{message} Here is the next one.")
     return go(request, f"/label/a/{nxt.id}")

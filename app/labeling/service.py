@@ -7,39 +7,38 @@ Public entry points other domains call (names are stable):
   (sampling workers stock ranking queues with it).
 * `create_write_prompt_tasks(db, queue, hints)` - tasks asking labelers to write prompts.
 * `open_task_count(db, queue_id)` - open tasks of a queue (sampling keeps it above low water).
-* `next_task(db, user, queue_id)` - lease the next task slot to a labeler.
-
-Concurrency: a slot is taken only while holding the task row's lock. On PostgreSQL the
-candidate is locked with `SELECT ... FOR UPDATE SKIP LOCKED` (other labelers move on to the
-next task instead of waiting), then the free slots are recounted in a fresh statement, which
-sees every lease committed before the lock was granted. On SQLite every transaction starts
-with BEGIN IMMEDIATE (app/db.py), so writers are serialized and the same count is exact.
+* `next_task(db, user, queue_id)` - lease the next task slot to a labeler (with `live_lease`,
+  `available_counts` and `expire_leases`, from app/labeling/leasing.py, which says how slots
+  are taken under concurrency).
+* One assignment: lock it, keep or renew its lease, save a draft, skip it, count it as done.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, insert, not_, or_, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.active.service import orders_by_uncertainty
 from app.auth.models import User
 from app.config import get_settings
 from app.db import utcnow
-from app.enums import K_MAX, K_MIN, AssignmentStatus, PIIStatus, TaskKind, TaskStatus
-from app.errors import AppError, Conflict, Forbidden, NotFound
+from app.enums import K_MAX, K_MIN, AssignmentStatus, TaskKind, TaskStatus
+from app.errors import AppError, Conflict, NotFound
+from app.labeling.leasing import NOTHING_NEXT as NOTHING_NEXT
+from app.labeling.leasing import available_counts as available_counts
+from app.labeling.leasing import expire_leases as expire_leases
+from app.labeling.leasing import free_slots
+from app.labeling.leasing import live_lease as live_lease
+from app.labeling.leasing import next_task as next_task
+from app.labeling.leasing import nothing_next as nothing_next
 from app.labeling.models import Assignment, Task
-from app.prompts.models import GuidelineVersion, Prompt, PromptQueue
+from app.prompts.models import Prompt, PromptQueue
 from app.rankings.models import Completion
 
-SERVABLE_PII = (PIIStatus.clear.value, PIIStatus.redacted.value)
 WRITE_PROMPT_HINTS = ("plain", "few_shot", "use_case")
-# Rows locked per attempt while looking for a slot; each is rechecked after its lock.
-_MAX_ATTEMPTS = 50
 
 MAX_SKIP_REASON = 1000
 
@@ -117,211 +116,6 @@ def open_task_count(db: Session, queue_id: int) -> int:
     )
 
 
-# ---------------------------------------------------------------- eligibility
-
-
-def _live(now: datetime) -> ColumnElement[bool]:
-    return and_(Assignment.status == AssignmentStatus.leased.value, Assignment.lease_expires_at > now)
-
-
-def _slots_taken(now: datetime) -> ColumnElement[int]:
-    """Correlated count of a task's unexpired leases (submitted labels are in done_count)."""
-    live = select(func.count(Assignment.id)).where(Assignment.task_id == Task.id, _live(now))
-    return live.scalar_subquery()
-
-
-def _eligible(user: User, now: datetime) -> list[ColumnElement[bool]]:
-    """Conditions for a task `user` may be served now (slot count from this statement's snapshot)."""
-    blocked = exists().where(
-        Assignment.task_id == Task.id,
-        Assignment.user_id == user.id,
-        or_(
-            Assignment.status.in_([AssignmentStatus.submitted.value, AssignmentStatus.skipped.value]),
-            _live(now),
-        ),
-    )
-    servable_prompt = or_(
-        and_(Task.prompt_id.is_(None), Task.kind == TaskKind.write_prompt.value),
-        exists().where(
-            Prompt.id == Task.prompt_id,
-            Prompt.pii_status.in_(SERVABLE_PII),
-            or_(Prompt.author_id.is_(None), Prompt.author_id != user.id),
-        ),
-    )
-    return [
-        Task.status == TaskStatus.open.value,
-        Task.done_count + _slots_taken(now) < Task.overlap,
-        not_(blocked),
-        servable_prompt,
-        PromptQueue.is_paused.is_(False),
-        # Gold items are injected at the queue's gold rate by _gold_lease, never picked in order.
-        Task.is_gold.is_(False),
-    ]
-
-
-def available_counts(db: Session, user: User) -> dict[int, int]:
-    """Per queue id: how many tasks `user` could be served right now."""
-    now = utcnow()
-    rows = db.execute(
-        select(Task.queue_id, func.count(Task.id))
-        .join(PromptQueue, PromptQueue.id == Task.queue_id)
-        .where(*_eligible(user, now))
-        .group_by(Task.queue_id)
-    ).all()
-    return {int(q): int(n) for q, n in rows}
-
-
-def live_lease(db: Session, user: User, queue_id: int | None = None) -> Assignment | None:
-    """The user's unexpired lease (in one queue, or any), oldest first, to resume."""
-    stmt = (
-        select(Assignment)
-        .join(Task, Task.id == Assignment.task_id)
-        .where(Assignment.user_id == user.id, _live(utcnow()), Task.status == TaskStatus.open.value)
-    )
-    if queue_id is not None:
-        stmt = stmt.where(Task.queue_id == queue_id)
-    return db.scalars(stmt.order_by(Assignment.leased_at).limit(1)).first()
-
-
-def expire_leases(db: Session, now: datetime | None = None, task_id: int | None = None) -> int:
-    """Mark leases past their expiry as expired (their slots are already free); return how many.
-
-    Slot counting never depends on this status (it compares lease_expires_at), so the sweep is
-    bookkeeping: run for one task when its slot is re-leased, and for all by the Celery task.
-    """
-    now = now or utcnow()
-    stmt = update(Assignment).where(
-        Assignment.status == AssignmentStatus.leased.value, Assignment.lease_expires_at <= now
-    )
-    if task_id is not None:
-        stmt = stmt.where(Assignment.task_id == task_id)
-    result = db.execute(
-        stmt.values(status=AssignmentStatus.expired.value).execution_options(synchronize_session="fetch")
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-# ---------------------------------------------------------------- leasing
-
-
-def _lock_task(db: Session, task_id: int) -> Task | None:
-    """Lock one task row (waits for a concurrent holder) and reload it."""
-    return db.scalars(
-        select(Task).where(Task.id == task_id).with_for_update().execution_options(populate_existing=True)
-    ).first()
-
-
-def _free_slots(db: Session, task: Task, now: datetime, exclude_user: int | None = None) -> int:
-    """Slots left on a locked task, counted in a fresh statement (sees all committed leases)."""
-    stmt = select(func.count(Assignment.id)).where(Assignment.task_id == task.id, _live(now))
-    if exclude_user is not None:
-        stmt = stmt.where(Assignment.user_id != exclude_user)
-    return task.overlap - task.done_count - int(db.scalar(stmt) or 0)
-
-
-def _candidate(
-    db: Session, user: User, queue_id: int | None, now: datetime, skip: list[int], skip_locked: bool,
-    by_uncertainty: bool = False,
-) -> int | None:
-    stmt = select(Task.id).join(PromptQueue, PromptQueue.id == Task.queue_id).where(*_eligible(user, now))
-    if queue_id is not None and by_uncertainty:
-        # Active learning (app/active): the reward model's most uncertain task first, unscored last.
-        stmt = stmt.where(Task.queue_id == queue_id).order_by(Task.uncertainty.desc().nulls_last(), Task.id)
-    elif queue_id is not None:
-        # One queue: priority is constant, so walk (queue_id, status, id) in index order and stop
-        # at the first eligible task instead of sorting every open task of the queue.
-        stmt = stmt.where(Task.queue_id == queue_id).order_by(Task.id)
-    else:
-        uncertain_first = case(
-            (PromptQueue.task_order == "uncertainty", func.coalesce(Task.uncertainty, -1.0)), else_=0.0
-        )
-        stmt = stmt.order_by(PromptQueue.priority.desc(), uncertain_first.desc(), Task.id)
-    stmt = stmt.limit(1)
-    if skip:
-        stmt = stmt.where(Task.id.not_in(skip))
-    if db.get_bind().dialect.name == "postgresql":
-        # Lock only the task row; other labelers skip it rather than queue behind it.
-        stmt = stmt.with_for_update(skip_locked=skip_locked, of=Task)
-    found = db.scalar(stmt)
-    return int(found) if found is not None else None
-
-
-def _latest_guideline_id(db: Session, queue_id: int) -> int | None:
-    return db.scalar(
-        select(GuidelineVersion.id)
-        .where(GuidelineVersion.queue_id == queue_id)
-        .order_by(GuidelineVersion.version.desc())
-        .limit(1)
-    )
-
-
-def _lease(db: Session, user: User, task: Task, now: datetime) -> Assignment:
-    """Create (or revive the user's own expired) assignment for a locked task."""
-    expires = now + timedelta(seconds=get_settings().lease_seconds)
-    expire_leases(db, now, task_id=task.id)  # the task row is locked: no contention here
-    guideline_id = _latest_guideline_id(db, task.queue_id)
-    mine = db.scalar(select(Assignment).where(Assignment.task_id == task.id, Assignment.user_id == user.id))
-    if mine is None:
-        order = list(db.scalars(select(Completion.id).where(Completion.task_id == task.id)))
-        random.SystemRandom().shuffle(order)
-        mine = Assignment(task_id=task.id, user_id=user.id, display_order=order)
-        db.add(mine)
-    # A revived lease keeps its draft and display order: the labeler picks up where they left.
-    mine.status = AssignmentStatus.leased.value
-    mine.leased_at = now
-    mine.lease_expires_at = expires
-    mine.guideline_version_id = guideline_id
-    db.flush()
-    return mine
-
-
-def _gold_lease(db: Session, user: User, queue_id: int | None, now: datetime) -> Assignment | None:
-    """At each queue's gold rate, lease a gold item this labeler has not had (quality control)."""
-    from app.quality.service import pick_gold_task
-
-    q = select(PromptQueue).where(PromptQueue.gold_rate > 0, PromptQueue.is_paused.is_(False))
-    if queue_id is not None:
-        q = q.where(PromptQueue.id == queue_id)
-    for queue in db.scalars(q.order_by(PromptQueue.priority.desc())):
-        task = pick_gold_task(db, queue, user)
-        locked = _lock_task(db, task.id) if task is not None else None
-        if locked is not None and locked.status != TaskStatus.retired.value:
-            return _lease(db, user, locked, now)
-    return None
-
-
-def next_task(db: Session, user: User, queue_id: int | None = None) -> Assignment | None:
-    """Lease the next task slot for `user` (highest queue priority, then oldest task or, in a queue
-    ordered by uncertainty, the reward model's most uncertain one), or None.
-
-    A labeler holding an unexpired lease in the queue gets that one back instead.
-    """
-    if user.is_paused:
-        raise Forbidden("Your account is paused, so no new tasks are handed out. Ask an admin.")
-    held = live_lease(db, user, queue_id)
-    if held is not None:
-        return held
-    now = utcnow()
-    gold = _gold_lease(db, user, queue_id, now)
-    if gold is not None:
-        return gold
-    is_pg = db.get_bind().dialect.name == "postgresql"
-    by_uncertainty = queue_id is not None and orders_by_uncertainty(db, queue_id)
-    tried: list[int] = []
-    # First pass skips rows other labelers hold; the second waits for them, so a slot that
-    # is only momentarily locked is not reported as "no task" (none is lost).
-    for skip_locked in (True, False) if is_pg else (False,):
-        for _ in range(_MAX_ATTEMPTS):
-            task_id = _candidate(db, user, queue_id, now, tried, skip_locked, by_uncertainty)
-            if task_id is None:
-                break
-            task = _lock_task(db, task_id)
-            if task is not None and task.status == TaskStatus.open.value and _free_slots(db, task, now) > 0:
-                return _lease(db, user, task, now)
-            tried.append(task_id)
-    return None
-
-
 # ---------------------------------------------------------------- one assignment
 
 
@@ -375,7 +169,7 @@ def lease_problem(db: Session, user: User, a: Assignment, task: Task) -> str | N
         return None
     problem = pause_problem(db, user, task)
     if problem is None and not lease_is_live(a):
-        free = task.status == TaskStatus.open.value and _free_slots(db, task, utcnow(), user.id) > 0
+        free = task.status == TaskStatus.open.value and free_slots(db, task, utcnow(), user.id) > 0
         problem = None if free else LOST_LEASE
     return problem
 
@@ -440,7 +234,7 @@ def keep_lease(db: Session, user: User, a: Assignment) -> Assignment:
     if lease_is_live(a, now):
         a.lease_expires_at = now + timedelta(seconds=get_settings().lease_seconds)
         return a
-    if task.status != TaskStatus.open.value or _free_slots(db, task, now, exclude_user=user.id) <= 0:
+    if task.status != TaskStatus.open.value or free_slots(db, task, now, exclude_user=user.id) <= 0:
         if a.status == AssignmentStatus.leased.value:
             a.status = AssignmentStatus.expired.value
         raise Conflict(LOST_LEASE)
