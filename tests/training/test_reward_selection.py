@@ -33,6 +33,13 @@ def test_early_stopping_needs_enough_valid_pairs() -> None:
     assert not early_stopping_applies(off, _groups([9]))
 
 
+def test_a_negative_minimum_is_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="early_stopping_min_pairs must be 0 or more"):
+        RewardConfig(early_stopping_min_pairs=-1)
+
+
 def _metrics(out: Path) -> dict:
     return dict(json.loads((out / "manifest.json").read_text())["metrics"])
 
