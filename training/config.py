@@ -84,7 +84,8 @@ class RewardConfig:
         if self.edit_pair_weight < 0:
             raise ValueError(f"edit_pair_weight must be 0 or more, not {self.edit_pair_weight}")
         if self.early_stopping_min_pairs < 0:
-            raise ValueError(f"early_stopping_min_pairs must be 0 or more, not {self.early_stopping_min_pairs}")
+            n = self.early_stopping_min_pairs
+            raise ValueError(f"early_stopping_min_pairs must be 0 or more, not {n}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for manifests."""

@@ -23,9 +23,13 @@ router = APIRouter()
 @router.post("/label/a/{assignment_id:int}/demonstration", response_class=HTMLResponse)
 async def submit(request: Request, units: fast.UnitsDep, claim: LabelerClaim, assignment_id: int,
                  text: Annotated[str, Form()] = "") -> Response:
-    """Store the demonstration, then lease the next task; a problem re-shows the page, text kept."""
-    work = partial(submit_orm, request, assignment_id=assignment_id, text=text)
-    return await run_in_threadpool(fast.orm_route, request, units, claim, work)
+    """Store the demonstration, then lease the next task; a problem re-shows the page, text kept.
+
+    One thread hop (app.labeling.fast): valid text on a live lease takes the hot path, anything
+    else the services (submit_orm)."""
+    slow = partial(submit_orm, request, assignment_id=assignment_id, text=text)
+    hot = fast.submit_demonstration
+    return await run_in_threadpool(hot, request, units, claim, assignment_id, text, slow)
 
 
 def submit_orm(request: Request, db: Session, user: User, *, assignment_id: int, text: str) -> Response:

@@ -250,26 +250,99 @@ def submit_ranking(
         delta = hotpath.agreement_delta(rows, rid)
         nxt = _next(u, user, row["t_queue_id"], now, oldest_first=row["q_task_order"] == "oldest")
         hotpath.bump_counters(conn, row["t_queue_id"], user.id, delta)
-        if nxt is None:
-            from app.labeling import service
-
-            left = service.nothing_next(u.session(), user.id, row["t_queue_id"])
-            request.session["flash"] = f"Ranking saved. {left}"
-            return go(request, "/label")
-    request.session["flash"] = "Ranking saved. Here is the next one."
-    return go(request, f"/label/a/{nxt}")
+        flash, url = _then(u, user.id, row["t_queue_id"], nxt, "Ranking saved.")
+    request.session["flash"] = flash
+    return go(request, url)
 
 
-def _plain_submit(row: RowMapping, now: datetime) -> bool:
-    """True for the common submit: a live lease on an open ranking task, nothing paused."""
+def _plain_submit(row: RowMapping, now: datetime, kind: TaskKind = TaskKind.ranking) -> bool:
+    """True for the common submit: a live lease on an open task of `kind`, nothing paused."""
     return (
         row["status"] == AssignmentStatus.leased.value
         and hotpath.aware(row["lease_expires_at"]) > now
-        and row["t_kind"] == TaskKind.ranking.value
+        and row["t_kind"] == kind.value
         and row["t_status"] == hotpath.OPEN
         and not row["q_is_paused"]
         and not row["u_is_paused"]
     )
+
+
+# ---------------------------------------------------------------- the next task
+
+
+def take_next(
+    request: Request, units: Units, claim: Claim, queue_id: int | None,
+    slow: Callable[[Session, User], Response],
+) -> Response:
+    """POST "next task" in one queue: the lease held, or a new one, in a few statements.
+
+    `slow` (the ORM route body) handles the rest: no queue named, a paused labeler, gold due, a
+    queue ordered by reward-model uncertainty, and no free slot without waiting (it waits, and
+    says when there is nothing). A ranking queue is checked for restocking, as the route does.
+    """
+    from app.labeling.routes import go
+
+    if queue_id is None or not get_settings().web_hot_path:
+        return orm_route(request, units, claim, slow)
+    now = utcnow()
+    with units(write=True) as u:
+        row = hotpath.take_row(u.conn, claim.uid, queue_id, now)
+        if row is None:
+            return orm_work(request, u, claim, slow)  # no such user: the check there says so
+        user = checked(request, claim, hotpath.user_from(row))
+        nxt = None
+        if not (user.is_paused or row["gold"] or row["q_task_order"] != "oldest"):
+            lease_s = get_settings().lease_seconds
+            nxt = row["held"] or hotpath.lease_next(u.conn, user.id, queue_id, now, lease_s)
+        if nxt is None:
+            return orm_work(request, u, claim, slow)
+        if row["q_kind"] == TaskKind.ranking.value:
+            from app.sampling import service as restock
+
+            restock.request_restock_for(u.session(), queue_id)  # sent after the commit, if low
+    return go(request, f"/label/a/{nxt}")
+
+
+# ---------------------------------------------------------------- submitting a demonstration
+
+
+def submit_demonstration(
+    request: Request, units: Units, claim: Claim, assignment_id: int, text: str,
+    slow: Callable[[Session, User], Response],
+) -> Response:
+    """POST a demonstration: store it and lease the next task in one transaction (hot path).
+
+    `slow` (the ORM route body) handles everything but valid text on a live lease: a double
+    submit, a lost lease, a paused queue, empty or too long text (the page comes back, text kept).
+    """
+    from app.labeling.routes import go
+
+    now = utcnow()
+    clean = text.strip()
+    with units(write=True) as u:
+        conn = u.conn
+        row = hotpath.lock_row(conn, claim.uid, assignment_id) if get_settings().web_hot_path else None
+        if (row is None or row["user_id"] != claim.uid or row["t_prompt_id"] is None
+                or not _plain_submit(row, now, TaskKind.demonstration)
+                or not 0 < len(clean) <= get_settings().max_text_chars):
+            return orm_work(request, u, claim, slow)
+        user = checked(request, claim, hotpath.user_from(row))
+        hotpath.store_demonstration(conn, row, user.id, clean, now)
+        nxt = _next(u, user, row["t_queue_id"], now, oldest_first=row["q_task_order"] == "oldest")
+        hotpath.bump_counters(conn, row["t_queue_id"], user.id, {})  # counters.label_added
+        flash, url = _then(u, user.id, row["t_queue_id"], nxt, "Demonstration saved.")
+    request.session["flash"] = flash
+    return go(request, url)
+
+
+def _then(u: Unit, user_id: int, queue_id: int, nxt: int | None, message: str) -> tuple[str, str]:
+    """As routes.advance after a hot-path submit: the flash and where to go (next task or home).
+    Set them on the session only after the commit: a failed commit must not say "saved"."""
+    if nxt is None:
+        from app.labeling import service
+
+        return f"{message} {service.nothing_next(u.session(), user_id, queue_id)}", "/label"
+    return f"{message} Here is the next one.", f"/label/a/{nxt}"
 
 
 def _next(

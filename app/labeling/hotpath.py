@@ -46,6 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
 from app.auth.models import User, UserRole
+from app.demonstrations.models import Demonstration
 from app.enums import AssignmentStatus, PIIStatus, Role, TaskKind, TaskStatus
 from app.labeling.models import Assignment, Task
 from app.prompts.models import GuidelineVersion, Prompt, PromptQueue
@@ -64,6 +65,7 @@ U: Table = User.__table__  # type: ignore[assignment]
 UR: Table = UserRole.__table__  # type: ignore[assignment]
 RK: Table = Ranking.__table__  # type: ignore[assignment]
 RE: Table = RankingEntry.__table__  # type: ignore[assignment]
+D: Table = Demonstration.__table__  # type: ignore[assignment]
 QA: Table = QueueAgreement.__table__  # type: ignore[assignment]
 LA: Table = LabelerAgreement.__table__  # type: ignore[assignment]
 
@@ -187,7 +189,7 @@ LOCK = (
         A.c.guideline_version_id,
         T.c.id.label("t_id"), T.c.kind.label("t_kind"), T.c.status.label("t_status"),
         T.c.overlap.label("t_overlap"), T.c.done_count.label("t_done_count"),
-        T.c.queue_id.label("t_queue_id"),
+        T.c.queue_id.label("t_queue_id"), T.c.prompt_id.label("t_prompt_id"),
         Q.c.is_paused.label("q_is_paused"), Q.c.task_order.label("q_task_order"),
         select(func.count(C.c.id)).where(C.c.task_id == T.c.id).scalar_subquery().label("t_k"),
         *_USER_COLS,
@@ -258,11 +260,7 @@ def store_ranking(
     Returns the ranking id and every ranking entry of the task, the new one's included, as
     (ranking id, user id, completion id, tier), for the agreement counters.
     """
-    spent = max(0, int((now - aware(row["leased_at"])).total_seconds() * 1000))
-    done = row["t_done_count"] + 1
-    full = done >= row["t_overlap"]
-    task = {"tid": row["t_id"], "done": done, "status": TaskStatus.done.value if full else row["t_status"],
-            "completed": now if full else None}
+    spent, task = _finished(row, now)
     ranking = {"aid": row["id"], "uid": user_id, "gid": row["guideline_version_id"], "now": now,
                "spent": spent, "all_unacceptable": all_unacceptable, "comment": comment}
     if conn.dialect.name == "postgresql":
@@ -283,6 +281,53 @@ def store_ranking(
         conn.execute(ADD_ENTRIES, [{**e, "ranking_id": rid} for e in entries])
     rows += [(rid, user_id, e["completion_id"], e["tier"]) for e in entries]
     return int(rid), rows
+
+
+# ---------------------------------------------------------------- submitting a demonstration
+
+FINISH_DEMO = FINISH.values(draft_text=bindparam("text"))
+ADD_DEMO = insert(D)
+# PostgreSQL: the three writes of a demonstration submit in one statement.
+STORE_DEMO_PG = text("""
+WITH fin AS (
+  UPDATE assignments SET status = 'submitted', finished_at = :now, time_spent_ms = :spent,
+         lease_expires_at = :now, draft_text = :text
+  WHERE id = :aid
+), cnt AS (
+  UPDATE tasks SET done_count = :done, status = :status, completed_at = :completed WHERE id = :tid
+)
+INSERT INTO demonstrations (assignment_id, task_id, prompt_id, user_id, text, guideline_version_id,
+                            time_spent_ms, created_at)
+VALUES (:aid, :tid, :pid, :uid, :text, :gid, :spent, :now)
+""")
+
+
+def store_demonstration(conn: Connection, row: RowMapping, user_id: int, text_: str, now: datetime) -> None:
+    """Mark the locked assignment submitted (its draft = the text, as the service does), count
+    the label on its task and store the demonstration (demonstrations.service's writes)."""
+    spent, task = _finished(row, now)
+    if conn.dialect.name == "postgresql":
+        conn.execute(STORE_DEMO_PG, {
+            **task, "aid": row["id"], "pid": row["t_prompt_id"], "uid": user_id, "text": text_,
+            "gid": row["guideline_version_id"], "spent": spent, "now": now,
+        })
+        return
+    conn.execute(FINISH_DEMO, {"aid": row["id"], "now": now, "spent": spent, "text": text_})
+    conn.execute(COUNT_LABEL, task)
+    conn.execute(ADD_DEMO, {
+        "assignment_id": row["id"], "task_id": row["t_id"], "prompt_id": row["t_prompt_id"],
+        "user_id": user_id, "text": text_, "guideline_version_id": row["guideline_version_id"],
+        "time_spent_ms": spent, "created_at": now,
+    })
+
+
+def _finished(row: RowMapping, now: datetime) -> tuple[int, dict[str, Any]]:
+    """Time spent on a locked assignment, and its task's counters with this label (service.finish)."""
+    spent = max(0, int((now - aware(row["leased_at"])).total_seconds() * 1000))
+    done = row["t_done_count"] + 1
+    full = done >= row["t_overlap"]
+    status = TaskStatus.done.value if full else row["t_status"]
+    return spent, {"tid": row["t_id"], "done": done, "status": status, "completed": now if full else None}
 
 
 def agreement_delta(
@@ -354,6 +399,17 @@ _HELD = (
 )
 _GOLD = exists().where(Q.c.id == _QID, Q.c.gold_rate > 0, Q.c.is_paused.is_(False))
 HELD_OR_GOLD = select(_HELD.label("held"), _GOLD.label("gold"))
+# "Next task" in one queue: the user, the lease held, gold due, and how the queue hands out tasks.
+TAKE = select(
+    *_USER_COLS, _HELD.label("held"), _GOLD.label("gold"),
+    select(Q.c.task_order).where(Q.c.id == _QID).scalar_subquery().label("q_task_order"),
+    select(Q.c.kind).where(Q.c.id == _QID).scalar_subquery().label("q_kind"),
+).where(U.c.id == _UID)
+
+
+def take_row(conn: Connection, uid: int, queue_id: int, now: datetime) -> RowMapping | None:
+    """The user (see user_from), `held`, `gold`, `q_task_order` and `q_kind` in one statement."""
+    return conn.execute(TAKE, {"uid": uid, "qid": queue_id, "now": now}).mappings().first()
 
 _LIVE_COUNT = (
     select(func.count(A.c.id)).where(A.c.task_id == T.c.id, A.c.status == LEASED, A.c.lease_expires_at > _NOW)

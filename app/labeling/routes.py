@@ -121,7 +121,7 @@ async def take_next(
             return go(request, "/label")
         return go(request, f"/label/a/{a.id}")
 
-    return await run_in_threadpool(fast.orm_route, request, units, claim, work)
+    return await run_in_threadpool(fast.take_next, request, units, claim, queue_id, work)
 
 
 # The one-hop routes match only numeric ids: their role check runs in the route's transaction,
