@@ -420,10 +420,12 @@ _BLOCKED = exists().where(
     A.c.user_id == _UID,
     or_(A.c.status.in_([SUBMITTED, SKIPPED]), and_(A.c.status == LEASED, A.c.lease_expires_at > _NOW)),
 )
+# The task's prompt comes in by an outer join on its key, not as EXISTS: inside this OR,
+# PostgreSQL runs an EXISTS as a hashed subplan, a scan of every prompt for each lease (3.5 ms
+# of the 6.8 ms candidate query at 10 000 prompts; linear in the prompts table).
 _SERVABLE = or_(
     and_(T.c.prompt_id.is_(None), T.c.kind == TaskKind.write_prompt.value),
-    exists().where(
-        P.c.id == T.c.prompt_id,
+    and_(
         P.c.pii_status.in_([PIIStatus.clear.value, PIIStatus.redacted.value]),
         or_(P.c.author_id.is_(None), P.c.author_id != _UID),
     ),
@@ -438,6 +440,7 @@ _LATEST_GUIDELINE = (
 CANDIDATE = (
     select(T.c.id, _LATEST_GUIDELINE.label("guideline_id"))
     .join(Q, Q.c.id == T.c.queue_id)
+    .outerjoin(P, P.c.id == T.c.prompt_id)
     .where(
         T.c.queue_id == _QID,
         T.c.status == OPEN,

@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import random
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, not_, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -58,7 +59,8 @@ def _slots_taken(now: datetime) -> ColumnElement[int]:
 
 
 def _eligible(user_id: int, now: datetime) -> list[ColumnElement[bool]]:
-    """Conditions for a task the user may be served now (slot count from this statement's snapshot)."""
+    """Conditions for a task the user may be served now (slot count from this statement's snapshot),
+    on a statement that joins the task's queue and outer-joins its prompt (`_tasks_with`)."""
     blocked = exists().where(
         Assignment.task_id == Task.id,
         Assignment.user_id == user_id,
@@ -67,10 +69,11 @@ def _eligible(user_id: int, now: datetime) -> list[ColumnElement[bool]]:
             _live(now),
         ),
     )
+    # The prompt by an outer join, not EXISTS: inside this OR PostgreSQL runs an EXISTS as a
+    # hashed subplan, a scan of every prompt per lease (app.labeling.hotpath._SERVABLE).
     servable_prompt = or_(
         and_(Task.prompt_id.is_(None), Task.kind == TaskKind.write_prompt.value),
-        exists().where(
-            Prompt.id == Task.prompt_id,
+        and_(
             Prompt.pii_status.in_(SERVABLE_PII),
             or_(Prompt.author_id.is_(None), Prompt.author_id != user_id),
         ),
@@ -86,12 +89,20 @@ def _eligible(user_id: int, now: datetime) -> list[ColumnElement[bool]]:
     ]
 
 
+def _tasks_with(*columns: Any) -> Select[Any]:
+    """SELECT columns FROM tasks with the queue and the prompt that _eligible reads."""
+    return (
+        select(*columns)
+        .join(PromptQueue, PromptQueue.id == Task.queue_id)
+        .outerjoin(Prompt, Prompt.id == Task.prompt_id)
+    )
+
+
 def available_counts(db: Session, user: User) -> dict[int, int]:
     """Per queue id: how many tasks `user` could be served right now."""
     now = utcnow()
     rows = db.execute(
-        select(Task.queue_id, func.count(Task.id))
-        .join(PromptQueue, PromptQueue.id == Task.queue_id)
+        _tasks_with(Task.queue_id, func.count(Task.id))
         .where(*_eligible(user.id, now))
         .group_by(Task.queue_id)
     ).all()
@@ -106,8 +117,7 @@ BUSY_NEXT = ("The tasks left in this queue are being handed out to other labeler
 def nothing_next(db: Session, user_id: int, queue_id: int | None) -> str:
     """What to tell a labeler (not paused) whose lease without waiting found no task: nothing is
     left for them, or what is left is locked by other labelers' leases and submits right now."""
-    stmt = select(func.count(Task.id)).join(PromptQueue, PromptQueue.id == Task.queue_id)
-    stmt = stmt.where(*_eligible(user_id, utcnow()))
+    stmt = _tasks_with(func.count(Task.id)).where(*_eligible(user_id, utcnow()))
     if queue_id is not None:
         stmt = stmt.where(Task.queue_id == queue_id)
     return BUSY_NEXT if db.scalar(stmt) else NOTHING_NEXT
@@ -169,7 +179,7 @@ def _candidate(
     db: Session, user: User, queue_id: int | None, now: datetime, skip: list[int], skip_locked: bool,
     by_uncertainty: bool = False,
 ) -> int | None:
-    stmt = select(Task.id).join(PromptQueue, PromptQueue.id == Task.queue_id).where(*_eligible(user.id, now))
+    stmt = _tasks_with(Task.id).where(*_eligible(user.id, now))
     if queue_id is not None and by_uncertainty:
         # Active learning (app/active): the reward model's most uncertain task first, unscored last.
         stmt = stmt.where(Task.queue_id == queue_id).order_by(Task.uncertainty.desc().nulls_last(), Task.id)
