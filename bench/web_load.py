@@ -363,6 +363,7 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[str]:
         acked_d: set[int] = set()
         try:
             for c in levels:
+                ws.analyze(target)  # statistics as of the level's start (see ws.analyze)
                 load0 = os.getloadavg()[0]
                 before = profile_snapshot(profile_dir, target)
                 print(f"[{backend}] C={c} running {args.seconds:.0f} s (server pid {proc.pid})", flush=True)

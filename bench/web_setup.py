@@ -167,11 +167,23 @@ def seed(target: Target, labelers: int, ranking_tasks: int, demo_tasks: int, ove
             qids[kind] = qid
         for kind, n in (("ranking", ranking_tasks), ("demonstration", demo_tasks)):
             _stock(conn, Prompt, Task, Completion, qids[kind], kind, n, overlap)
-    # Planner statistics for the bulk-loaded rows (autovacuum would get there, minutes later).
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("ANALYZE")
     engine.dispose()
+    analyze(target)  # statistics for the bulk-loaded rows (autovacuum would get there, minutes later)
     return Seeded(qids["ranking"], qids["demonstration"], names)
+
+
+def analyze(target: Target) -> None:
+    """Refresh the planner's statistics, as autovacuum does on a running PostgreSQL server.
+
+    This machine's server runs with autovacuum off, so tables that start empty (rankings, their
+    entries, assignments) would keep "empty" statistics for the whole run, and the planner hashes
+    thousands of rows where a server in use looks up a few by index."""
+    engine = target.engine()
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
+    finally:
+        engine.dispose()
 
 
 def _stock(conn, Prompt, Task, Completion, qid: int, kind: str, n: int, overlap: int) -> None:
