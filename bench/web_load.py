@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from bench import pyspy
 from bench import web_setup as ws
 
 CSRF = re.compile(rb'<meta name="csrf-token" content="([^"]+)"')
@@ -367,6 +368,10 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[str]:
                 load0 = os.getloadavg()[0]
                 before = profile_snapshot(profile_dir, target)
                 print(f"[{backend}] C={c} running {args.seconds:.0f} s (server pid {proc.pid})", flush=True)
+                spy = None
+                if args.pyspy:
+                    spy_out = Path(tempfile.mkdtemp(prefix="rlhf-pyspy-")) / "raw.txt"
+                    spy = pyspy.start(proc.pid, args.seconds, spy_out)
                 res, secs, server_cpu = run_level(port, proc.pid, sessions[:c], seeded, args)
                 after = profile_snapshot(profile_dir, target)
                 acked_r.update(res.rankings)
@@ -389,6 +394,11 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[str]:
                     prof = profile_lines(backend, c, before, after, cycles, server_cpu)
                     lines += prof
                     print("\n".join(prof), flush=True)
+                if spy is not None:
+                    spy.wait(timeout=args.seconds + 60)
+                    raw = spy_out.read_text() if spy_out.exists() else ""
+                    lines += pyspy.lines(f"{backend:10s} C={c:<3d}", raw)
+                    print(lines[-1], flush=True)
                 if res.errors:
                     print(f"           errors: {res.errors}", flush=True)
         finally:
@@ -430,6 +440,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--server-root", default=str(ws.ROOT),
                    help="the checkout whose app is served (e.g. another branch's, for a before/after)")
     p.add_argument("--keep", action="store_true", help="keep the bench database (for a look afterwards)")
+    p.add_argument("--pyspy", action="store_true",
+                   help="sample the server with py-spy (GIL holder) and print CPU shares by package")
     return p.parse_args(argv)
 
 
