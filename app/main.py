@@ -250,6 +250,7 @@ def install_error_handlers(app: FastAPI) -> None:
             raise exc
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
                     type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
+        _drop_flash(request)
         response = error_response(request, 503, UNAVAILABLE)
         response.headers["Retry-After"] = "5"
         return response
@@ -258,8 +259,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         # The traceback goes to the log; the user gets a page (with the security headers).
         log.exception("unhandled error on %s %s", request.method, request.url.path)
+        _drop_flash(request)
         return _bare_error(request, 500, "Something went wrong on our side. Try again; if it keeps "
                            "happening, tell an admin the time it happened.")
+
+
+def _drop_flash(request: Request) -> None:
+    """Forget a flash message the failed request set ("Ranking saved." before a commit that then
+    failed): the next page must not claim what was rolled back."""
+    if "session" in request.scope:
+        request.session.pop("flash", None)
 
 
 def _is_operational(exc: DBAPIError) -> bool:

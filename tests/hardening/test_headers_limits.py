@@ -140,3 +140,37 @@ def test_a_commit_lost_with_the_database_is_a_retryable_503(login, db, monkeypat
     assert "not reachable" in page.text and "nothing was saved" in page.text and "Traceback" not in page.text
     assert api.status_code == 503 and "try again" in api.json()["detail"]
     _assert_secure(page)
+
+
+def test_a_commit_lost_after_a_submit_leaves_no_saved_message(login, db, factory, monkeypatch) -> None:
+    """The services' submit sets "Demonstration saved." before the commit; a commit that fails
+    must not leave that message for the next page."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.config import get_settings
+    from app.demonstrations.models import Demonstration
+    from app.enums import TaskKind
+    from app.labeling import service as labeling
+
+    q = factory.queue(TaskKind.demonstration)
+    factory.task(q)
+    factory.task(q)
+    web = login("labeler")
+    a = labeling.next_task(db, web.user, q.id)
+    assert a is not None
+    db.commit()
+    real_commit = db.commit
+
+    def lost_commit() -> None:
+        db.expire_all()
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(get_settings(), "web_hot_path", False)  # the services' path sets it first
+    monkeypatch.setattr(db, "commit", lost_commit)
+    r = web.post(f"/label/a/{a.id}/demonstration", data={"text": "An answer."})
+    monkeypatch.setattr(db, "commit", real_commit)
+    assert r.status_code == 503 and "nothing was saved" in r.text
+    db.rollback()
+    assert db.query(Demonstration).count() == 0
+    home = web.get("/label")
+    assert home.status_code == 200 and "saved" not in home.text.lower()
