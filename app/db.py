@@ -36,12 +36,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def is_deadlock(exc: BaseException) -> bool:
-    """True for PostgreSQL's deadlock error (SQLSTATE 40P01): this transaction was chosen to give
-    up a lock wait, and the rest of it (up to the last savepoint) is rolled back."""
-    return getattr(getattr(exc, "orig", None), "sqlstate", None) == "40P01"
-
-
 def make_engine(settings: Settings) -> Engine:
     """Build an engine: SQLite in WAL mode with a busy timeout, PostgreSQL with pre-ping."""
     url = settings.sqlalchemy_url

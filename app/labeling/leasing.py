@@ -19,26 +19,22 @@ submit's first lock queued behind such waits, was a deadlock seen as a 503 at a 
 
 from __future__ import annotations
 
-import logging
 import random
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, exists, func, not_, or_, select, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.active.service import orders_by_uncertainty
 from app.auth.models import User
 from app.config import get_settings
-from app.db import is_deadlock, utcnow
+from app.db import utcnow
 from app.enums import AssignmentStatus, PIIStatus, TaskKind, TaskStatus
 from app.errors import Forbidden
 from app.labeling.models import Assignment, Task
 from app.prompts.models import GuidelineVersion, Prompt, PromptQueue
 from app.rankings.models import Completion
-
-log = logging.getLogger(__name__)
 
 SERVABLE_PII = (PIIStatus.clear.value, PIIStatus.redacted.value)
 # Rows locked per attempt while looking for a slot; each is rechecked after its lock.
@@ -276,19 +272,8 @@ def next_task(
     for skip_locked in (True, False) if is_pg and wait else (True,) if is_pg else (False,):
         for _ in range(_MAX_ATTEMPTS):
             point = db.begin_nested() if is_pg and not skip_locked else None
-            try:
-                task_id = _candidate(db, user, queue_id, now, tried, skip_locked, by_uncertainty)
-                task = _lock_task(db, task_id) if task_id is not None else None
-            except DBAPIError as exc:
-                if point is None or not is_deadlock(exc):
-                    raise
-                point.rollback()  # cannot happen by the ordering above; give way if it does
-                log.warning("a lease for user %s gave way in a lock cycle", user.id)
-                return None
-            if task_id is None:
-                if point is not None:
-                    point.rollback()
-                break
+            task_id = _candidate(db, user, queue_id, now, tried, skip_locked, by_uncertainty)
+            task = _lock_task(db, task_id) if task_id is not None else None
             if task is not None and _open_slot(db, task, now):
                 lease = _lease(db, user, task, now)
                 if point is not None:
@@ -296,5 +281,7 @@ def next_task(
                 return lease
             if point is not None:
                 point.rollback()
+            if task_id is None:
+                break
             tried.append(task_id)
     return None
