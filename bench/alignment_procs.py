@@ -20,8 +20,8 @@ class Printer:
     def on_progress(self, stage: str, step: int, total: int, metrics: dict[str, Any]) -> None:
         """Print selected metrics."""
         if step % self.every == 0 or step == total:
-            shown = {k: round(v, 3) for k, v in metrics.items() if isinstance(v, float)}
-            print(f"  {stage} {step}/{total} {shown}", flush=True)
+            shown = ", ".join(f"{k}={v:.3g}" for k, v in metrics.items() if isinstance(v, float))
+            print(f"  {stage} {step}/{total} {shown}", flush=True)  # 3 significant digits: lr 3e-05, not 0.0
 
     def on_log(self, message: str) -> None:
         """Print a stage's log line."""

@@ -1,0 +1,144 @@
+"""Reward-model settings side by side on an alignment-benchmark run's SFT policy and rankings.
+
+    python -m bench.alignment_rm samples RUN BASE              # once: comparisons and candidates
+    python -m bench.alignment_rm train RUN NAME [KEY=VALUE ...]   # one variant (two at once: two cores)
+    python -m bench.alignment_rm report RUN NAME [NAME ...] [--ensemble A+B+C ...]
+
+RUN is an earlier `python -m bench.alignment --out` (its sft/, batch-2/), BASE the small base it used.
+A variant starts from the benchmark's RewardConfig with KEY=VALUE overrides and writes RUN/rm-NAME/.
+The report prints, per variant (and per ensemble: the mean of its members' standardised scores),
+what the benchmark prints about the RM: accuracy against two held-out labelers beside their mutual
+agreement, agreement with the oracle itself, and best-of-n under the RM against plain SFT samples
+(best-of-1), on the same unseen prompts and candidates for every variant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.alignment import SIZES, heldout_comparisons, sample_texts, settings, test_prompts
+from bench.alignment_report import rm_section
+from training.batching import rm_scores
+from training.cli import apply_overrides
+from training.config import SamplingParams
+from training.metrics import paired_diff_ci, per_prompt_means
+from training.models import load_policy, load_reward_model
+from training.reward import run_reward
+from training.world.metrics import oracle_scores
+
+SIZE = SIZES["full"]
+SEED = 0
+
+
+def samples(run: Path, base: Path) -> None:
+    """Held-out comparisons (K per prompt, two labelers) and best-of-16 candidates, saved once."""
+    torch.set_num_threads(1)
+    held = heldout_comparisons(run / "sft", base, run / "rm", SIZE, SEED)
+    prompts = test_prompts(SIZE["eval"], SEED + 99)
+    n = SIZE["best_of"] * SIZE["samples"]
+    groups = sample_texts(run / "sft", prompts, n, SamplingParams(seed=SEED + 555, max_new_tokens=32))
+    (run / "rm_dev_samples.json").write_text(json.dumps({"held": held, "eval": prompts, "groups": groups}))
+
+
+def train(run: Path, name: str, overrides: list[str]) -> None:
+    """Train one RM variant into RUN/rm-NAME."""
+    torch.set_num_threads(1)
+    cfg = settings(SIZE, False)["reward"]
+    apply_overrides(cfg, overrides)
+    run_reward(cfg, run / "batch-2", run / "sft", run / f"rm-{name}")
+
+
+def scores(run: Path, name: str, data: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The variant's scores on the held-out comparisons and the best-of-n candidates (cached)."""
+    f = run / f"rm-{name}" / "dev_scores.pt"
+    if f.exists():
+        return torch.load(f)
+    model, tok = load_reward_model(run / f"rm-{name}"), load_policy(run / "sft")[1]
+    out = {}
+    for key, prompts, groups in (
+        ("held", data["held"]["prompts"], data["held"]["completions"]),
+        ("groups", data["eval"], data["groups"]),
+    ):
+        flat_prompts = [p for p, g in zip(prompts, groups, strict=True) for _ in g]
+        flat = rm_scores(model, tok, flat_prompts, [c for g in groups for c in g])
+        out[key] = flat.view(len(prompts), -1)
+    torch.save(out, f)
+    return out
+
+
+def standardise(s: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each score set shifted and scaled to mean 0, standard deviation 1 (for ensembles)."""
+    return {k: (v - v.mean()) / v.std().clamp_min(1e-6) for k, v in s.items()}
+
+
+def line(label: str, data: dict[str, Any], s: dict[str, torch.Tensor]) -> str:
+    """One table row for scores s."""
+    held = {**data["held"], "rm_scores": s["held"].tolist()}
+    rm = rm_section(held)
+    ratio = (rm["ranks_a"]["mean"] + rm["ranks_b"]["mean"]) / 2 / rm["agreement"]["mean"]
+    vs = rm["vs_oracle"]
+    prompts, groups, n_max = data["eval"], data["groups"], SIZE["best_of"]
+    picks = best_of_n_picks(s["groups"], groups, n_max)
+    plain = per_prompt_means(oracle_scores(prompts, picks[1]))
+    cells = []
+    for n in (4, n_max):
+        d = paired_diff_ci(per_prompt_means(oracle_scores(prompts, picks[n])), plain)
+        cells.append(f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]")
+    kinds = ("all", "correct vs wrong", "answer vs refusal (answerable)")
+    agree = [f"{100 * vs[k]['mean']:.1f}" for k in kinds]
+    acc = f"{100 * rm['ranks_a']['mean']:.1f} / {100 * rm['ranks_b']['mean']:.1f}"
+    return f"| {label} | {acc} | {ratio:.3f} | {' / '.join(agree)} | {cells[0]} | {cells[1]} |"
+
+
+def best_of_n_picks(s: torch.Tensor, groups: list[list[str]], n_max: int) -> dict[int, list[list[str]]]:
+    """For n in 1, 4, n_max: per prompt and sample, the RM's favourite among its n candidates."""
+    per = SIZE["samples"]
+    view = s.view(len(groups), per, n_max)
+    out = {}
+    for n in (1, 4, n_max):
+        pick = view[:, :, :n].argmax(-1)
+        out[n] = [[g[j * n_max + int(pick[i, j])] for j in range(per)] for i, g in enumerate(groups)]
+    return out
+
+
+def report(run: Path, names: list[str], ensembles: list[str]) -> None:
+    """The comparison table."""
+    torch.set_num_threads(1)
+    data = json.loads((run / "rm_dev_samples.json").read_text())
+    print(
+        "| variant | RM acc A / B (%) | acc / agreement | oracle agreement: all / correct-vs-wrong / "
+        "answer-vs-refusal (%) | best-of-4 - SFT | best-of-16 - SFT |"
+    )
+    print("|---|---|---|---|---|---|")
+    members = [m for e in ensembles for m in e.split("+")]
+    every = {n: scores(run, n, data) for n in dict.fromkeys(names + members)}
+    for n in names:
+        print(line(n, data, every[n]), flush=True)
+    for e in ensembles:
+        parts = [standardise(every[m]) for m in e.split("+")]
+        mean = {k: torch.stack([m[k] for m in parts]).mean(0) for k in parts[0]}
+        print(line(f"ensemble {e}", data, mean), flush=True)
+
+
+def main(argv: list[str]) -> None:
+    """Dispatch the sub-command."""
+    cmd, run = argv[0], Path(argv[1])
+    if cmd == "samples":
+        samples(run, Path(argv[2]))
+    elif cmd == "train":
+        train(run, argv[2], argv[3:])
+    elif cmd == "report":
+        ens = [argv[i + 1] for i, a in enumerate(argv) if a == "--ensemble"]
+        names = [a for i, a in enumerate(argv[2:], 2) if a != "--ensemble" and argv[i - 1] != "--ensemble"]
+        report(run, names, ens)
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
