@@ -107,11 +107,14 @@ def base_steps(quick: bool, large_budget: str) -> dict[str, int]:
     return {"small": STEPS_SMALL, "large": STEPS_SMALL // 8 if large_budget == "compute" else STEPS_SMALL}
 
 
-def sample_texts(model_dir: Path, prompts: list[str], k: int, params: SamplingParams) -> list[list[str]]:
-    """k completions per prompt from model_dir."""
+def sample_texts(
+    model_dir: Path, prompts: list[str], k: int, params: SamplingParams, distinct: bool = False
+) -> list[list[str]]:
+    """k completions per prompt from model_dir (distinct: as for ranking, Sampler.sample_distinct)."""
     sampler = Sampler(model_dir, device="cpu", batch_prompts=max(1, 1024 // k))
     items: list[Prompt] = list(prompts)
-    return [[c.text for c in row] for row in sampler.sample(items, k, params)]
+    rows = sampler.sample_distinct(items, k, params) if distinct else sampler.sample(items, k, params)
+    return [[c.text for c in row] for row in rows]
 
 
 def data_batches(root: Path, base: Path, sft: Path | None, sizes: dict[str, int], seed: int) -> Path:
@@ -125,7 +128,9 @@ def data_batches(root: Path, base: Path, sft: Path | None, sizes: dict[str, int]
         return write_batch(root / "batch-1", sft=sft_rows, prompts=ppo_rows, batch_id=1)
     ranked = make_prompts(sizes["rm"], seed=seed + 1)
     texts = [p.text for p in ranked]
-    from_sft = sample_texts(sft, texts, sizes["k"] - 1, SamplingParams(seed=seed, max_new_tokens=32))
+    from_sft = sample_texts(
+        sft, texts, sizes["k"] - 1, SamplingParams(seed=seed, max_new_tokens=32), distinct=True
+    )
     from_base = sample_texts(base, texts, 1, SamplingParams(seed=seed + 1, max_new_tokens=32))
     comps = [a + b for a, b in zip(from_sft, from_base, strict=True)]
     prov = {"policies": ["sft"] * (sizes["k"] - 1) + ["base"]}
@@ -163,7 +168,9 @@ def heldout_comparisons(sft: Path, base: Path, rm: Path, sizes: dict[str, int], 
     comps = [
         a + b
         for a, b in zip(
-            sample_texts(sft, prompts, k - 1, SamplingParams(seed=seed + 8, max_new_tokens=32)),
+            sample_texts(
+                sft, prompts, k - 1, SamplingParams(seed=seed + 8, max_new_tokens=32), distinct=True
+            ),
             sample_texts(base, prompts, 1, SamplingParams(seed=seed + 9, max_new_tokens=32)),
             strict=True,
         )
@@ -231,7 +238,12 @@ def train_small(
         if (old / "ppo" / "manifest.json").exists():  # evaluate that run's PPO policy as it is
             return {"batch": old / "batch-2", "sft": old / "sft", "rm": old / "rm", "PPO": old / "ppo"}
         ppo = run_ppo(
-            cfg["ppo"], old / "batch-2", old / "sft", old / "rm", root / "ppo", callbacks=[Printer(16)],
+            cfg["ppo"],
+            old / "batch-2",
+            old / "sft",
+            old / "rm",
+            root / "ppo",
+            callbacks=[Printer(16)],
             **PPO_HOOKS,
         )
         timer.done("PPO", t)

@@ -1,7 +1,7 @@
 """Reward-model settings side by side on an alignment-benchmark run's SFT policy and rankings.
 
     python -m bench.alignment_rm samples RUN BASE              # once: comparisons and candidates
-    python -m bench.alignment_rm train RUN NAME [KEY=VALUE ...]   # one variant (two at once: two cores)
+    python -m bench.alignment_rm train RUN NAME [KEY=VALUE ...] [init=DIR]  # one variant
     python -m bench.alignment_rm report RUN NAME [NAME ...] [--ensemble A+B+C ...]
 
 RUN is an earlier `python -m bench.alignment --out` (its sft/, batch-2/), BASE the small base it used.
@@ -46,11 +46,12 @@ def samples(run: Path, base: Path) -> None:
 
 
 def train(run: Path, name: str, overrides: list[str]) -> None:
-    """Train one RM variant into RUN/rm-NAME."""
+    """Train one RM variant into RUN/rm-NAME (init=DIR: start from DIR instead of the SFT policy)."""
     torch.set_num_threads(1)
     cfg = settings(SIZE, False)["reward"]
-    apply_overrides(cfg, overrides)
-    run_reward(cfg, run / "batch-2", run / "sft", run / f"rm-{name}")
+    init = [o.partition("=")[2] for o in overrides if o.startswith("init=")]
+    apply_overrides(cfg, [o for o in overrides if not o.startswith("init=")])
+    run_reward(cfg, run / "batch-2", Path(init[0]) if init else run / "sft", run / f"rm-{name}")
 
 
 def scores(run: Path, name: str, data: dict[str, Any]) -> dict[str, torch.Tensor]:

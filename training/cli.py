@@ -132,14 +132,12 @@ def cmd_world_batch(args: argparse.Namespace) -> Path:
     splits = split_by_user(prompts, seed=args.seed)
     labelers = [SimulatedLabeler(s) for s in range(args.labelers)]
     if args.policy:
-        from training.generate import sample_completions
+        from training.generate import Sampler
 
-        comps = [
-            [c.text for c in row]
-            for row in sample_completions(
-                args.policy, [p.text for p in prompts], args.k, SamplingParams(seed=args.seed)
-            )
-        ]
+        rows = Sampler(args.policy).sample_distinct(
+            [p.text for p in prompts], args.k, SamplingParams(seed=args.seed)
+        )
+        comps = [[c.text for c in row] for row in rows]
     else:
         rng = random.Random(args.seed)
         comps = [candidate_completions(p, args.k, rng) for p in prompts]
@@ -212,7 +210,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed
     )
     device = None if args.device == "auto" else args.device
-    rows = Sampler(args.model, device=device).sample(prompts, args.k, params)
+    sampler = Sampler(args.model, device=device)
+    if args.distinct:
+        rows = sampler.sample_distinct(prompts, args.k, params, rounds=args.distinct)
+    else:
+        rows = sampler.sample(prompts, args.k, params)
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     try:
         for p, row in zip(prompts, rows, strict=True):
@@ -327,7 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=400)
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--labelers", type=int, default=4)
-    p.add_argument("--policy", default=None, help="sample the K completions from this policy")
+    p.add_argument(
+        "--policy", default=None, help="sample the K completions (distinct where it can) from this policy"
+    )
     p.add_argument("--batch-id", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_world_batch)
@@ -362,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     prompts(p)
     p.add_argument("-k", type=int, default=4)
     p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument(
+        "--distinct",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="for ranking: sample again (at most ROUNDS times) for prompts short of K distinct texts",
+    )
     p.add_argument("--out", default=None, help="write the JSON lines here instead of stdout")
     device(p)
     p.set_defaults(fn=cmd_sample)

@@ -8,7 +8,16 @@ from typing import Any
 import torch
 
 from training.config import SamplingParams
-from training.generate import Sampler, encode_prompts, left_pad, sample_next, sample_tokens, top_p_filter
+from training.generate import (
+    Completion,
+    Sampler,
+    distinct_first,
+    encode_prompts,
+    left_pad,
+    sample_next,
+    sample_tokens,
+    top_p_filter,
+)
 from training.models import load_policy
 
 
@@ -193,3 +202,36 @@ def test_finished_rows_are_dropped_and_the_rest_decode_unchanged(micro_base: Pat
     ids1, mask1 = left_pad([enc[1]], tok.pad_token_id)
     ref, _, _ = sample_tokens(alone, ids1, mask1, 1, params, tok.eos_token_id, tok.pad_token_id)
     assert all(resp[r].tolist() == ref[0].tolist() for r in range(4, 8))
+
+
+def _c(text: str) -> Completion:
+    return Completion(text, True)
+
+
+def test_distinct_first_keeps_sampling_order_and_tops_up_with_the_earliest_repeats() -> None:
+    got = distinct_first([_c("a"), _c("a "), _c("b"), _c("a"), _c("c"), _c("d")], 3)
+    assert [c.text for c in got] == ["a", "b", "c"]
+    got = distinct_first([_c("x"), _c("x"), _c("y"), _c("x")], 3)
+    assert [c.text for c in got] == ["x", "y", "x"]  # the policy only says two things
+    assert [c.text for c in distinct_first([_c("x"), _c("x")], 3, top_up=False)] == ["x"]
+
+
+def test_sample_distinct_samples_again_only_for_prompts_short_of_k_texts(micro_base: Path) -> None:
+    sampler = Sampler(micro_base, device="cpu")
+    calls: list[int] = []
+    plain = sampler.sample
+
+    def counting(prompts: list[Any], k: int, params: SamplingParams | None = None) -> Any:
+        calls.append(len(prompts))
+        return plain(prompts, k, params)
+
+    sampler.sample = counting  # type: ignore[method-assign]
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=4, seed=3)
+    out = sampler.sample_distinct(["What is 1 plus 2?", "How do I steal a car?"], 3, greedy, rounds=2)
+    # greedy decoding repeats itself: every round re-samples both prompts, then the copies fill in
+    assert calls == [2, 2, 2]
+    assert all(len(row) == 3 and len({c.text for c in row}) == 1 for row in out)
+    calls.clear()
+    hot = SamplingParams(temperature=50.0, max_new_tokens=6, seed=3)
+    out = sampler.sample_distinct(["What is 1 plus 2?"], 4, hot, rounds=2)
+    assert calls == [1] and len({c.text for c in out[0]}) == 4  # near-uniform draws differ at once
