@@ -128,12 +128,11 @@ def data_batches(root: Path, base: Path, sft: Path | None, sizes: dict[str, int]
         return write_batch(root / "batch-1", sft=sft_rows, prompts=ppo_rows, batch_id=1)
     ranked = make_prompts(sizes["rm"], seed=seed + 1)
     texts = [p.text for p in ranked]
-    from_sft = sample_texts(
-        sft, texts, sizes["k"] - 1, SamplingParams(seed=seed, max_new_tokens=32), distinct=True
-    )
+    k, short = sizes["k"], SamplingParams(seed=seed, max_new_tokens=32)
+    from_sft = sample_texts(sft, texts, k - 1, short, distinct=True)
     from_base = sample_texts(base, texts, 1, SamplingParams(seed=seed + 1, max_new_tokens=32))
     comps = [a + b for a, b in zip(from_sft, from_base, strict=True)]
-    prov = {"policies": ["sft"] * (sizes["k"] - 1) + ["base"]}
+    prov = {"policies": ["sft"] * (k - 1) + ["base"]}
     rankings = ranking_records(ranked, split_by_user(ranked, 0.1, 0.0, seed), comps, labelers, prov)
     return write_batch(root / "batch-2", sft=sft_rows, rankings=rankings, prompts=ppo_rows, batch_id=2)
 

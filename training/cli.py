@@ -200,6 +200,9 @@ def cmd_dpo(args: argparse.Namespace) -> Path:
     )
 
 
+DISTINCT_HELP = "for ranking: sample again (at most ROUNDS times) for prompts short of K distinct texts"
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     """Write K completions per prompt as JSON lines that `reward` accepts once ranks are added."""
     from training.generate import Sampler
@@ -366,13 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     prompts(p)
     p.add_argument("-k", type=int, default=4)
     p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument(
-        "--distinct",
-        type=int,
-        default=0,
-        metavar="ROUNDS",
-        help="for ranking: sample again (at most ROUNDS times) for prompts short of K distinct texts",
-    )
+    p.add_argument("--distinct", type=int, default=0, metavar="ROUNDS", help=DISTINCT_HELP)
     p.add_argument("--out", default=None, help="write the JSON lines here instead of stdout")
     device(p)
     p.set_defaults(fn=cmd_sample)
