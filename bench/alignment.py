@@ -46,8 +46,9 @@ from training.config import (
 from training.data import write_batch
 from training.dpo import run_dpo
 from training.generate import Sampler
+from training.implicit import write_implicit_reward_model
 from training.metrics import contamination
-from training.models import count_params, load_policy, load_reward_model
+from training.models import count_params, load_policy, load_scoring_model
 from training.ppo import run_ppo
 from training.reward import run_reward
 from training.sft import run_sft
@@ -160,8 +161,21 @@ def test_prompts(n: int, seed: int) -> list[str]:
     return list(seen)[:n]
 
 
+def score_groups(rm: Path, sft: Path, prompts: list[str], groups: list[list[str]]) -> torch.Tensor:
+    """The reward model's score of every completion: [P, n] (every group holds n completions)."""
+    model, tok = load_scoring_model(rm), load_policy(sft)[1]
+    flat = rm_scores(
+        model,
+        tok,
+        [p for p, g in zip(prompts, groups, strict=True) for _ in g],
+        functools.reduce(operator.iadd, groups, []),
+    )
+    return flat.view(len(prompts), -1)
+
+
 def heldout_comparisons(sft: Path, base: Path, rm: Path, sizes: dict[str, int], seed: int) -> dict[str, Any]:
-    """Unseen prompts, K completions each (SFT, base), ranked by two held-out labelers, scored by the RM."""
+    """Unseen prompts, K completions each (SFT, base), ranked by two held-out labelers, scored by the
+    RM (and by the scalar-head RM beside it, root/rm-scalar)."""
     prompts = test_prompts(sizes["held"], seed + 7)
     k = sizes["k"]
     comps = [
@@ -174,19 +188,13 @@ def heldout_comparisons(sft: Path, base: Path, rm: Path, sizes: dict[str, int], 
             strict=True,
         )
     ]
-    model, tok = load_reward_model(rm), load_policy(sft)[1]
-    flat = rm_scores(
-        model,
-        tok,
-        [p for p, c in zip(prompts, comps, strict=True) for _ in c],
-        functools.reduce(operator.iadd, comps, []),
-    )
-    scores = flat.view(len(prompts), k).tolist()
+    scores = score_groups(rm, sft, prompts, comps)
     la, lb = SimulatedLabeler(101), SimulatedLabeler(202)
     return {
         "prompts": prompts,
         "completions": comps,
-        "rm_scores": scores,
+        "rm_scores": scores.tolist(),
+        "scalar_rm_scores": score_groups(rm.parent / "rm-scalar", sft, prompts, comps).tolist(),
         "ranks_a": [la.rank(p, c) for p, c in zip(prompts, comps, strict=True)],
         "ranks_b": [lb.rank(p, c) for p, c in zip(prompts, comps, strict=True)],
     }
@@ -196,20 +204,17 @@ def best_of_n(sft: Path, rm: Path, prompts: list[str], sizes: dict[str, int], se
     """Best-of-n under the RM for n in 1, 4, best_of: each sample picks from its own n SFT completions."""
     n_max, s = sizes["best_of"], sizes["samples"]
     groups = sample_texts(sft, prompts, n_max * s, SamplingParams(seed=seed, max_new_tokens=32))
-    model, tok = load_reward_model(rm), load_policy(sft)[1]
-    flat = rm_scores(
-        model,
-        tok,
-        [p for p, g in zip(prompts, groups, strict=True) for _ in g],
-        functools.reduce(operator.iadd, groups, []),
-    )
-    scores = flat.view(len(prompts), s, n_max)
     out: dict[str, Any] = {}
-    for n in sorted({1, 4, n_max}):
-        pick = scores[:, :, :n].argmax(-1)  # [P, S]
-        out[f"best-of-{n}"] = [
-            [groups[i][j * n_max + int(pick[i, j])] for j in range(s)] for i in range(len(prompts))
-        ]
+    for label, scorer, sizes_n in (
+        ("", rm, sorted({1, 4, n_max})),
+        (" (scalar RM)", rm.parent / "rm-scalar", [n_max]),
+    ):
+        scores = score_groups(scorer, sft, prompts, groups).view(len(prompts), s, n_max)
+        for n in sizes_n:
+            pick = scores[:, :, :n].argmax(-1)  # [P, S]
+            out[f"best-of-{n}{label}"] = [
+                [groups[i][j * n_max + int(pick[i, j])] for j in range(s)] for i in range(len(prompts))
+            ]
     # The ceiling: the same candidates picked by the oracle itself (a perfect reward model).
     truth = torch.tensor(oracle_scores(prompts, groups)).view(len(prompts), s, n_max)
     pick = truth.argmax(-1)
@@ -253,18 +258,25 @@ def train_small(
     b2 = data_batches(root, base, sft, sizes, seed)
     t = timer.done("sample K completions for rankings", t)
     extras = {name: start_extra(name, quick, b2, sft, root) for name, _ in EXTRA_POLICIES}
-    rm = run_reward(cfg["reward"], b2, sft, root / "rm", callbacks=[Printer(50)])
-    t = timer.done("reward model", t)
-    ppo = run_ppo(cfg["ppo"], b2, sft, rm, root / "ppo", callbacks=[Printer(16)], **PPO_HOOKS)
-    t = timer.done("PPO", t)
-    models = {"batch": b2, "sft": sft, "rm": rm, "PPO": ppo}
+    run_reward(cfg["reward"], b2, sft, root / "rm-scalar", callbacks=[Printer(50)])
+    t = timer.done("scalar-head reward model (for comparison)", t)
+    models = {"batch": b2, "sft": sft}
     for name, proc in extras.items():
         log = root / f"{name.lower()}.log"
         if proc.wait() != 0:
             raise SystemExit(f"training {name} failed; see {log}")
         print(log.read_text().strip().splitlines()[-1], flush=True)
         models[name] = root / name.lower()
-    timer.done("wait for " + ", ".join(extras) + " (trained in parallel)", t)
+    t = timer.done("wait for " + ", ".join(extras) + " (trained in parallel)", t)
+    # The reward model PPO and best-of-n use: the DPO policy's implicit reward against SFT.
+    demos = [json.loads(line) for line in (b2 / "sft.jsonl").read_text().splitlines() if line.strip()]
+    demos = [d for d in demos if d.get("split", "train") == "train"]
+    models["rm"] = write_implicit_reward_model(models["DPO"], sft, root / "rm", DPO_SETTINGS["beta"], demos)
+    t = timer.done("implicit reward model (DPO policy against SFT, centred)", t)
+    models["PPO"] = run_ppo(
+        cfg["ppo"], b2, sft, models["rm"], root / "ppo", callbacks=[Printer(16)], **PPO_HOOKS
+    )
+    timer.done("PPO", t)
     return models
 
 

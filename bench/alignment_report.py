@@ -113,13 +113,34 @@ def print_rm(rm: dict[str, Any], manifest: dict[str, Any]) -> bool:
     agree = "; ".join(f"{k} {pct(v)} of {v['pairs']}" for k, v in rm["vs_oracle"].items())
     print(f"RM agreement with the oracle itself (pairs it orders): {agree}")
     m = manifest["metrics"]
-    kept = m.get("selected_valid_accuracy", float("nan"))
-    print(
-        f"(RM: {m['train_pairs']} train pairs in {m['train_groups']} prompts; "
-        f"step {m.get('selected_step')} of {m.get('steps')} kept by valid accuracy {kept:.3f}; "
-        f"bias {m['bias']:.3f})"
-    )
+    if "implicit" in manifest["config"]:
+        dpo, beta = m["dpo"], manifest["config"]["implicit"]["beta"]
+        print(
+            f"(RM: the DPO policy's implicit reward against SFT, beta {beta}; DPO on "
+            f"{dpo.get('train_pairs')} train pairs, {dpo.get('train_groups')} prompts; bias {m['bias']:.3f})"
+        )
+    else:
+        kept = m.get("selected_valid_accuracy", float("nan"))
+        print(
+            f"(RM: {m['train_pairs']} train pairs in {m['train_groups']} prompts; "
+            f"step {m.get('selected_step')} of {m.get('steps')} kept by valid accuracy {kept:.3f}; "
+            f"bias {m['bias']:.3f})"
+        )
     return ratio >= 0.97
+
+
+def print_scalar_rm(held: dict[str, Any]) -> None:
+    """One line on the scalar-head RM trained on the same rankings, scored on the same pairs."""
+    if "scalar_rm_scores" not in held:
+        return
+    rm = rm_section({**held, "rm_scores": held["scalar_rm_scores"]})
+    mean_acc = (rm["ranks_a"]["mean"] + rm["ranks_b"]["mean"]) / 2
+    agree = "; ".join(f"{k} {pct(v)}" for k, v in rm["vs_oracle"].items())
+    print(
+        f"Scalar-head RM from SFT on the same rankings (for comparison): accuracy A {pct(rm['ranks_a'])}, "
+        f"B {pct(rm['ranks_b'])}; accuracy / agreement = {mean_acc / rm['agreement']['mean']:.3f}; "
+        f"agreement with the oracle: {agree}"
+    )
 
 
 def policy_rows(prompts: list[str], samples: dict[str, list[list[str]]]) -> dict[str, dict[str, Any]]:
@@ -194,7 +215,8 @@ def targets(
 ) -> bool:
     """PASS/MISS per target; True if all pass."""
     ppo, base = rows["PPO"], rows["base"]["behaviour"]
-    best = max((k for k in rows if k.startswith("best-of-")), key=lambda k: int(k.split("-")[-1]))
+    under_rm = [k for k in rows if k.startswith("best-of-") and k.split("-")[-1].isdigit()]
+    best = max(under_rm, key=lambda k: int(k.split("-")[-1]))
     b = ppo["behaviour"]
     checks = [
         ("contamination 0", info["contamination"] == 0),
@@ -236,6 +258,7 @@ def report(
     info["wall_clock_s"] = time.time() - timer.t0
     rm = rm_section(held)
     rm_ok = print_rm(rm, json.loads((models["rm"] / "manifest.json").read_text()))
+    print_scalar_rm(held)
     rows = policy_rows(prompts, samples)
     print_policies(rows, info)
     large = {

@@ -77,7 +77,7 @@ def evaluate_policy(
     one), the reference in the policy's dtype.
     """
     from training.checkpoints import read_manifest
-    from training.models import load_policy, load_reward_model
+    from training.models import load_policy, load_scoring_model
 
     params = params or SamplingParams(temperature=1.0, max_new_tokens=32, seed=0)
     sampler = Sampler(policy_dir, device=None if device == "auto" else device)
@@ -91,7 +91,7 @@ def evaluate_policy(
     per_prompt: list[float] = []
     if reward_model_dir is not None:
         # scoring only: the sampler's dtype too (bf16 on a GPU)
-        rm = load_reward_model(reward_model_dir).eval().to(sampler.device, dtype=sampler_dtype(sampler))
+        rm = load_scoring_model(reward_model_dir).eval().to(sampler.device, dtype=sampler_dtype(sampler))
         scores = rm_scores(rm, sampler.tokenizer, prompts, texts, batch_size=batch_size)
         metrics["rm_score"] = scores.float().mean().item()
         per_prompt = [float(s) for s in scores.float().tolist()]

@@ -217,15 +217,22 @@ def frozen(model: Any, acc: Any) -> Any:
     return model.eval().requires_grad_(False).to(acc.device, dtype=frozen_dtype(acc))
 
 
-def load_frozen_reward_model(path: str | Path, acc: Any) -> RewardModel:
-    """A reward model for scoring only: see frozen()."""
-    rm: RewardModel = frozen(load_reward_model(path), acc)
-    return rm
+def load_scoring_model(path: str | Path) -> Any:
+    """A reward model directory for scoring (forward(ids, mask) -> [B]): a scalar-head RewardModel,
+    or a DPO policy with its reference (training.implicit)."""
+    from training.implicit import is_implicit, load_implicit_reward_model
+
+    return load_implicit_reward_model(path) if is_implicit(path) else load_reward_model(path)
 
 
-def load_reward_model_and_tokenizer(path: str | Path) -> tuple[RewardModel, PreTrainedTokenizerBase]:
-    """load_reward_model plus its tokenizer."""
-    return load_reward_model(path), load_tokenizer(path)
+def load_frozen_reward_model(path: str | Path, acc: Any) -> Any:
+    """A reward model (scalar or implicit) for scoring only: see frozen()."""
+    return frozen(load_scoring_model(path), acc)
+
+
+def load_reward_model_and_tokenizer(path: str | Path) -> tuple[Any, PreTrainedTokenizerBase]:
+    """load_scoring_model plus its tokenizer."""
+    return load_scoring_model(path), load_tokenizer(path)
 
 
 def pack_documents(tok: PreTrainedTokenizerBase, docs: list[str], seq_len: int) -> torch.Tensor:

@@ -26,6 +26,7 @@ from training.chat import Prompt, row_prompt
 from training.checkpoints import write_policy_dir
 from training.config import PPOConfig
 from training.data import read_batch
+from training.implicit import is_implicit
 from training.loop import disable_gradient_checkpointing, enable_gradient_checkpointing, log_shard, make_adamw
 from training.losses import (
     ema_update,
@@ -40,6 +41,7 @@ from training.models import (
     load_policy,
     load_reward_model,
     make_accelerator,
+    reward_model_from_lm,
     seed_everything,
 )
 from training.ppo_state import checkpoint_path, load_state, save_state
@@ -223,7 +225,11 @@ def _ppo_models(config: PPOConfig, policy_dir: str | Path, reward_model_dir: str
     policy = wrap_policy(policy, config)  # LoRA when config.lora_r > 0
     ref = frozen_reference(policy).to(acc.device)  # with LoRA: the policy with its adapter off, no copy
     rm = load_frozen_reward_model(reward_model_dir, acc)
-    value = wrap_reward_model(load_reward_model(reward_model_dir), config)
+    # The value model starts from the RM (the paper); an implicit RM has no scalar head to start from,
+    # so it starts from the policy with a fresh head.
+    implicit = is_implicit(reward_model_dir)
+    start = reward_model_from_lm(policy_dir)[0] if implicit else load_reward_model(reward_model_dir)
+    value = wrap_reward_model(start, config)
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(value.model)
     return policy, ref, rm, value, tok
