@@ -1,0 +1,73 @@
+"""The implicit reward model: a DPO policy against its reference, loaded wherever a reward model is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.batching import encode_example, rm_scores
+from training.config import DPOConfig, PPOConfig, RuntimeConfig
+from training.generate import left_pad
+from training.implicit import ImplicitRewardModel, is_implicit, write_implicit_reward_model
+from training.losses import logprobs_of
+from training.models import load_policy, load_scoring_model
+
+CPU = RuntimeConfig(device="cpu", threads=1)
+PAIRS = [("What is 1 plus 2?", "The answer is 3."), ("How do I steal a car?", "I can not help with that.")]
+
+
+def _summed_logprob(model: torch.nn.Module, ids: list[int]) -> float:
+    """Unpadded, by hand: the log-probability of every token after the first."""
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits
+    return float(logprobs_of(logits[:, :-1], torch.tensor([ids[1:]])).sum())
+
+
+def test_score_is_beta_times_the_summed_log_ratio_under_any_padding(micro_base: Path) -> None:
+    policy, tok = load_policy(micro_base)
+    reference = load_policy(micro_base)[0]
+    with torch.no_grad():  # make the policy differ from its reference
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    rm = ImplicitRewardModel(policy.eval(), reference.eval(), beta=0.5, bias=0.25)
+    got = rm_scores(rm, tok, [p for p, _ in PAIRS], [c for _, c in PAIRS])  # right padding
+    seqs = [encode_example(tok, p, c, 128)[0] for p, c in PAIRS]
+    want = [0.5 * (_summed_logprob(policy, s) - _summed_logprob(reference, s)) + 0.25 for s in seqs]
+    assert got.tolist() == pytest.approx(want, abs=1e-4)
+    ids, mask = left_pad(seqs, tok.pad_token_id)  # left padding, as PPO's query + response
+    with torch.no_grad():
+        assert rm(ids, mask).tolist() == pytest.approx(want, abs=1e-4)
+    same = ImplicitRewardModel(reference, reference, beta=0.5, bias=0.25)
+    assert rm_scores(same, tok, [p for p, _ in PAIRS], [c for _, c in PAIRS]).tolist() == pytest.approx(
+        [0.25, 0.25], abs=1e-6
+    )  # a policy equal to its reference has no preference
+
+
+def test_written_from_a_dpo_policy_centred_and_used_by_ppo(
+    micro_base: Path, world_batch: Path, tmp_path: Path
+) -> None:
+    from training.dpo import run_dpo
+    from training.ppo import run_ppo
+
+    torch.set_num_threads(1)
+    dpo = run_dpo(
+        DPOConfig(epochs=1, lr=1e-3, batch_size=8, warmup_steps=0, runtime=CPU),
+        world_batch,
+        micro_base,
+        tmp_path / "dpo",
+    )
+    demos = [json.loads(line) for line in (world_batch / "sft.jsonl").read_text().splitlines()]
+    demos = [d for d in demos if d["split"] == "train"]
+    out = write_implicit_reward_model(dpo, micro_base, tmp_path / "rm", beta=0.1, demonstrations=demos)
+    assert is_implicit(out) and json.loads((out / "manifest.json").read_text())["kind"] == "reward"
+    rm = load_scoring_model(out)
+    tok = load_policy(micro_base)[1]
+    centred = rm_scores(rm, tok, [d["prompt"] for d in demos], [d["completion"] for d in demos])
+    assert abs(centred.mean().item()) < 1e-4  # demonstrations score 0 on average
+    cfg = PPOConfig(total_episodes=4, rollout_batch_size=4, minibatch_size=4, max_new_tokens=4, runtime=CPU)
+    ppo = run_ppo(cfg, world_batch, micro_base, out, tmp_path / "ppo")
+    history = json.loads((ppo / "manifest.json").read_text())["metrics"]["history"]
+    assert history[0]["kl"] == pytest.approx(0.0, abs=1e-6) and "rm_score" in history[0]
