@@ -32,7 +32,6 @@ from bench.alignment_procs import Printer, Timer, start_extra, start_large_base
 from bench.alignment_report import report
 from training.batching import rm_scores
 from training.chat import Prompt
-from training.cli import apply_overrides
 from training.config import (
     PRESETS,
     BaseModelConfig,
@@ -42,8 +41,9 @@ from training.config import (
     RuntimeConfig,
     SamplingParams,
     SFTConfig,
+    apply_overrides,
 )
-from training.data import write_batch
+from training.data import read_batch, write_batch
 from training.dpo import run_dpo
 from training.generate import Sampler
 from training.implicit import write_implicit_reward_model
@@ -204,23 +204,16 @@ def best_of_n(sft: Path, rm: Path, prompts: list[str], sizes: dict[str, int], se
     """Best-of-n under the RM for n in 1, 4, best_of: each sample picks from its own n SFT completions."""
     n_max, s = sizes["best_of"], sizes["samples"]
     groups = sample_texts(sft, prompts, n_max * s, SamplingParams(seed=seed, max_new_tokens=32))
+    # The RM's picks; the scalar-head RM's beside them; the ceiling: the oracle's own picks among the
+    # same candidates (a perfect reward model).
+    mine, scalar = (score_groups(r, sft, prompts, groups) for r in (rm, rm.parent / "rm-scalar"))
+    scorers = [(f"best-of-{n}", mine, n) for n in sorted({1, 4, n_max})]
+    scorers.append((f"best-of-{n_max} (scalar RM)", scalar, n_max))
+    scorers.append((f"oracle best-of-{n_max}", torch.tensor(oracle_scores(prompts, groups)), n_max))
     out: dict[str, Any] = {}
-    for label, scorer, sizes_n in (
-        ("", rm, sorted({1, 4, n_max})),
-        (" (scalar RM)", rm.parent / "rm-scalar", [n_max]),
-    ):
-        scores = score_groups(scorer, sft, prompts, groups).view(len(prompts), s, n_max)
-        for n in sizes_n:
-            pick = scores[:, :, :n].argmax(-1)  # [P, S]
-            out[f"best-of-{n}{label}"] = [
-                [groups[i][j * n_max + int(pick[i, j])] for j in range(s)] for i in range(len(prompts))
-            ]
-    # The ceiling: the same candidates picked by the oracle itself (a perfect reward model).
-    truth = torch.tensor(oracle_scores(prompts, groups)).view(len(prompts), s, n_max)
-    pick = truth.argmax(-1)
-    out[f"oracle best-of-{n_max}"] = [
-        [groups[i][j * n_max + int(pick[i, j])] for j in range(s)] for i in range(len(prompts))
-    ]
+    for name, scores, n in scorers:
+        pick = scores.view(len(prompts), s, n_max)[:, :, :n].argmax(-1)  # [P, S]
+        out[name] = [[groups[i][j * n_max + int(pick[i, j])] for j in range(s)] for i in range(len(prompts))]
     return out
 
 
@@ -269,8 +262,7 @@ def train_small(
         models[name] = root / name.lower()
     t = timer.done("wait for " + ", ".join(extras) + " (trained in parallel)", t)
     # The reward model PPO and best-of-n use: the DPO policy's implicit reward against SFT.
-    demos = [json.loads(line) for line in (b2 / "sft.jsonl").read_text().splitlines() if line.strip()]
-    demos = [d for d in demos if d.get("split", "train") == "train"]
+    demos = read_batch(b2).split("sft", "train")
     models["rm"] = write_implicit_reward_model(models["DPO"], sft, root / "rm", DPO_SETTINGS["beta"], demos)
     t = timer.done("implicit reward model (DPO policy against SFT, centred)", t)
     models["PPO"] = run_ppo(

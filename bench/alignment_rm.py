@@ -24,8 +24,7 @@ import torch
 from bench.alignment import SIZES, heldout_comparisons, sample_texts, settings, test_prompts
 from bench.alignment_report import rm_section
 from training.batching import rm_scores
-from training.cli import apply_overrides
-from training.config import SamplingParams
+from training.config import SamplingParams, apply_overrides
 from training.metrics import paired_diff_ci, per_prompt_means
 from training.models import load_policy, load_reward_model
 from training.reward import run_reward

@@ -6,7 +6,6 @@ import argparse
 import json
 import random
 import sys
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -20,36 +19,8 @@ from training.config import (
     RuntimeConfig,
     SamplingParams,
     SFTConfig,
+    apply_overrides,
 )
-
-
-def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
-    """Set dataclass fields from "key=value" strings (nested runtime.* allowed), coercing types."""
-    for pair in pairs:
-        key, _, raw = pair.partition("=")
-        target = cfg
-        *path, name = key.split(".")
-        for part in path:
-            target = getattr(target, part)
-        hints = typing.get_type_hints(type(target))
-        if name not in hints:
-            raise SystemExit(f"unknown setting {key!r}")
-        current = getattr(target, name)
-        value: Any
-        if raw.lower() in ("none", "null"):
-            value = None
-        elif isinstance(current, bool):
-            value = raw.lower() in ("1", "true", "yes")
-        elif isinstance(current, tuple):
-            value = tuple(float(x) for x in raw.split(","))
-        elif isinstance(current, int):
-            value = int(raw)
-        elif isinstance(current, float) or (current is None and "float" in str(hints[name])):
-            value = float(raw)
-        else:
-            value = raw
-        setattr(target, name, value)
-    return cfg
 
 
 def _runtime(args: argparse.Namespace) -> RuntimeConfig:
@@ -176,6 +147,13 @@ def cmd_reward(args: argparse.Namespace) -> Path:
     return run_reward(
         cfg, args.batch, args.base, args.out, _callbacks(args), run=args.run, method=args.method
     )
+
+
+def cmd_implicit_reward(args: argparse.Namespace) -> Path:
+    """Package a DPO policy and its reference as a reward model (training.implicit)."""
+    from training.implicit import implicit_reward_from_dpo
+
+    return implicit_reward_from_dpo(args.dpo, args.out, args.reference, args.beta, args.batch)
 
 
 def cmd_ppo(args: argparse.Namespace) -> Path:
@@ -351,6 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     common(p)
     p.set_defaults(fn=cmd_reward)
+    p = sub.add_parser("implicit-reward", help="a reward model from a DPO policy and its reference")
+    p.add_argument("--dpo", required=True, help="a policy written by `dpo`")
+    p.add_argument("--reference", default=None, help="the policy DPO started from (default: its parent)")
+    p.add_argument("--beta", type=float, default=None, help="default: the DPO run's beta")
+    p.add_argument("--batch", default=None, help="centre on this batch's train demonstrations")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_implicit_reward)
     p = sub.add_parser("ppo", help="PPO against a reward model")
     p.add_argument("--batch", required=True)
     p.add_argument("--policy", required=True)

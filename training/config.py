@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -247,3 +248,32 @@ PAPER_PRESET: dict[str, dict[str, Any]] = {
     "dpo": {},
 }
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {"quick": QUICK_PRESET, "paper": PAPER_PRESET}
+
+
+def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
+    """Set dataclass fields from "key=value" strings (nested runtime.* allowed), coercing types."""
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        target = cfg
+        *path, name = key.split(".")
+        for part in path:
+            target = getattr(target, part)
+        hints = typing.get_type_hints(type(target))
+        if name not in hints:
+            raise SystemExit(f"unknown setting {key!r}")
+        current = getattr(target, name)
+        value: Any
+        if raw.lower() in ("none", "null"):
+            value = None
+        elif isinstance(current, bool):
+            value = raw.lower() in ("1", "true", "yes")
+        elif isinstance(current, tuple):
+            value = tuple(float(x) for x in raw.split(","))
+        elif isinstance(current, int):
+            value = int(raw)
+        elif isinstance(current, float) or (current is None and "float" in str(hints[name])):
+            value = float(raw)
+        else:
+            value = raw
+        setattr(target, name, value)
+    return cfg

@@ -105,3 +105,23 @@ def write_implicit_reward_model(
         config={"implicit": {"beta": beta, "reference": str(reference_dir)}},
         metrics={"bias": bias, "dpo": {k: v for k, v in dpo.items() if k not in ("history", "train_loss")}},
     )
+
+
+def implicit_reward_from_dpo(
+    dpo_dir: str | Path,
+    out_dir: str | Path,
+    reference_dir: str | Path | None = None,
+    beta: float | None = None,
+    batch_dir: str | Path | None = None,
+) -> Path:
+    """write_implicit_reward_model for a policy written by run_dpo: the reference defaults to its
+    manifest's parent, beta to its run's, and it is centred on batch_dir's train demonstrations."""
+    from training.data import read_batch
+
+    manifest = read_manifest(dpo_dir)
+    reference = reference_dir or manifest.get("parent")
+    if not reference:
+        raise ValueError(f"{dpo_dir}: no parent in its manifest; give the policy DPO started from")
+    beta = beta or manifest.get("config", {}).get("dpo", {}).get("beta", 0.1)
+    demos = read_batch(batch_dir).split("sft", "train") if batch_dir else None
+    return write_implicit_reward_model(dpo_dir, reference, out_dir, float(beta), demos)

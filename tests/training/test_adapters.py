@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 
 from training.adapters import AdapterOffReference, frozen_reference, trainable_parameters, wrap_policy
-from training.cli import apply_overrides
-from training.config import PPOConfig, RewardConfig, RuntimeConfig, SFTConfig
+from training.config import PPOConfig, RewardConfig, RuntimeConfig, SFTConfig, apply_overrides
 
 CPU = RuntimeConfig(device="cpu", threads=1)
 

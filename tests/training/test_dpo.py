@@ -124,3 +124,26 @@ def test_cli_runs_dpo(micro_base: Path, world_batch: Path, tmp_path: Path) -> No
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == str(tmp_path / "dpo")
     assert json.loads((tmp_path / "dpo" / "manifest.json").read_text())["config"]["dpo"]["epochs"] == 1
+    # the DPO policy as a reward model: reference and beta from its manifest, centred on the batch
+    rm = tmp_path / "rm"
+    args = ["implicit-reward", "--dpo", str(tmp_path / "dpo"), "--batch", str(world_batch), "--out", str(rm)]
+    r = subprocess.run([sys.executable, "-m", "training", *args], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    config = json.loads((rm / "implicit_reward.json").read_text())
+    assert config["beta"] == 0.1 and config["bias"] != 0.0
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "implicit-reward",
+            "--dpo",
+            str(world_batch),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode != 0 and "no parent in its manifest" in r.stderr
