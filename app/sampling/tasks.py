@@ -35,17 +35,18 @@ def _forget_others(keep: set[str]) -> None:
 
 
 def sample_for(job: service.StockJob) -> dict[int, list[list[Any]]]:
-    """Sample each version's share of K for every prompt of the job (prompt computed once per K),
-    with distinct texts where the version gives them: a labeler can not order copies of one text."""
+    """Sample each version's share of K for every prompt of the job (prompt computed once per K).
+
+    As drawn, not Sampler.sample_distinct: these rankings also compare the deployed version with its
+    parent, and forcing distinct texts would show a confident policy's rarer (worse) answers in place
+    of the answer it repeats, biasing that comparison against it."""
     from training.config import SamplingParams
 
     params = SamplingParams(
         **{k: v for k, v in job.params.items() if k in SamplingParams.__dataclass_fields__}
     )
     _forget_others({v.path for v in job.versions})
-    return {
-        v.id: sampler_for(v.path).sample_distinct(job.prompt_texts, v.share, params) for v in job.versions
-    }
+    return {v.id: sampler_for(v.path).sample(job.prompt_texts, v.share, params) for v in job.versions}
 
 
 @celery_app.task(name="sampling.restock_queue")
