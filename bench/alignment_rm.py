@@ -26,7 +26,7 @@ from bench.alignment_report import rm_section
 from training.batching import rm_scores
 from training.config import SamplingParams, apply_overrides
 from training.metrics import paired_diff_ci, per_prompt_means
-from training.models import load_policy, load_reward_model
+from training.models import load_policy, load_scoring_model
 from training.reward import run_reward
 from training.world.metrics import oracle_scores
 
@@ -58,7 +58,7 @@ def scores(run: Path, name: str, data: dict[str, Any]) -> dict[str, torch.Tensor
     f = run / f"rm-{name}" / "dev_scores.pt"
     if f.exists():
         return torch.load(f)
-    model, tok = load_reward_model(run / f"rm-{name}"), load_policy(run / "sft")[1]
+    model, tok = load_scoring_model(run / f"rm-{name}"), load_policy(run / "sft")[1]
     out = {}
     for key, prompts, groups in (
         ("held", data["held"]["prompts"], data["held"]["completions"]),
