@@ -25,7 +25,7 @@ from bench.alignment import SIZES, heldout_comparisons, sample_texts, settings, 
 from bench.alignment_report import rm_section
 from training.batching import rm_scores
 from training.config import SamplingParams, apply_overrides
-from training.metrics import paired_diff_ci, per_prompt_means
+from training.metrics import paired_diff_ci, per_prompt_means, win_rate_ci
 from training.models import load_policy, load_scoring_model
 from training.reward import run_reward
 from training.world.metrics import oracle_scores
@@ -84,15 +84,18 @@ def line(label: str, data: dict[str, Any], s: dict[str, torch.Tensor]) -> str:
     vs = rm["vs_oracle"]
     prompts, groups, n_max = data["eval"], data["groups"], SIZE["best_of"]
     picks = best_of_n_picks(s["groups"], groups, n_max)
-    plain = per_prompt_means(oracle_scores(prompts, picks[1]))
+    plain_scores = oracle_scores(prompts, picks[1])
+    plain = per_prompt_means(plain_scores)
     cells = []
     for n in (4, n_max):
         d = paired_diff_ci(per_prompt_means(oracle_scores(prompts, picks[n])), plain)
         cells.append(f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]")
+    w = win_rate_ci(oracle_scores(prompts, picks[n_max]), plain_scores)
+    cells.append(f"{100 * w['mean']:.1f} % [{100 * w['lo']:.1f}, {100 * w['hi']:.1f}]")
     kinds = ("all", "correct vs wrong", "answer vs refusal (answerable)")
     agree = [f"{100 * vs[k]['mean']:.1f}" for k in kinds]
     acc = f"{100 * rm['ranks_a']['mean']:.1f} / {100 * rm['ranks_b']['mean']:.1f}"
-    return f"| {label} | {acc} | {ratio:.3f} | {' / '.join(agree)} | {cells[0]} | {cells[1]} |"
+    return f"| {label} | {acc} | {ratio:.3f} | {' / '.join(agree)} | {' | '.join(cells)} |"
 
 
 def best_of_n_picks(s: torch.Tensor, groups: list[list[str]], n_max: int) -> dict[int, list[list[str]]]:
@@ -112,9 +115,9 @@ def report(run: Path, names: list[str], ensembles: list[str]) -> None:
     data = json.loads((run / "rm_dev_samples.json").read_text())
     print(
         "| variant | RM acc A / B (%) | acc / agreement | oracle agreement: all / correct-vs-wrong / "
-        "answer-vs-refusal (%) | best-of-4 - SFT | best-of-16 - SFT |"
+        "answer-vs-refusal (%) | best-of-4 - SFT | best-of-16 - SFT | best-of-16 win-rate vs SFT |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     members = [m for e in ensembles for m in e.split("+")]
     every = {n: scores(run, n, data) for n in dict.fromkeys(names + members)}
     for n in names:

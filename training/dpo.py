@@ -13,6 +13,7 @@ before training and stored per completion, so no second model is kept in memory.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +146,13 @@ def train_dpo(
     cbs: Callbacks,
     acc: Any,
     monitor: tuple[list[ComparisonGroup], Refs],
+    select: bool = False,
 ) -> LoopResult:
     """DPO on the shared loop (training.loop): each element is a group (or a pair) with its reference
     log-probs; the mean is over prompts, so a step equals the one-process step at the same global batch.
     After each epoch (unless config.eval_every_epoch is off) the implicit-reward accuracy and margin on
-    `monitor` (held-out groups) are recorded."""
+    `monitor` (held-out groups) are recorded; with select, the epoch with the best accuracy there is
+    kept (the later one on a tie), else the last."""
     examples = list(zip(units, refs, strict=True))
     cache = pretokenize(tokenizer, ((u.prompt, c) for u in units for c in u.completions), config.max_length)
 
@@ -182,6 +185,7 @@ def train_dpo(
         callbacks=cbs,
         weight_fn=lambda b: float(torch.unique(b["group"]).numel()),  # prompts: the loss's mean is over them
         on_epoch_end=on_epoch_end if config.eval_every_epoch else None,
+        select_key=(lambda m: m.get("reward_accuracy", -math.inf)) if select else None,
     )
 
 
@@ -220,23 +224,29 @@ def run_dpo(
     units, unit_refs = (train, refs) if config.grouped else as_pairs(train, refs)
     monitor = (held["valid"], held_refs["valid"]) if held["valid"] else (train[:64], refs[:64])
     model = wrap_policy(model, config)  # LoRA when config.lora_r > 0 (the references are already computed)
-    res = train_dpo(model, tok, units, unit_refs, config, cbs, acc, monitor)
+    select = bool(held["valid"]) and config.eval_every_epoch  # keep the best epoch only on held-out pairs
+    res = train_dpo(model, tok, units, unit_refs, config, cbs, acc, monitor, select)
     metrics: dict[str, Any] = {
         "train_groups": len(train),
         "train_pairs": sum(len(g.pairs) for g in train),
         "history": res.history,
         "train_loss": res.losses,
         "monitored_on": "valid" if held["valid"] else "train",
+        "selected_epoch": res.best_epoch,
+        "selected_by": "valid_reward_accuracy" if select else "last_epoch",
         "processes": acc.num_processes,
     }
     if acc.is_main_process:
+        final = plain_copy(res.model, res.best_state)
+        # held-out figures of the weights that are written: the live model holds the last epoch's
+        scorer = res.model if res.best_epoch == len(res.history) - 1 else final.to(acc.device)
         with acc.autocast():
             for split, groups in held.items():
-                scored = held_out_metrics(res.model, tok, groups, held_refs[split], config) if groups else {}
+                scored = held_out_metrics(scorer, tok, groups, held_refs[split], config) if groups else {}
                 metrics.update({f"{split}_{k}": v for k, v in scored.items()})
+        final.cpu()
         shown = {k: v for k, v in metrics.items() if k not in ("history", "train_loss")}
         cbs.log("dpo: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
-        final = plain_copy(res.model, res.best_state)
         write_policy_dir(
             out_dir,
             final,

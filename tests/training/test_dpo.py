@@ -80,8 +80,41 @@ def test_dpo_starts_at_log2_and_separates_the_pairs(
     margins = [[s["reward_margin"] for s in rec.steps if s["epoch"] == e] for e in (0, 2)]
     assert sum(margins[1]) / len(margins[1]) > sum(margins[0]) / len(margins[0])  # it learns the train pairs
     assert {"reward_accuracy", "reward_margin"} <= set(m["history"][-1])  # monitored after every epoch
+    # the epoch kept is the best on the valid pairs (the later one on a tie), and the manifest's valid
+    # figures are those of the weights written, not of the last epoch's
+    acc = [h["reward_accuracy"] for h in m["history"]]
+    assert m["selected_by"] == "valid_reward_accuracy" and m["monitored_on"] == "valid"
+    assert m["selected_epoch"] == max(range(3), key=lambda e: (acc[e], e))
+    assert m["valid_reward_accuracy"] == pytest.approx(acc[m["selected_epoch"]], abs=1e-6)
     assert 0.0 <= m["test_reward_accuracy"] <= 1.0 and m["test_pairs"] > 0
     verify_model_dir(out)
+
+
+def test_dpo_writes_the_best_epoch_on_valid_pairs(
+    micro_base: Path, world_batch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When an earlier epoch was better on the held-out pairs, its weights are written, not the last's."""
+    import training.dpo as dpo
+    from training.models import load_policy
+
+    real, snapshots = dpo.held_out_metrics, []
+    fake_accuracy = iter([0.9, 0.5, 0.4])  # the three epochs' accuracies; later calls are the real ones
+
+    def held_out(model: Any, *args: Any) -> dict[str, float]:
+        scored = real(model, *args)
+        acc = next(fake_accuracy, None)
+        if acc is None:
+            return scored
+        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return {**scored, "reward_accuracy": acc}
+
+    monkeypatch.setattr(dpo, "held_out_metrics", held_out)
+    cfg = DPOConfig(epochs=3, lr=1e-3, batch_size=8, warmup_steps=0, runtime=CPU)
+    m = json.loads((dpo.run_dpo(cfg, world_batch, micro_base, tmp_path / "d") / "manifest.json").read_text())
+    assert m["metrics"]["selected_epoch"] == 0 and len(snapshots) == 3
+    written = load_policy(tmp_path / "d")[0].state_dict()
+    same = [all(torch.equal(written[k], snap[k]) for k in snap if k in written) for snap in snapshots]
+    assert same == [True, False, False]
 
 
 def test_ipo_and_conservative_dpo_run(micro_base: Path, world_batch: Path, tmp_path: Path) -> None:
