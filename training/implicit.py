@@ -58,6 +58,24 @@ def is_implicit(path: str | Path) -> bool:
     return (Path(path) / IMPLICIT_FILE).exists()
 
 
+def kl_coef_note(reward_model_dir: str | Path, kl_coef: float) -> str | None:
+    """A warning when PPO's KL coefficient keeps it from going past the DPO policy, else None.
+
+    PPO from the DPO run's reference maximises E[r] - kl_coef * KL(pi || pi_ref), whose best policy is
+    pi_ref * exp(r / kl_coef) = pi_ref^(1 - beta/kl_coef) * pi_DPO^(beta/kl_coef): with kl_coef >= beta
+    it lies between the reference and the DPO policy, so PPO can at most match DPO there.
+    """
+    if not is_implicit(reward_model_dir):
+        return None
+    beta = float(json.loads((Path(reward_model_dir) / IMPLICIT_FILE).read_text())["beta"])
+    if kl_coef < beta:
+        return None
+    return (
+        f"ppo: kl_coef {kl_coef:g} >= the implicit reward's beta {beta:g}: started from the DPO run's "
+        "reference, PPO's best policy lies between it and the DPO policy; a smaller kl_coef can go past DPO"
+    )
+
+
 def load_implicit_reward_model(path: str | Path) -> ImplicitRewardModel:
     """Load a directory written by write_implicit_reward_model (eval mode)."""
     path = Path(path)

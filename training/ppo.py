@@ -26,7 +26,7 @@ from training.chat import Prompt, row_prompt
 from training.checkpoints import write_policy_dir
 from training.config import PPOConfig
 from training.data import read_batch
-from training.implicit import is_implicit
+from training.implicit import is_implicit, kl_coef_note
 from training.loop import disable_gradient_checkpointing, enable_gradient_checkpointing, log_shard, make_adamw
 from training.losses import (
     ema_update,
@@ -297,6 +297,8 @@ def run_ppo(
             f"ppo: {config.total_episodes} episodes in rollouts of {config.rollout_batch_size} "
             f"are only {iters} iterations"
         )
+    if note := kl_coef_note(reward_model_dir, config.kl_coef):
+        cbs.log(note)
     history: list[dict[str, float]] = []
     ckpt = checkpoint_path(out_dir)
     parts = {

@@ -11,7 +11,7 @@ import torch
 from training.batching import encode_example, rm_scores
 from training.config import DPOConfig, PPOConfig, RuntimeConfig
 from training.generate import left_pad
-from training.implicit import ImplicitRewardModel, is_implicit, write_implicit_reward_model
+from training.implicit import ImplicitRewardModel, is_implicit, kl_coef_note, write_implicit_reward_model
 from training.losses import logprobs_of
 from training.models import load_policy, load_scoring_model
 
@@ -71,3 +71,13 @@ def test_written_from_a_dpo_policy_centred_and_used_by_ppo(
     ppo = run_ppo(cfg, world_batch, micro_base, out, tmp_path / "ppo")
     history = json.loads((ppo / "manifest.json").read_text())["metrics"]["history"]
     assert history[0]["kl"] == pytest.approx(0.0, abs=1e-6) and "rm_score" in history[0]
+
+
+def test_ppo_is_warned_when_its_kl_coef_caps_it_at_the_dpo_policy(tmp_path: Path) -> None:
+    (tmp_path / "implicit_reward.json").write_text(json.dumps({"beta": 0.1, "bias": 0.0}))
+    assert kl_coef_note(tmp_path, 0.05) is None  # below beta: PPO can go past the DPO policy
+    for kl in (0.1, 0.2):
+        note = kl_coef_note(tmp_path, kl)
+        assert note is not None and "beta 0.1" in note and f"kl_coef {kl:g}" in note
+    (tmp_path / "implicit_reward.json").unlink()
+    assert kl_coef_note(tmp_path, 0.2) is None  # a scalar-head reward model: nothing to say
