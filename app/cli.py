@@ -307,7 +307,9 @@ def simulate_cmd(
 @rounds_cli.command("start")
 def rounds_start(
     queue: Annotated[list[int] | None, typer.Option("--queue", help="queue id; repeatable")] = None,
-    method: Annotated[str, typer.Option(help="instructgpt (SFT, RM, PPO) or dpo (SFT, DPO)")] = "instructgpt",
+    method: Annotated[
+        str, typer.Option(help="instructgpt (SFT, RM, PPO), dpo (SFT, DPO), dpo_ppo (+ implicit RM, PPO)")
+    ] = "instructgpt",
     stages: Annotated[
         str, typer.Option(help="a contiguous part of the method's stages, e.g. sft,reward; default: all")
     ] = "",

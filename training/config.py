@@ -137,6 +137,19 @@ class PPOConfig:
 
 
 @dataclass
+class ImplicitRewardConfig:
+    """A DPO policy's implicit reward written as a reward model (training.implicit)."""
+
+    beta: float | None = None  # None: the DPO run's own beta, from its manifest
+    max_length: int = 128  # tokens per demonstration when centring the scores on them
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for manifests."""
+        return asdict(self)
+
+
+@dataclass
 class DPOConfig:
     """Direct preference optimisation on the batch's comparisons (Rafailov et al. 2023).
 

@@ -16,6 +16,7 @@ causal LMs), the tokenizer and IMPLICIT_FILE with beta and the bias that centres
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from torch import nn
 from training.batching import rm_scores
 from training.chat import row_completion, row_prompt
 from training.checkpoints import read_manifest, write_model_dir
+from training.config import ImplicitRewardConfig
 from training.losses import logprobs_of, position_ids_from_mask
 from training.models import load_policy
 
@@ -92,16 +94,21 @@ def write_implicit_reward_model(
     demonstrations: list[dict[str, Any]] | None = None,
     max_length: int = 128,
     run: str | int | None = None,
+    method: str | None = None,
+    device: str | torch.device = "cpu",
 ) -> Path:
     """A reward model directory from a DPO policy and the reference it was trained against (its
-    manifest's parent), centred so the demonstrations (sft.jsonl rows) score 0 on average."""
+    manifest's parent), centred (on `device`) so the demonstrations (sft.jsonl rows) score 0 on
+    average. `method` defaults to the DPO run's."""
     policy, tok = load_policy(policy_dir)
     model = ImplicitRewardModel(policy, load_policy(reference_dir)[0], beta).eval()
     bias = 0.0
     if demonstrations:
         prompts = [row_prompt(d) for d in demonstrations]
         completions = [row_completion(d) for d in demonstrations]
-        bias = -rm_scores(model, tok, prompts, completions, max_length).mean().item()
+        with torch.no_grad():
+            bias = -rm_scores(model.to(device), tok, prompts, completions, max_length).mean().item()
+        model.cpu()
     parent = read_manifest(policy_dir) or {}
     dpo = parent.get("metrics", {})
 
@@ -118,7 +125,7 @@ def write_implicit_reward_model(
         kind="reward",
         parent=str(policy_dir),
         run=run,
-        method=parent.get("method"),
+        method=method or parent.get("method"),
         export_batch=parent.get("export_batch"),
         config={"implicit": {"beta": beta, "reference": str(reference_dir)}},
         metrics={"bias": bias, "dpo": {k: v for k, v in dpo.items() if k not in ("history", "train_loss")}},
@@ -131,15 +138,45 @@ def implicit_reward_from_dpo(
     reference_dir: str | Path | None = None,
     beta: float | None = None,
     batch_dir: str | Path | None = None,
+    **write: Any,
 ) -> Path:
     """write_implicit_reward_model for a policy written by run_dpo: the reference defaults to its
-    manifest's parent, beta to its run's, and it is centred on batch_dir's train demonstrations."""
+    manifest's parent, beta to its run's, and it is centred on batch_dir's train demonstrations;
+    `write` passes max_length, run, method and device on."""
     from training.data import read_batch
 
-    manifest = read_manifest(dpo_dir)
+    manifest = read_manifest(dpo_dir) or {}
     reference = reference_dir or manifest.get("parent")
     if not reference:
         raise ValueError(f"{dpo_dir}: no parent in its manifest; give the policy DPO started from")
     beta = beta or manifest.get("config", {}).get("dpo", {}).get("beta", 0.1)
     demos = read_batch(batch_dir).split("sft", "train") if batch_dir else None
-    return write_implicit_reward_model(dpo_dir, reference, out_dir, float(beta), demos)
+    return write_implicit_reward_model(dpo_dir, reference, out_dir, float(beta), demos, **write)
+
+
+def run_implicit_reward(
+    config: ImplicitRewardConfig,
+    batch_dir: str | Path,
+    dpo_dir: str | Path,
+    out_dir: str | Path,
+    callbacks: Any = None,
+    run: str | int | None = None,
+    method: str | None = None,
+) -> Path:
+    """The round stage (app/runs/stages.py): the DPO policy at dpo_dir, against the policy it started
+    from, as a reward model centred on the batch's demonstrations. Under several processes only the
+    first writes (it trains nothing; the others return at once)."""
+    from training.callbacks import Callbacks
+    from training.models import make_accelerator
+
+    cbs = Callbacks(callbacks)
+    cbs.check_stop()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return Path(out_dir)
+    device = make_accelerator(config.runtime).device
+    out = implicit_reward_from_dpo(
+        dpo_dir, out_dir, beta=config.beta, batch_dir=batch_dir, max_length=config.max_length, run=run,
+        method=method, device=device,
+    )  # fmt: skip
+    cbs.progress("implicit_reward", 1, 1, {"bias": (read_manifest(out) or {})["metrics"]["bias"]})
+    return out

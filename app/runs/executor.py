@@ -26,6 +26,7 @@ from app.policies import service as registry
 from app.policies.models import ModelVersion
 from app.runs import service, stages
 from app.runs.progress import Heartbeat, RunRecorder
+from app.runs.stages import Stage
 
 log = logging.getLogger("app.runs")
 EVAL_PROMPTS = 64
@@ -64,6 +65,23 @@ class Plan:
                 latest = (out.version_id, out.path)
         return latest
 
+    def stage_input(self, stage: Stage) -> tuple[int, str]:
+        """(version id, path) of the policy a stage starts from: the latest one before it, except
+        that a stage scored by an implicit reward model this round wrote (DPO's policy against its
+        reference) starts from that reference, the policy the reward is relative to. PPO from the
+        DPO policy with its KL to it chases pi_DPO^(1 + beta/kl_coef) / pi_ref^(beta/kl_coef); on the
+        alignment benchmark that blew up (KL 29, responses that never end, bench/README.md)."""
+        latest = self.input_policy(stage.name)
+        reward = self.round_reward_model() if stage.reward_arg else None
+        reference = implicit_reference(reward) if reward else None
+        if reference is None:
+            return latest
+        known = [(o.version_id, o.path) for o in self.outputs.values() if o.kind == ModelKind.policy.value]
+        for vid, path in [(self.parent_id, self.parent_path), *known]:
+            if Path(path).resolve() == Path(reference).resolve():
+                return vid, path
+        return latest
+
     def final_policy(self) -> str | None:
         """Path of the last deployable policy this round produced."""
         paths = [
@@ -74,6 +92,16 @@ class Plan:
     def round_reward_model(self) -> str | None:
         """Path of a reward model this round trained, if any."""
         return next((o.path for o in self.outputs.values() if o.kind == ModelKind.reward.value), None)
+
+
+def implicit_reference(reward_model_dir: str) -> str | None:
+    """The reference policy of an implicit reward model directory (training.implicit), else None.
+    Read from its manifest as JSON: the web process imports this module and never loads torch."""
+    manifest = Path(reward_model_dir) / "manifest.json"
+    if not (Path(reward_model_dir) / "implicit_reward.json").exists() or not manifest.exists():
+        return None
+    ref = json.loads(manifest.read_text()).get("config", {}).get("implicit", {}).get("reference")
+    return str(ref) if ref else None
 
 
 def _claim(run_id: int) -> Plan | None:
@@ -118,7 +146,7 @@ def _runner_kwargs(plan: Plan, stage: stages.Stage, out: Path, recorder: RunReco
         "callbacks": recorder,
         "run": plan.run_id,
         "method": plan.method,
-        stage.policy_arg: plan.input_policy(stage.name)[1],
+        stage.policy_arg: plan.stage_input(stage)[1],
         **stage.hooks,
     }
     if stage.reward_arg is not None:
@@ -164,7 +192,7 @@ def _run_training_stage(plan: Plan, index: int, name: str) -> None:
             name,
             kind=stage.produces,
             path=path,
-            parent_id=plan.input_policy(name)[0],
+            parent_id=plan.stage_input(stage)[0],
         )
         plan.outputs[name] = Output(version.id, version.path, version.kind)
 

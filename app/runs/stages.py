@@ -238,6 +238,18 @@ register(
         policy_arg="base_model_dir",
     )
 )
+register(
+    Stage(
+        name="implicit_reward",
+        label="Implicit reward model",
+        config="training.config:ImplicitRewardConfig",
+        runner="training.implicit:run_implicit_reward",
+        produces=ModelKind.reward,
+        deployable=False,
+        data=("sft.jsonl",),  # centred on the demonstrations
+        policy_arg="dpo_dir",  # the DPO policy; its reference is the policy DPO started from
+    )
+)
 register_method(
     Method(
         "instructgpt",
@@ -252,6 +264,16 @@ register_method(
         "DPO",
         ("sft", "dpo"),
         "SFT, then direct preference optimisation on the rankings: no reward model, no sampling.",
+    )
+)
+register_method(
+    Method(
+        "dpo_ppo",
+        "DPO reward + PPO",
+        ("sft", "dpo", "implicit_reward", "ppo"),
+        "SFT, DPO on the rankings, the DPO policy's implicit reward as the reward model, then PPO from "
+        "SFT against it (on the alignment benchmark it judged unseen prompts where a scalar-head RM "
+        "did not).",
     )
 )
 DEFAULT_METHOD = "instructgpt"

@@ -23,6 +23,7 @@ from app.prompts.importer import Importer, RawRow
 from app.prompts.models import Prompt, PromptQueue
 from app.rankings.models import Completion, Ranking, RankingEntry
 from app.runs import service as rounds
+from app.runs.models import TrainingRun
 from app.runs.schemas import DeployGate, RoundRequest
 from app.sampling import service as sampling
 from tests.e2e.test_loop import TINY_SETTINGS
@@ -132,7 +133,7 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_conversations_go_through_sampling_export_and_both_round_methods(  # type: ignore[no-untyped-def]
+def test_conversations_go_through_sampling_export_and_every_round_method(  # type: ignore[no-untyped-def]
     committed_db, micro_base, monkeypatch
 ) -> None:
     monkeypatch.setattr("app.runs.service.enqueue", lambda *a, **k: None)  # the executor runs here
@@ -158,3 +159,21 @@ def test_conversations_go_through_sampling_export_and_both_round_methods(  # typ
     )
     assert status in ("succeeded", "awaiting_approval"), (stage, error, stages)
     assert all(s == "succeeded" for _, s in stages), stages
+
+    # SFT -> DPO -> its implicit reward -> PPO, which starts from SFT (the reward's reference)
+    settings = {"sft": SETTINGS["sft"], **DPO_SETTINGS, "ppo": SETTINGS["ppo"]}
+    (status, stage, error, stages), _ = _round(
+        RoundRequest(method="dpo_ppo", queue_ids=queues, settings=settings, gate=OPEN)
+    )
+    assert status in ("succeeded", "awaiting_approval"), (stage, error, stages)
+    assert stages == [(n, "succeeded") for n in ("sft", "dpo", "implicit_reward", "ppo", "evaluate")]
+    with session_scope() as db:
+        run = db.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())).first()
+        assert run is not None
+        out = {s.name: registry.get_version(db, v) for s in run.stages if (v := s.output_version_id)}
+        assert out["implicit_reward"].kind == "reward" and out["implicit_reward"].parent_id == out["dpo"].id
+        assert out["ppo"].parent_id == out["sft"].id  # not the DPO policy
+        ppo_manifest = json.loads((Path(out["ppo"].path) / "manifest.json").read_text())
+        assert ppo_manifest["config"]["reward_model"] == out["implicit_reward"].path
+        evaluation = next(s for s in run.stages if s.name == "evaluate")
+        assert ppo_manifest["method"] == "dpo_ppo" and "rm_gain" in evaluation.metrics  # scored by it

@@ -54,7 +54,8 @@ def test_dpo_settings_are_checked_against_the_dpo_config(
     resp = web.post("/ops/rounds", data=_form(settings_dpo='{"kl_coef": 0.1}'))
     assert resp.status_code == 422 and "DPO settings: unknown key kl_coef" in resp.text
     resp = web.post("/ops/rounds", data=_form(method="sft-only"))
-    assert resp.status_code == 422 and "Method must be one of InstructGPT, DPO." in resp.text
+    assert resp.status_code == 422
+    assert "Method must be one of InstructGPT, DPO, DPO reward + PPO." in resp.text
     assert enqueued == []
 
 

@@ -41,13 +41,15 @@ def echo(monkeypatch: pytest.MonkeyPatch) -> stages.Stage:
 
 def test_every_stage_has_its_config_defaults_and_a_method() -> None:
     in_methods = {s for m in stages.METHODS.values() for s in m.stages}
-    assert set(stages.STAGES) == in_methods == {"sft", "reward", "ppo", "dpo"}
+    assert set(stages.STAGES) == in_methods == {"sft", "reward", "ppo", "dpo", "implicit_reward"}
     dpo = stages.get("dpo")
     assert dpo.defaults()["beta"] == 0.1 and "runtime" not in dpo.defaults()
     assert stages.describe("dpo") == "SFT -> DPO" and stages.label("evaluate") == "Evaluation"
     assert [s for s in stages.STAGES if stages.is_deployable(s)] == ["sft", "ppo", "dpo"]
     assert stages.needs_reward_model(["ppo"]) and not stages.needs_reward_model(["reward", "ppo"])
     assert not stages.needs_reward_model(["sft", "dpo"])
+    assert not stages.needs_reward_model(["sft", "dpo", "implicit_reward", "ppo"])  # DPO's reward
+    assert stages.describe("dpo_ppo") == "SFT -> DPO -> Implicit reward model -> PPO"
     cfg = dpo.build_config({"beta": 0.5, "betas": [0.8, 0.9], "unknown": 1})
     assert cfg.beta == 0.5 and cfg.betas == (0.8, 0.9)
 

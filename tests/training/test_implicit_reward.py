@@ -9,9 +9,16 @@ import pytest
 import torch
 
 from training.batching import encode_example, rm_scores
-from training.config import DPOConfig, PPOConfig, RuntimeConfig
+from training.config import DPOConfig, ImplicitRewardConfig, PPOConfig, RuntimeConfig
 from training.generate import left_pad
-from training.implicit import ImplicitRewardModel, is_implicit, kl_coef_note, write_implicit_reward_model
+from training.implicit import (
+    ImplicitRewardModel,
+    implicit_reward_from_dpo,
+    is_implicit,
+    kl_coef_note,
+    run_implicit_reward,
+    write_implicit_reward_model,
+)
 from training.losses import logprobs_of
 from training.models import load_policy, load_scoring_model
 
@@ -67,6 +74,16 @@ def test_written_from_a_dpo_policy_centred_and_used_by_ppo(
     tok = load_policy(micro_base)[1]
     centred = rm_scores(rm, tok, [d["prompt"] for d in demos], [d["completion"] for d in demos])
     assert abs(centred.mean().item()) < 1e-4  # demonstrations score 0 on average
+    # the round stage: reference and beta from the DPO run's manifest, the round's run and method
+    staged = run_implicit_reward(ImplicitRewardConfig(runtime=CPU), world_batch, dpo, tmp_path / "rm2", run=5,
+                                 method="dpo_ppo")  # fmt: skip
+    m = json.loads((staged / "manifest.json").read_text())
+    assert (m["run"], m["method"]) == (5, "dpo_ppo")
+    assert m["config"]["implicit"] == {"beta": 0.1, "reference": str(micro_base)}
+    first = json.loads((out / "manifest.json").read_text())["metrics"]["bias"]
+    assert m["metrics"]["bias"] == pytest.approx(first)  # centred on the same demonstrations
+    with pytest.raises(ValueError, match="no parent in its manifest"):
+        implicit_reward_from_dpo(micro_base, tmp_path / "rm3")
     cfg = PPOConfig(total_episodes=4, rollout_batch_size=4, minibatch_size=4, max_new_tokens=4, runtime=CPU)
     ppo = run_ppo(cfg, world_batch, micro_base, out, tmp_path / "ppo")
     history = json.loads((ppo / "manifest.json").read_text())["metrics"]["history"]
