@@ -6,6 +6,8 @@ sampling temperature, score with the RM at the last real response token, build p
 (-beta * KL, plus the score on the last token, minus a penalty for responses that never end), GAE
 with gamma 1, whiten advantages, then `ppo_epochs` passes over minibatches of clipped policy and
 value losses (plus gamma_ptx * pretraining NLL for PPO-ptx); the EMA of the policy's weights is kept.
+About 400 lines on purpose: the stage's loop, its minibatch step and its writer read best together;
+rollouts live in training/rollout.py, the resumable state in training/ppo_state.py.
 """
 
 from __future__ import annotations
