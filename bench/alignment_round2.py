@@ -1,0 +1,106 @@
+"""A second InstructGPT iteration on an alignment-benchmark run (development measurement).
+
+    python -m bench.alignment_round2 RUN [--threads N] [--prompts N]
+
+RUN is an earlier `python -m bench.alignment --out` (its batch-2, sft, ppo, rm-scalar and
+samples.json). What the platform's next round would do: the round-1 PPO policy samples
+K - 1 distinct completions (plus one from SFT) for fresh ranked prompts, the same simulated labelers
+rank them, and the batch holds round 1's rankings plus these. DPO from SFT on it (the benchmark's
+settings), its implicit reward against SFT, then PPO from SFT against that reward. Prints round 2's
+PPO and best-of-n against the run's own SFT samples on the same unseen prompts (the same sampling
+seed as the benchmark's policies), beside round 1's. Writes RUN/round2/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.alignment import DPO_SETTINGS, EVAL, SIZES, best_of_n, sample_texts, settings
+from bench.alignment_procs import Printer
+from bench.alignment_report import pct, policy_rows
+from training.config import DPOConfig, RuntimeConfig, SamplingParams
+from training.data import read_batch, write_batch
+from training.dpo import run_dpo
+from training.implicit import write_implicit_reward_model
+from training.ppo import run_ppo
+from training.world import SimulatedLabeler, make_prompts
+from training.world.hooks import PPO_HOOKS
+from training.world.simulate import ranking_records, split_by_user
+
+SEED = 0
+
+
+def jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a jsonl file."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def round2_batch(run: Path, out: Path, n_prompts: int) -> Path:
+    """Round 1's batch plus K-way rankings of the round-1 PPO policy's samples for fresh prompts."""
+    k = SIZES["full"]["k"]
+    labelers = [SimulatedLabeler(s) for s in range(10, 14)]
+    ranked = make_prompts(n_prompts, seed=SEED + 21)
+    texts = [p.text for p in ranked]
+    params = SamplingParams(seed=SEED + 22, max_new_tokens=32)
+    from_ppo = sample_texts(run / "ppo", texts, k - 1, params, distinct=True)
+    from_sft = sample_texts(run / "sft", texts, 1, SamplingParams(seed=SEED + 23, max_new_tokens=32))
+    comps = [a + b for a, b in zip(from_ppo, from_sft, strict=True)]
+    prov = {"policies": ["ppo"] * (k - 1) + ["sft"]}
+    new = ranking_records(ranked, split_by_user(ranked, 0.1, 0.0, SEED + 21), comps, labelers, prov)
+    old = run / "batch-2"
+    return write_batch(
+        out / "batch-3",
+        sft=jsonl(old / "sft.jsonl"),
+        rankings=jsonl(old / "rankings.jsonl") + new,
+        prompts=jsonl(old / "prompts.jsonl"),
+        batch_id=3,
+    )
+
+
+def main() -> None:
+    """Run round 2 and print its policies against round 1's SFT samples."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompts", type=int, default=SIZES["full"]["rm"])
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    out = run / "round2"
+    out.mkdir(exist_ok=True)
+    batch = out / "batch-3" if (out / "batch-3").exists() else round2_batch(run, out, args.prompts)
+    cpu = RuntimeConfig(device="cpu", threads=args.threads)
+    dpo_cfg = DPOConfig(**{**DPO_SETTINGS, "runtime": cpu})
+    dpo = run_dpo(dpo_cfg, batch, run / "sft", out / "dpo", [Printer(50)])
+    demos = read_batch(batch).split("sft", "train")
+    rm = write_implicit_reward_model(dpo, run / "sft", out / "rm", DPO_SETTINGS["beta"], demos)
+    (out / "rm-scalar").unlink(missing_ok=True)
+    (out / "rm-scalar").symlink_to((run / "rm-scalar").resolve())  # best_of_n prints it beside
+    ppo_cfg = settings(SIZES["full"], False)["ppo"]
+    ppo_cfg.runtime = cpu
+    ppo = run_ppo(ppo_cfg, batch, run / "sft", rm, out / "ppo", callbacks=[Printer(32)], **PPO_HOOKS)
+    done = json.loads((run / "samples.json").read_text())
+    prompts, samples = done["prompts"], done["samples"]
+    params = SamplingParams(**{**EVAL.to_dict(), "seed": SEED + 1234})
+    mine = {"PPO round 2": sample_texts(ppo, prompts, SIZES["full"]["samples"], params)}
+    picks = best_of_n(run / "sft", rm, prompts, SIZES["full"], SEED + 555)
+    mine.update({f"{k} round 2": v for k, v in picks.items() if k in ("best-of-4", "best-of-16")})
+    both = {"SFT": samples["SFT"], "PPO": samples["PPO"], "best-of-16": samples["best-of-16"], **mine}
+    rows = policy_rows(prompts, both)
+    print("| policy | minus SFT (paired) | win-rate vs SFT (ties half) | made-up | over-refusal | accuracy |")
+    print("|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        d, w, b = r["diff_vs_sft"], r["win_vs_sft"], r["behaviour"]
+        print(
+            f"| {name} | {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] | {pct(w)} | "
+            f"{pct(b['made_up'])} | {pct(b['over_refusal'])} | {pct(b['accuracy'])} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
