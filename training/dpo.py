@@ -199,7 +199,8 @@ def run_dpo(
     method: str | None = None,
 ) -> Path:
     """Optimise the policy at base_model_dir (usually the SFT policy, also the reference) with DPO
-    on the batch's train comparisons; write it to out_dir. Held-out reward accuracy is in the manifest.
+    on the batch's train comparisons; write it to out_dir: the epoch with the best implicit-reward
+    accuracy on the valid comparisons (the last when there are none). Held-out figures are in the manifest.
 
     Under several processes each takes its shard of every global batch (training.loop) and only the
     main process writes; with lora_r > 0 only adapters train and the written policy is merged."""

@@ -64,8 +64,8 @@ def kl_coef_note(reward_model_dir: str | Path, kl_coef: float) -> str | None:
     """A warning when PPO's KL coefficient keeps it from going past the DPO policy, else None.
 
     PPO from the DPO run's reference maximises E[r] - kl_coef * KL(pi || pi_ref), whose best policy is
-    pi_ref * exp(r / kl_coef) = pi_ref^(1 - beta/kl_coef) * pi_DPO^(beta/kl_coef): with kl_coef >= beta
-    it lies between the reference and the DPO policy, so PPO can at most match DPO there.
+    proportional to pi_ref * exp(r / kl_coef) = pi_ref^(1 - beta/kl_coef) * pi_DPO^(beta/kl_coef): with
+    kl_coef >= beta it lies between the reference and the DPO policy, so PPO can at most match DPO.
     """
     if not is_implicit(reward_model_dir):
         return None

@@ -70,7 +70,7 @@ class Plan:
         that a stage scored by an implicit reward model this round wrote (DPO's policy against its
         reference) starts from that reference, the policy the reward is relative to. PPO from the
         DPO policy with its KL to it chases pi_DPO^(1 + beta/kl_coef) / pi_ref^(beta/kl_coef); on the
-        alignment benchmark that blew up (KL 29, responses that never end, bench/README.md)."""
+        alignment benchmark that blew up (KL 33, responses that never end, bench/README.md)."""
         latest = self.input_policy(stage.name)
         reward = self.round_reward_model() if stage.reward_arg else None
         reference = implicit_reference(reward) if reward else None
