@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -35,11 +34,6 @@ from training.world.simulate import ranking_records, split_by_user
 SEED = 0
 
 
-def jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a jsonl file."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def round2_batch(run: Path, out: Path, n_prompts: int) -> Path:
     """Round 1's batch plus K-way rankings of the round-1 PPO policy's samples for fresh prompts."""
     k = SIZES["full"]["k"]
@@ -52,13 +46,9 @@ def round2_batch(run: Path, out: Path, n_prompts: int) -> Path:
     comps = [a + b for a, b in zip(from_ppo, from_sft, strict=True)]
     prov = {"policies": ["ppo"] * (k - 1) + ["sft"]}
     new = ranking_records(ranked, split_by_user(ranked, 0.1, 0.0, SEED + 21), comps, labelers, prov)
-    old = run / "batch-2"
+    old = read_batch(run / "batch-2")
     return write_batch(
-        out / "batch-3",
-        sft=jsonl(old / "sft.jsonl"),
-        rankings=jsonl(old / "rankings.jsonl") + new,
-        prompts=jsonl(old / "prompts.jsonl"),
-        batch_id=3,
+        out / "batch-3", sft=old.sft, rankings=old.rankings + new, prompts=old.prompts, batch_id=3
     )
 
 

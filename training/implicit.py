@@ -178,5 +178,6 @@ def run_implicit_reward(
         dpo_dir, out_dir, beta=config.beta, batch_dir=batch_dir, max_length=config.max_length, run=run,
         method=method, device=device,
     )  # fmt: skip
-    cbs.progress("implicit_reward", 1, 1, {"bias": (read_manifest(out) or {})["metrics"]["bias"]})
+    bias = float(json.loads((out / IMPLICIT_FILE).read_text())["bias"])
+    cbs.progress("implicit_reward", 1, 1, {"bias": bias})
     return out

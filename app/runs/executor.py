@@ -27,6 +27,7 @@ from app.policies.models import ModelVersion
 from app.runs import service, stages
 from app.runs.progress import Heartbeat, RunRecorder
 from app.runs.stages import Stage
+from training.checkpoints import read_manifest
 
 log = logging.getLogger("app.runs")
 EVAL_PROMPTS = 64
@@ -95,12 +96,10 @@ class Plan:
 
 
 def implicit_reference(reward_model_dir: str) -> str | None:
-    """The reference policy of an implicit reward model directory (training.implicit), else None.
-    Read from its manifest as JSON: the web process imports this module and never loads torch."""
-    manifest = Path(reward_model_dir) / "manifest.json"
-    if not (Path(reward_model_dir) / "implicit_reward.json").exists() or not manifest.exists():
-        return None
-    ref = json.loads(manifest.read_text()).get("config", {}).get("implicit", {}).get("reference")
+    """The reference policy of an implicit reward model directory, from the manifest's
+    config["implicit"] that training.implicit writes, else None (training.checkpoints is torch-free)."""
+    manifest = read_manifest(reward_model_dir) or {}
+    ref = manifest.get("config", {}).get("implicit", {}).get("reference")
     return str(ref) if ref else None
 
 
