@@ -3,13 +3,18 @@
     python -m bench.alignment_rm samples RUN BASE              # once: comparisons and candidates
     python -m bench.alignment_rm train RUN NAME [KEY=VALUE ...] [init=DIR]  # one variant
     python -m bench.alignment_rm report RUN NAME [NAME ...] [--ensemble A+B+C ...]
+    python -m bench.alignment_rm knowledge MODEL [MODEL ...]     # what a model knows of arithmetic
 
 RUN is an earlier `python -m bench.alignment --out` (its sft/, batch-2/), BASE the small base it used.
 A variant starts from the benchmark's RewardConfig with KEY=VALUE overrides and writes RUN/rm-NAME/.
 The report prints, per variant (and per ensemble: the mean of its members' standardised scores),
 what the benchmark prints about the RM: accuracy against two held-out labelers beside their mutual
 agreement, agreement with the oracle itself, and best-of-n under the RM against plain SFT samples
-(best-of-1), on the same unseen prompts and candidates for every variant.
+(best-of-1), on the same unseen prompts and candidates for every variant; best-of-64 is the RM's
+favourite among all 64 candidates of a prompt (what optimising the RM harder would reach).
+`knowledge` prints, for addition and subtraction on held-out and on train argument combinations,
+how often a model's most likely answer is the right one, in the corpus's fact format ("7 plus 5 is
+12.") and as the completion of the first phrasing of the instruction ("The answer is 12.").
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ import torch
 
 from bench.alignment import SIZES, heldout_comparisons, sample_texts, settings, test_prompts
 from bench.alignment_report import rm_section
-from training.batching import rm_scores
+from training.batching import right_pad, rm_scores, sft_batch
 from training.config import SamplingParams, apply_overrides
+from training.losses import response_logprobs
 from training.metrics import paired_diff_ci, per_prompt_means, win_rate_ci
 from training.models import load_policy, load_scoring_model
 from training.reward import run_reward
+from training.world.families import MAX_OPERAND, TEMPLATES, args_held_out
 from training.world.metrics import oracle_scores
 
 SIZE = SIZES["full"]
@@ -90,8 +97,9 @@ def line(label: str, data: dict[str, Any], s: dict[str, torch.Tensor]) -> str:
     for n in (4, n_max):
         d = paired_diff_ci(per_prompt_means(oracle_scores(prompts, picks[n])), plain)
         cells.append(f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]")
-    w = win_rate_ci(oracle_scores(prompts, picks[n_max]), plain_scores)
-    cells.append(f"{100 * w['mean']:.1f} % [{100 * w['lo']:.1f}, {100 * w['hi']:.1f}]")
+    for n in (n_max, n_max * SIZE["samples"]):
+        w = win_rate_ci(oracle_scores(prompts, picks[n]), plain_scores)
+        cells.append(f"{100 * w['mean']:.1f} % [{100 * w['lo']:.1f}, {100 * w['hi']:.1f}]")
     kinds = ("all", "correct vs wrong", "answer vs refusal (answerable)")
     agree = [f"{100 * vs[k]['mean']:.1f}" for k in kinds]
     acc = f"{100 * rm['ranks_a']['mean']:.1f} / {100 * rm['ranks_b']['mean']:.1f}"
@@ -99,13 +107,16 @@ def line(label: str, data: dict[str, Any], s: dict[str, torch.Tensor]) -> str:
 
 
 def best_of_n_picks(s: torch.Tensor, groups: list[list[str]], n_max: int) -> dict[int, list[list[str]]]:
-    """For n in 1, 4, n_max: per prompt and sample, the RM's favourite among its n candidates."""
+    """For n in 1, 4, n_max: per prompt and sample, the RM's favourite among its n candidates; for
+    n = n_max x samples, the RM's favourite among all the prompt's candidates, for every sample."""
     per = SIZE["samples"]
     view = s.view(len(groups), per, n_max)
     out = {}
     for n in (1, 4, n_max):
         pick = view[:, :, :n].argmax(-1)
         out[n] = [[g[j * n_max + int(pick[i, j])] for j in range(per)] for i, g in enumerate(groups)]
+    best = s.view(len(groups), -1).argmax(-1)
+    out[per * n_max] = [[g[int(best[i])]] * per for i, g in enumerate(groups)]
     return out
 
 
@@ -115,9 +126,10 @@ def report(run: Path, names: list[str], ensembles: list[str]) -> None:
     data = json.loads((run / "rm_dev_samples.json").read_text())
     print(
         "| variant | RM acc A / B (%) | acc / agreement | oracle agreement: all / correct-vs-wrong / "
-        "answer-vs-refusal (%) | best-of-4 - SFT | best-of-16 - SFT | best-of-16 win-rate vs SFT |"
+        "answer-vs-refusal (%) | best-of-4 - SFT | best-of-16 - SFT | best-of-16 win-rate vs SFT | "
+        "best-of-64 win-rate vs SFT |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     members = [m for e in ensembles for m in e.split("+")]
     every = {n: scores(run, n, data) for n in dict.fromkeys(names + members)}
     for n in names:
@@ -128,10 +140,64 @@ def report(run: Path, names: list[str], ensembles: list[str]) -> None:
         print(line(f"ensemble {e}", data, mean), flush=True)
 
 
+# The corpus's fact sentences for the two arithmetic families (training.world.corpus._fact) and the
+# answers they range over.
+FACTS = {"add": "{a} plus {b} is {c}.", "sub": "{a} minus {b} is {c}."}
+ANSWER_RANGE = range(0, 2 * MAX_OPERAND + 1)
+
+
+def arithmetic_cases(kind: str, held_out: bool) -> list[tuple[int, int, int]]:
+    """(a, b, right answer) for every add or sub argument combination on one side of the world's split."""
+    combos = [
+        (a, b) for a in range(MAX_OPERAND + 1) for b in range(MAX_OPERAND + 1) if kind == "add" or b <= a
+    ]
+    return [
+        (a, b, a + b if kind == "add" else a - b)
+        for a, b in combos
+        if args_held_out(kind, {"a": str(a), "b": str(b)}) == held_out
+    ]
+
+
+@torch.no_grad()
+def _best_answer(model: Any, tok: Any, kind: str, a: int, b: int, fact: bool) -> int:
+    """The answer in ANSWER_RANGE whose sentence the model finds most likely."""
+    if fact:  # the whole sentence as plain text (its shared prefix changes no ranking)
+        seqs = [tok(FACTS[kind].format(a=a, b=b, c=c)).input_ids for c in ANSWER_RANGE]
+        ids, mask = right_pad(seqs, tok.pad_token_id)
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+    else:
+        prompt = TEMPLATES[kind][0].format(a=a, b=b)
+        rows = [{"prompt": prompt, "completion": f"The answer is {c}."} for c in ANSWER_RANGE]
+        batch = sft_batch(tok, rows, 128)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return ANSWER_RANGE[int(response_logprobs(logits.float(), batch["labels"]).argmax())]
+
+
+def knowledge(models: list[Path]) -> None:
+    """Per model: right answers out of the cases, per family, side of the split and format."""
+    torch.set_num_threads(2)
+    print("| model | family | arguments | fact format | instruction format |")
+    print("|---|---|---|---|---|")
+    for path in models:
+        model, tok = load_policy(path)
+        model.eval()
+        for kind in FACTS:
+            for held in (True, False):
+                cases = arithmetic_cases(kind, held)
+                hits = [
+                    sum(_best_answer(model, tok, kind, a, b, fact) == c for a, b, c in cases)
+                    for fact in (True, False)
+                ]
+                cells = " | ".join(f"{h} / {len(cases)}" for h in hits)
+                print(f"| {path} | {kind} | {'held out' if held else 'train'} | {cells} |", flush=True)
+
+
 def main(argv: list[str]) -> None:
     """Dispatch the sub-command."""
     cmd, run = argv[0], Path(argv[1])
-    if cmd == "samples":
+    if cmd == "knowledge":
+        knowledge([Path(a) for a in argv[1:]])
+    elif cmd == "samples":
         samples(run, Path(argv[2]))
     elif cmd == "train":
         train(run, argv[2], argv[3:])
