@@ -318,6 +318,7 @@ def main() -> int:
         help="development: SFT, RM, batch (and PPO if present) of an earlier --out",
     )
     ap.add_argument("--ppo", action="append", default=[], metavar="KEY=VALUE", help="PPO setting override")
+    ap.add_argument("--sft", action="append", default=[], metavar="KEY=VALUE", help="SFT setting override")
     args = ap.parse_args()
     torch.set_num_threads(1)
     root, cache = Path(args.out), Path(args.cache)
@@ -329,6 +330,7 @@ def main() -> int:
     steps = base_steps(args.quick, args.large_budget)
     cfg = settings(sizes, args.quick)
     apply_overrides(cfg["ppo"], args.ppo)
+    apply_overrides(cfg["sft"], args.sft)
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)", flush=True)
     timer = Timer()
     t = time.time()
