@@ -293,12 +293,16 @@ def run_ppo(
     ptx_rows = load_ptx_rows(config, tok, ptx_docs=resolve_hook(ptx_docs)) if config.ptx_coef > 0 else None
     rng = random.Random(config.runtime.seed + 1000 * acc.process_index)
     gen = torch.Generator(device=acc.device).manual_seed(config.runtime.seed + 1000 * acc.process_index)
-    iters = max(1, config.total_episodes // config.rollout_batch_size)
-    if iters < 20:
+    episodes = config.episodes_for(len(prompts))
+    if episodes > config.total_episodes:
         cbs.log(
-            f"ppo: {config.total_episodes} episodes in rollouts of {config.rollout_batch_size} "
-            f"are only {iters} iterations"
+            f"ppo: {episodes} episodes instead of total_episodes {config.total_episodes}: at least "
+            f"{config.min_prompt_passes:g} per train prompt ({len(prompts)} prompts, min_prompt_passes)"
         )
+    iters = max(1, episodes // config.rollout_batch_size)
+    if iters < 20:
+        rollout = config.rollout_batch_size
+        cbs.log(f"ppo: {episodes} episodes in rollouts of {rollout} are only {iters} iterations")
     if note := kl_coef_note(reward_model_dir, config.kl_coef):
         cbs.log(note)
     history: list[dict[str, float]] = []

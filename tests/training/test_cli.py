@@ -56,6 +56,17 @@ def test_presets_are_the_rounds_presets_and_set_overrides_them() -> None:
     assert paper.total_episodes == PPOConfig().total_episodes and paper.lr == 1e-5
 
 
+def test_quick_ppo_runs_at_least_three_episodes_per_train_prompt() -> None:
+    args = build_parser().parse_args(
+        ["ppo", "--batch", "b", "--policy", "p", "--reward-model", "r", "--out", "o"]
+    )
+    quick = stage_config(PPOConfig, "ppo", args)
+    assert quick.min_prompt_passes == 3 and quick.rollout_batch_size == 64
+    assert quick.episodes_for(40) == 256  # a demo round's few dozen prompts: the preset's count
+    assert quick.episodes_for(1350) == 4096  # 3 x 1350 = 4050, rounded up to 64 rollouts of 64
+    assert PPOConfig(total_episodes=12, rollout_batch_size=4).episodes_for(10_000) == 12  # no floor
+
+
 def test_sample_reads_a_prompts_file_and_its_rows_feed_reward(
     micro_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -132,6 +143,28 @@ def test_reward_logs_skipped_centring_and_few_steps(
     assert any("not centred" in line for line in log.lines)
     assert any(re.search(r"in batches of 64 prompts leave only \d optimiser steps", x) for x in log.lines)
     assert json.loads((rm / "manifest.json").read_text())["metrics"]["bias"] == 0.0
+
+
+def test_ppo_raises_its_episodes_to_the_floor_per_train_prompt(
+    micro_base: Path, world_batch: Path, tmp_path: Path
+) -> None:
+    from training.data import read_batch
+    from training.ppo import run_ppo
+    from training.reward import run_reward
+
+    n_train = len(read_batch(world_batch).split("prompts", "train"))
+    rm = run_reward(RewardConfig(batch_size=8, runtime=CPU), world_batch, micro_base, tmp_path / "rm")
+    cfg = PPOConfig(
+        total_episodes=4, min_prompt_passes=0.1, rollout_batch_size=4, minibatch_size=4, max_new_tokens=4,
+        runtime=CPU,
+    )  # fmt: skip
+    expected = 4 * -(-n_train // 40)  # 0.1 per prompt, whole rollouts of 4
+    assert expected > 4
+    log = Log()
+    out = run_ppo(cfg, world_batch, micro_base, rm, tmp_path / "ppo", [log])
+    assert any(f"{expected} episodes instead of total_episodes 4" in line for line in log.lines)
+    metrics = json.loads((out / "manifest.json").read_text())["metrics"]
+    assert metrics["episodes"] == expected and len(metrics["history"]) == expected // 4
 
 
 def test_stopped_ppo_resumes_from_its_checkpoint(micro_base: Path, world_batch: Path, tmp_path: Path) -> None:
