@@ -151,9 +151,13 @@ def cmd_reward(args: argparse.Namespace) -> Path:
 
 def cmd_implicit_reward(args: argparse.Namespace) -> Path:
     """Package a DPO policy and its reference as a reward model (training.implicit)."""
+    import torch
+
     from training.implicit import implicit_reward_from_dpo
 
-    return implicit_reward_from_dpo(args.dpo, args.out, args.reference, args.beta, args.batch)
+    _set_threads(args)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    return implicit_reward_from_dpo(args.dpo, args.out, args.reference, args.beta, args.batch, device=device)
 
 
 def cmd_ppo(args: argparse.Namespace) -> Path:
@@ -335,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta", type=float, default=None, help="default: the DPO run's beta")
     p.add_argument("--batch", default=None, help="centre on this batch's train demonstrations")
     p.add_argument("--out", required=True)
+    device(p)
     p.set_defaults(fn=cmd_implicit_reward)
     p = sub.add_parser("ppo", help="PPO against a reward model")
     p.add_argument("--batch", required=True)

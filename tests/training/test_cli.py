@@ -56,6 +56,22 @@ def test_presets_are_the_rounds_presets_and_set_overrides_them() -> None:
     assert paper.total_episodes == PPOConfig().total_episodes and paper.lr == 1e-5
 
 
+def test_every_stage_that_runs_a_model_takes_device_and_threads() -> None:
+    required = {
+        "base": [],
+        "sft": ["--batch", "b", "--base", "m", "--out", "o"],
+        "reward": ["--batch", "b", "--base", "m", "--out", "o"],
+        "implicit-reward": ["--dpo", "d", "--out", "o"],
+        "ppo": ["--batch", "b", "--policy", "m", "--reward-model", "r", "--out", "o"],
+        "dpo": ["--batch", "b", "--base", "m", "--out", "o"],
+        "sample": ["--model", "m"],
+        "evaluate": ["--model", "m"],
+    }
+    for cmd, args in required.items():
+        parsed = build_parser().parse_args([cmd, *args, "--device", "cpu", "--threads", "2"])
+        assert (parsed.device, parsed.threads) == ("cpu", 2), cmd
+
+
 def test_quick_ppo_runs_at_least_three_episodes_per_train_prompt() -> None:
     args = build_parser().parse_args(
         ["ppo", "--batch", "b", "--policy", "p", "--reward-model", "r", "--out", "o"]
