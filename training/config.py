@@ -243,8 +243,8 @@ class BaseModelConfig:
 # A quick round trains on a demo's few dozen labels: epochs alone would give a handful of steps
 # (10 demonstrations at batch 16 for 4 epochs is 4 steps), so SFT, RM and DPO get a floor of steps.
 # PPO's 256 episodes suit such a round; on a batch of a thousand prompts and more they are 4 iterations
-# that leave the policy where SFT left it, so PPO runs at least 3 episodes per train prompt (the
-# alignment benchmark runs 8 192 on about 2 700).
+# that leave the policy where SFT left it (`python -m bench.cli_world --ppo min_prompt_passes=0`), so
+# PPO runs at least 3 episodes per train prompt (the alignment benchmark runs 8 192 on about 2 700).
 QUICK_PRESET: dict[str, dict[str, Any]] = {
     "sft": {"epochs": 4, "min_steps": 64, "lr": 3e-4, "batch_size": 16, "dropout": 0.1, "max_length": 96},
     "reward": {"epochs": 1, "min_steps": 32, "lr": 1e-4, "batch_size": 16, "max_length": 96},
