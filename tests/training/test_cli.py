@@ -78,7 +78,7 @@ def test_quick_ppo_runs_at_least_three_episodes_per_train_prompt() -> None:
     )
     quick = stage_config(PPOConfig, "ppo", args)
     assert quick.min_prompt_passes == 3 and quick.rollout_batch_size == 64
-    assert quick.episodes_for(40) == 256  # a demo round's few dozen prompts: the preset's count
+    assert quick.episodes_for(40) == 256  # a round on a few dozen prompts: the preset's count
     assert quick.episodes_for(1350) == 4096  # 3 x 1350 = 4050, rounded up to 64 rollouts of 64
     assert PPOConfig(total_episodes=12, rollout_batch_size=4).episodes_for(10_000) == 12  # no floor
 
