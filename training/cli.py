@@ -151,13 +151,13 @@ def cmd_reward(args: argparse.Namespace) -> Path:
 
 def cmd_implicit_reward(args: argparse.Namespace) -> Path:
     """Package a DPO policy and its reference as a reward model (training.implicit)."""
-    import torch
-
     from training.implicit import implicit_reward_from_dpo
+    from training.models import resolve_device
 
     _set_threads(args)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    return implicit_reward_from_dpo(args.dpo, args.out, args.reference, args.beta, args.batch, device=device)
+    return implicit_reward_from_dpo(
+        args.dpo, args.out, args.reference, args.beta, args.batch, device=resolve_device(args.device)
+    )
 
 
 def cmd_ppo(args: argparse.Namespace) -> Path:

@@ -167,10 +167,10 @@ class Sampler:
         batch_prompts: int = 32,
     ) -> None:
         if model is None:
-            from training.models import load_policy
+            from training.models import load_policy, resolve_device
 
             model, tokenizer = load_policy(str(model_dir))
-            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            self.device = torch.device(resolve_device(device))
             # a model loaded here is ours to place; a model handed in (a live training model) is left as is
             model.to(self.device, dtype=torch.bfloat16 if self.device.type == "cuda" else None)
         else:

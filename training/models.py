@@ -43,13 +43,20 @@ DROPOUT_KEYS = (
 hf_logging.disable_progress_bar()
 
 
+def resolve_device(device: str | None) -> str:
+    """A device name: "auto" (or None) is "cuda" when a GPU is present, else "cpu"; others as given."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
 def make_accelerator(rt: RuntimeConfig) -> Any:
     """An accelerate.Accelerator for the runtime config: bf16 on GPU, fp32 on CPU by default."""
     from accelerate import Accelerator
 
     if rt.threads:
         torch.set_num_threads(rt.threads)
-    cpu = rt.device == "cpu" or (rt.device == "auto" and not torch.cuda.is_available())
+    cpu = resolve_device(rt.device) == "cpu"
     mp = rt.mixed_precision
     if mp == "auto":
         mp = "no" if cpu else "bf16"

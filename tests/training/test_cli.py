@@ -72,6 +72,32 @@ def test_every_stage_that_runs_a_model_takes_device_and_threads() -> None:
         assert (parsed.device, parsed.threads) == ("cpu", 2), cmd
 
 
+def test_implicit_reward_applies_device_and_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.implicit
+
+    seen: dict[str, Any] = {}
+
+    def fake(dpo: str, out: str, reference: Any, beta: Any, batch: Any, device: str) -> Path:
+        seen.update(device=device, threads=torch.get_num_threads())
+        return Path(out)
+
+    monkeypatch.setattr(training.implicit, "implicit_reward_from_dpo", fake)
+    main(["implicit-reward", "--dpo", "d", "--out", "o", "--device", "cpu", "--threads", "2"])
+    torch.set_num_threads(1)
+    assert seen == {"device": "cpu", "threads": 2}
+    main(["implicit-reward", "--dpo", "d", "--out", "o"])  # auto: CUDA only where there is one
+    assert seen["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_resolve_device_picks_cuda_only_where_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.models import resolve_device
+
+    for present, auto in ((True, "cuda"), (False, "cpu")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda present=present: present)
+        assert resolve_device("auto") == resolve_device(None) == auto
+        assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"
+
+
 def test_quick_ppo_runs_at_least_three_episodes_per_train_prompt() -> None:
     args = build_parser().parse_args(
         ["ppo", "--batch", "b", "--policy", "p", "--reward-model", "r", "--out", "o"]
