@@ -1,8 +1,8 @@
 """The `rlhf` command line: database, users, demo data and the development server.
 
 About 500 lines on purpose: twenty commands, each a thin wrapper over a service (typer's
-signature is the command's help), grouped by sub-app in the order `rlhf --help` lists them; one
-file keeps every command findable from that listing.
+signature is the command's help), grouped by sub-app; one file keeps every command of `rlhf --help`
+in one place.
 """
 
 from __future__ import annotations
