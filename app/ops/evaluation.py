@@ -32,6 +32,24 @@ class EvalRow:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class Scorer:
+    """The reward model whose scores the evaluation's RM rows show."""
+
+    version_id: int
+    name: str
+    this_round: bool  # trained by the round itself (else registered before it)
+
+
+def scorer(m: dict[str, Any], names: dict[int, str], round_outputs: set[int]) -> Scorer | None:
+    """Which reward model scored the evaluation (its reward_model_id), named; None when none did
+    or the evaluation predates the record."""
+    vid = m.get("reward_model_id")
+    if not isinstance(vid, int | float) or isinstance(vid, bool):
+        return None
+    return Scorer(int(vid), names.get(int(vid), f"version {int(vid)}"), int(vid) in round_outputs)
+
+
 def _f(value: Any) -> str:
     return fmt_number(float(value)) if isinstance(value, int | float) else ""
 

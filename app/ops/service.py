@@ -235,6 +235,7 @@ class RunPage:
     evaluation: dict[str, Any] = field(default_factory=dict)
     eval_rows: list[evaluation_view.EvalRow] = field(default_factory=list)
     eval_prompts: int | None = None
+    eval_scorer: evaluation_view.Scorer | None = None  # the reward model behind the RM rows
     # Why the deploy gate held the round (empty: it passed); None before the evaluation ran.
     gate_reasons: list[str] | None = None
     method: str = ""  # the method's label
@@ -307,8 +308,11 @@ def metric_charts(series: list[run_pages.Series], order: list[str]) -> list[Stag
 def run_page(db: Session, run_id: int) -> RunPage:
     """A run with its stages, curves, log tail, lineage and evaluation (read only)."""
     run = runs.get_run(db, run_id)
-    outputs = _names(db, (s.output_version_id for s in run.stages))
     evaluation = next((dict(s.metrics or {}) for s in run.stages if s.name == stage_defs.EVALUATE), {})
+    produced = {s.output_version_id for s in run.stages if s.output_version_id is not None}
+    rm_id = evaluation.get("reward_model_id")
+    names = _names(db, [*produced, rm_id if isinstance(rm_id, int) else None])
+    outputs = {vid: names[vid] for vid in produced if vid in names}
     reasons = gate_decision(run.deploy_gate or {}, evaluation)[1] if evaluation else None
     return RunPage(
         run=run,
@@ -324,6 +328,7 @@ def run_page(db: Session, run_id: int) -> RunPage:
         evaluation=evaluation,
         eval_rows=evaluation_view.evaluation_rows(evaluation),
         eval_prompts=evaluation_view.prompt_count(evaluation),
+        eval_scorer=evaluation_view.scorer(evaluation, names, produced),
         gate_reasons=reasons,
         method=_round_methods(db, [run.id]).get(run.id, run.method),
     )

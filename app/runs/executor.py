@@ -136,6 +136,20 @@ def _version_path(key: str, plan: Plan) -> str | None:
         return registry.get_version(db, int(vid)).path
 
 
+def evaluation_reward_model(plan: Plan) -> tuple[int, str] | None:
+    """(version id, path) of the reward model that scores the evaluation: the one this round
+    trained, else the one the round was started with, else the latest registered when it was
+    queued (an InstructGPT round's RM scores a DPO policy); None when there is none."""
+    trained = next((o for o in plan.outputs.values() if o.kind == ModelKind.reward.value), None)
+    if trained is not None:
+        return trained.version_id, trained.path
+    for key in ("reward_model_id", "eval_reward_model_id"):
+        if (vid := plan.config.get(key)) is not None:
+            with session_scope() as db:
+                return int(vid), registry.get_version(db, int(vid)).path
+    return None
+
+
 def _runner_kwargs(plan: Plan, stage: stages.Stage, out: Path, recorder: RunRecorder) -> dict[str, Any]:
     """The runner's arguments, chosen from what the stage description says it consumes."""
     kwargs: dict[str, Any] = {
@@ -236,8 +250,8 @@ def _compare(
 def _evaluate(plan: Plan, index: int) -> dict[str, Any]:
     """Evaluate the round's final policy against its parent on held-out prompts.
 
-    The reward model is the one this round trained, else the one the round was started with
-    (the latest registered: an InstructGPT round's RM scores a DPO policy), else none.
+    The reward model is evaluation_reward_model's; its version id is recorded with the metrics
+    (reward_model_id), so the run page can say which reward model the RM rows come from.
     """
     name = stages.EVALUATE
     with session_scope() as db:
@@ -246,12 +260,10 @@ def _evaluate(plan: Plan, index: int) -> dict[str, Any]:
     policy, prompts = plan.final_policy(), _held_out_prompts(plan.batch_dir)
     metrics: dict[str, Any] = {}
     if policy is not None and prompts:
-        reward = (
-            plan.round_reward_model()
-            or _version_path("reward_model_id", plan)
-            or _version_path("eval_reward_model_id", plan)
-        )
-        metrics = _compare(policy, plan.parent_path, prompts, reward, recorder)
+        scorer = evaluation_reward_model(plan)
+        metrics = _compare(policy, plan.parent_path, prompts, scorer[1] if scorer else None, recorder)
+        if scorer is not None:
+            metrics["reward_model_id"] = scorer[0]
     recorder.on_progress(name, 2, 2, {})
     with session_scope() as db:
         service.finish_evaluation(db, plan.run_id, name, metrics)

@@ -176,4 +176,5 @@ def test_conversations_go_through_sampling_export_and_every_round_method(  # typ
         ppo_manifest = json.loads((Path(out["ppo"].path) / "manifest.json").read_text())
         assert ppo_manifest["config"]["reward_model"] == out["implicit_reward"].path
         evaluation = next(s for s in run.stages if s.name == "evaluate")
-        assert ppo_manifest["method"] == "dpo_ppo" and "rm_gain" in evaluation.metrics  # scored by an RM
+        assert ppo_manifest["method"] == "dpo_ppo" and "rm_gain" in evaluation.metrics  # scored by an RM:
+        assert evaluation.metrics["reward_model_id"] == out["implicit_reward"].id  # the round's implicit one

@@ -132,6 +132,8 @@ def test_dpo_round_from_the_console_deploys_through_the_gate(  # type: ignore[no
     assert {("dpo", "loss"), ("dpo", "reward_accuracy"), ("dpo", "chosen_logp")} <= series
     run_page = ops.http.get(f"/ops/runs/{run_id}").text
     assert "DPO reward accuracy" in run_page and '<dd id="run-method">DPO</dd>' in run_page
+    assert evaluation["reward_model_id"] == rm_id  # recorded, and named on the run page
+    assert f'from <a href="/ops/versions#v{rm_id}">e2e-rm</a>, registered before this round' in run_page
     versions = ops.http.get("/ops/versions").text
     row = versions[versions.index(f'id="v{deployed.id}"') :]
     row = row[: row.index("</tr>")]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from app.db import utcnow
-from tests.ops.conftest import add_series, make_run
+from tests.ops.conftest import add_series, make_run, model_dir
 
 EVAL = {
     "new_n": 64, "parent_n": 64,
@@ -60,3 +60,38 @@ def test_curves_say_which_accuracy_and_axis_labels_fit(db, login) -> None:  # ty
     html = login("ops").get(f"/ops/runs/{run.id}").text
     assert ">RM accuracy on training batches<" in html
     assert ">2.6e-4<" in html and "0.0002605" not in html
+
+
+def test_the_evaluation_names_the_reward_model_that_scored_it(db, login, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app.policies import service as registry
+
+    web = login("ops")
+    earlier = registry.register_version(
+        db, name="rm <b>earlier</b>", kind="reward", path=model_dir(tmp_path, "e")
+    )
+    run = _done_run(db, "succeeded", 1)
+    run.stages[-1].metrics = {**EVAL, "reward_model_id": earlier.id}
+    db.flush()
+    html = web.get(f"/ops/runs/{run.id}").text
+    link = f'<a href="/ops/versions#v{earlier.id}">rm &lt;b&gt;earlier&lt;/b&gt;</a>'  # the name escaped
+    assert f"Reward-model scores from {link}" in html
+    assert "registered before this round" in html and "<b>earlier" not in html
+
+    trained = registry.register_version(
+        db, name="rm-r9-reward", kind="reward", path=model_dir(tmp_path, "r9")
+    )
+    run.stages[1].output_version_id = trained.id  # the round's reward stage wrote it
+    run.stages[-1].metrics = {**EVAL, "reward_model_id": trained.id}
+    db.flush()
+    html = web.get(f"/ops/runs/{run.id}").text
+    assert "Reward-model scores from" in html and "rm-r9-reward</a>, trained in this round" in html
+
+    # no reward model: no RM rows and a line saying so; an evaluation from before the record: no line
+    run.stages[-1].metrics = {k: v for k, v in EVAL.items() if "rm_" not in k}
+    db.flush()
+    html = web.get(f"/ops/runs/{run.id}").text
+    assert "No reward model scored this evaluation." in html and "Reward-model score (mean)" not in html
+    run.stages[-1].metrics = dict(EVAL)
+    db.flush()
+    html = web.get(f"/ops/runs/{run.id}").text
+    assert 'id="eval-rm"' not in html and "Reward-model score (mean)" in html
