@@ -1,16 +1,18 @@
-"""A TestClient acting as a browser form user (it carries the CSRF token); a SQL statement recorder."""
+"""A TestClient acting as a browser form user (it carries the CSRF token); a SQL statement recorder;
+taking a task through the labeler's pages, and a lease that has run out."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from app.db import get_engine
+from app.db import get_engine, utcnow
 
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
@@ -81,3 +83,27 @@ def sql_statements() -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def take_task(web: Any, queue_id: int | None = None) -> int:
+    """Press "next task" (in one queue, or any) as the signed-in labeler; the assignment's id."""
+    resp = web.post("/label/next", data={"queue_id": str(queue_id)} if queue_id else {})
+    assert resp.status_code == 303, resp.text[:300]
+    m = re.match(r"/label/a/(\d+)$", resp.headers["location"])
+    assert m, resp.headers["location"]
+    return int(m.group(1))
+
+
+def expired_demonstration_lease(login: Any, factory: Any, db: Any) -> tuple[Any, int, Any]:
+    """A labeler who took a demonstration task whose lease has since run out: (client, id, assignment)."""
+    from app.enums import TaskKind
+    from app.labeling.models import Assignment
+
+    factory.task(factory.queue(TaskKind.demonstration))
+    web = login("labeler")
+    aid = take_task(web)
+    a = db.get(Assignment, aid)
+    assert a is not None
+    a.lease_expires_at = utcnow() - timedelta(seconds=1)
+    db.flush()
+    return web, aid, a

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,7 @@ from app.prompts.models import Prompt
 from app.rankings.models import Completion, Ranking
 from app.rankings.schemas import parse_ranking_form
 from app.rankings.service import letter
-
-
-def _take(web) -> int:
-    resp = web.post("/label/next", data={})
-    assert resp.status_code == 303, resp.text[:300]
-    m = re.match(r"/label/a/(\d+)$", resp.headers["location"])
-    assert m
-    return int(m.group(1))
+from tests.helpers import take_task
 
 
 def _ranking(k: int = 4, **extra: str) -> dict[str, str]:
@@ -98,7 +90,7 @@ def test_oversize_edit_is_refused_not_cut(monkeypatch) -> None:
 
 def test_edit_is_stored_with_the_ranking(login, db, edit_queue) -> None:
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     page = web.get(f"/label/a/{aid}")
     assert 'name="edit_text"' in page.text and "Fix the best completion" in page.text
     resp = web.post(f"/label/a/{aid}/ranking", data=_ranking(edit_of="A", edit_text=" Red, blue or yellow. "))
@@ -121,7 +113,7 @@ def test_edit_is_stored_with_the_ranking(login, db, edit_queue) -> None:
 )
 def test_bad_edit_refuses_everything_and_keeps_the_text(login, db, edit_queue, fields, message) -> None:
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     if fields["edit_text"] == "SAME":
         fields = {**fields, "edit_text": _best_text(db, aid)}
     resp = web.post(f"/label/a/{aid}/ranking", data=_ranking(**fields))
@@ -136,7 +128,7 @@ def test_queue_without_edits_refuses_an_edit(login, db, factory) -> None:
     q = factory.queue(TaskKind.ranking, k=4)
     factory.task(q)
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     assert 'name="edit_text"' not in web.get(f"/label/a/{aid}").text
     resp = web.post(f"/label/a/{aid}/ranking", data=_ranking(edit_of="A", edit_text="New"))
     assert resp.status_code == 422 and "does not take edits" in resp.text
@@ -145,7 +137,7 @@ def test_queue_without_edits_refuses_an_edit(login, db, factory) -> None:
 
 def test_double_submit_with_an_edit_stores_one(login, db, edit_queue) -> None:
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     data = _ranking(edit_of="A", edit_text="Red, blue or yellow.")
     assert web.post(f"/label/a/{aid}/ranking", data=data).status_code == 303
     assert web.post(f"/label/a/{aid}/ranking", data=data).status_code == 303
@@ -154,7 +146,7 @@ def test_double_submit_with_an_edit_stores_one(login, db, edit_queue) -> None:
 
 def test_edit_draft_is_autosaved_and_restored(login, db, edit_queue) -> None:
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     draft = {"edit_of": "A", "edit_text": "half-done <b>fix</b>"}
     resp = web.post(f"/label/a/{aid}/ranking/draft", data=draft)
     assert resp.status_code == 200
@@ -167,7 +159,7 @@ def test_edit_draft_is_autosaved_and_restored(login, db, edit_queue) -> None:
 
 def test_export_has_the_edit_as_sft_row_and_marked_pair(login, db, edit_queue, tmp_path: Path) -> None:
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     original = _best_text(db, aid)
     web.post(f"/label/a/{aid}/ranking", data=_ranking(edit_of="A", edit_text="Red, blue or yellow."))
     edit = db.query(CompletionEdit).one()
@@ -192,7 +184,7 @@ def test_export_has_the_edit_as_sft_row_and_marked_pair(login, db, edit_queue, t
 
 def test_an_edit_of_a_conversation_exports_its_messages(login, db, edit_queue, tmp_path: Path) -> None:
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     original = _best_text(db, aid)
     prompt = db.get(Prompt, db.get(Assignment, aid).task.prompt_id)
     turns = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello."},
@@ -212,7 +204,7 @@ def test_an_edit_of_a_conversation_exports_its_messages(login, db, edit_queue, t
 
 def test_review_page_shows_both_texts_and_an_escaped_diff(login, db, factory, edit_queue) -> None:
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     original = _best_text(db, aid)
     edited = original + " <script>x()</script>"
     web.post(f"/label/a/{aid}/ranking", data=_ranking(edit_of="A", edit_text=edited))

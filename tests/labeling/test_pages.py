@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from app.db import utcnow
@@ -11,14 +10,7 @@ from app.enums import TaskKind
 from app.labeling.models import Assignment
 from app.rankings.models import Ranking
 from app.rankings.service import letter
-
-
-def _take(web, queue_id: int | None = None) -> int:
-    resp = web.post("/label/next", data={"queue_id": str(queue_id)} if queue_id else {})
-    assert resp.status_code == 303, resp.text[:300]
-    m = re.match(r"/label/a/(\d+)$", resp.headers["location"])
-    assert m, resp.headers["location"]
-    return int(m.group(1))
+from tests.helpers import expired_demonstration_lease, take_task
 
 
 def test_home_lists_queues_with_work_and_the_labelers_numbers(login, factory) -> None:
@@ -53,7 +45,7 @@ def test_prompt_with_html_and_script_renders_inert(login, factory) -> None:
     q = factory.queue(TaskKind.demonstration)
     factory.task(q, factory.prompt(q, text='<script>alert("x")</script><b onmouseover="x()">bold</b>'))
     web = login("labeler")
-    page = web.get(f"/label/a/{_take(web)}").text
+    page = web.get(f"/label/a/{take_task(web)}").text
     assert '<script>alert("x")</script>' not in page and "<b onmouseover" not in page
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
 
@@ -62,7 +54,7 @@ def test_demonstration_flow_draft_then_submit_then_next(login, factory, db) -> N
     q = factory.queue(TaskKind.demonstration)
     factory.task(q), factory.task(q)
     web = login("labeler")
-    aid = _take(web, q.id)
+    aid = take_task(web, q.id)
     resp = web.post(f"/label/a/{aid}/draft", data={"text": "draft words"})
     assert resp.status_code == 200 and "Draft saved" in resp.text
     assert "draft words" in web.get(f"/label/a/{aid}").text
@@ -78,7 +70,7 @@ def test_empty_demonstration_comes_back_with_a_message(login, factory, db) -> No
     q = factory.queue(TaskKind.demonstration)
     factory.task(q)
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     resp = web.post(f"/label/a/{aid}/demonstration", data={"text": "  "})
     assert resp.status_code == 422 and "is empty" in resp.text
     assert db.query(Demonstration).count() == 0
@@ -88,7 +80,7 @@ def test_htmx_submit_redirects_with_a_header(login, factory) -> None:
     q = factory.queue(TaskKind.demonstration)
     factory.task(q)
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     resp = web.post(f"/label/a/{aid}/demonstration", data={"text": "ok"}, headers={"HX-Request": "true"})
     assert resp.status_code == 200 and resp.headers["HX-Redirect"] == "/label"
 
@@ -97,7 +89,7 @@ def test_skip_needs_reason_and_draft_confirmation_over_http(login, factory, db) 
     q = factory.queue(TaskKind.demonstration)
     factory.task(q)
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     assert web.post(f"/label/a/{aid}/skip", data={"reason": ""}).status_code == 422
     web.post(f"/label/a/{aid}/draft", data={"text": "keep me"})
     resp = web.post(f"/label/a/{aid}/skip", data={"reason": "Other"})
@@ -115,7 +107,7 @@ def test_ranking_rejection_keeps_what_was_done(login, factory, db) -> None:
     q = factory.queue(TaskKind.ranking, k=4)
     factory.task(q)
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     data = {f"tier_{letter(0)}": "2", f"likert_{letter(0)}": "6", f"flags_{letter(0)}": "opinion"}
     resp = web.post(f"/label/a/{aid}/ranking", data=data)
     assert resp.status_code == 422 and "Completion B has no rank" in resp.text
@@ -127,7 +119,7 @@ def test_ranking_submit_over_http_stores_it(login, factory, db) -> None:
     q = factory.queue(TaskKind.ranking, k=4)
     factory.task(q)
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     order = db.get(Assignment, aid).display_order  # type: ignore[union-attr]
     data = {}
     for i in range(len(order)):
@@ -140,15 +132,8 @@ def test_ranking_submit_over_http_stores_it(login, factory, db) -> None:
 
 
 def test_lost_lease_page_says_so(login, factory, db) -> None:
-    q = factory.queue(TaskKind.demonstration)
-    factory.task(q)
-    web = login("labeler")
-    aid = _take(web)
-    a = db.get(Assignment, aid)
-    assert a is not None
-    a.lease_expires_at = utcnow() - timedelta(seconds=1)
-    db.flush()
-    _take(login("labeler"))
+    web, aid, _ = expired_demonstration_lease(login, factory, db)
+    take_task(login("labeler"))
     resp = web.post(f"/label/a/{aid}/demonstration", data={"text": "late but precious"})
     assert resp.status_code == 409 and "went to another labeler" in resp.text
     assert "late but precious" in resp.text
@@ -162,7 +147,7 @@ def test_write_prompt_page_and_submit(login, factory, db) -> None:
     q = factory.queue(TaskKind.write_prompt)
     create_write_prompt_tasks(db, q, ["use_case"])
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     assert "A use-case prompt" in web.get(f"/label/a/{aid}").text
     assert web.post(f"/label/a/{aid}/prompt", data={"text": "Summarize this memo."}).status_code == 303
     assert db.query(Prompt).filter_by(author_id=web.user.id).one().text == "Summarize this memo."
@@ -178,7 +163,7 @@ def test_draft_save_problems_come_back_as_a_fragment(login, factory, db, monkeyp
     q = factory.queue(TaskKind.demonstration)
     factory.task(q)
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     monkeypatch.setattr(get_settings(), "max_text_chars", 5)
     resp = web.post(f"/label/a/{aid}/draft", data={"text": "too long"}, headers={"HX-Request": "true"})
     assert resp.status_code == 400 and "Draft not saved" in resp.text and "<html" not in resp.text
@@ -189,7 +174,7 @@ def test_renew_answers_with_the_new_expiry(login, factory, db) -> None:
     q = factory.queue(TaskKind.demonstration)
     factory.task(q)
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     a = db.get(Assignment, aid)
     assert a is not None
     a.lease_expires_at = utcnow() + timedelta(seconds=3)

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from datetime import timedelta
-from typing import Any
-
 import pytest
-from sqlalchemy import event
 
-from app.db import utcnow
 from app.demonstrations.models import Demonstration
 from app.enums import TaskKind
 from app.labeling import service
-from app.labeling.models import Assignment
-
-
-def _take(web: Any) -> int:
-    resp = web.post("/label/next", data={})
-    assert resp.status_code == 303, resp.text[:300]
-    m = re.match(r"/label/a/(\d+)$", resp.headers["location"])
-    assert m
-    return int(m.group(1))
+from tests.helpers import expired_demonstration_lease, sql_statements, take_task
 
 
 @pytest.mark.parametrize("who", ["labeler", "queue"])
@@ -29,7 +15,7 @@ def test_a_pause_stops_submits_drafts_and_renewals_through_an_old_task_url(login
     q = factory.queue(TaskKind.demonstration)
     factory.task(q)
     web = login("labeler")
-    aid = _take(web)
+    aid = take_task(web)
     if who == "labeler":
         web.user.is_paused = True
     else:
@@ -44,13 +30,7 @@ def test_a_pause_stops_submits_drafts_and_renewals_through_an_old_task_url(login
 
 
 def test_a_paused_labeler_cannot_revive_an_expired_lease(login, factory, db) -> None:
-    q = factory.queue(TaskKind.demonstration)
-    factory.task(q)
-    web = login("labeler")
-    aid = _take(web)
-    a = db.get(Assignment, aid)
-    assert a is not None
-    a.lease_expires_at = utcnow() - timedelta(seconds=1)
+    web, aid, _ = expired_demonstration_lease(login, factory, db)
     web.user.is_paused = True
     db.flush()
     assert web.post(f"/label/a/{aid}/demonstration", data={"text": "late"}).status_code == 409
@@ -58,27 +38,11 @@ def test_a_paused_labeler_cannot_revive_an_expired_lease(login, factory, db) -> 
 
 
 def test_viewing_a_task_page_writes_nothing_even_with_an_expired_lease(login, factory, db) -> None:
-    q = factory.queue(TaskKind.demonstration)
-    factory.task(q)
-    web = login("labeler")
-    aid = _take(web)
-    a = db.get(Assignment, aid)
-    assert a is not None
-    a.lease_expires_at = utcnow() - timedelta(seconds=1)
-    db.flush()
-    writes: list[str] = []
-
-    def statement(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
-        if sql.lstrip().split(" ", 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}:
-            writes.append(sql)
-
-    connection = db.connection()
-    event.listen(connection, "before_cursor_execute", statement)
-    try:
+    web, aid, a = expired_demonstration_lease(login, factory, db)
+    with sql_statements() as seen:
         page = web.get(f"/label/a/{aid}")
-    finally:
-        event.remove(connection, "before_cursor_execute", statement)
-    assert page.status_code == 200 and writes == []
+    writes = [sql for sql in seen if sql.lstrip().split(" ", 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}]
+    assert page.status_code == 200 and seen and writes == []  # the page's reads were seen, no write
     # The page revives its lease by POST as soon as it loads (and on every submit).
     assert 'hx-trigger="load, every' in page.text
     assert web.post(f"/label/a/{aid}/renew").status_code == 200
