@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from app.db import get_engine, utcnow
+from app.enums import TaskKind
+from app.labeling.models import Assignment
 
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
@@ -96,9 +98,6 @@ def take_task(web: Any, queue_id: int | None = None) -> int:
 
 def expired_demonstration_lease(login: Any, factory: Any, db: Any) -> tuple[Any, int, Any]:
     """A labeler who took a demonstration task whose lease has since run out: (client, id, assignment)."""
-    from app.enums import TaskKind
-    from app.labeling.models import Assignment
-
     factory.task(factory.queue(TaskKind.demonstration))
     web = login("labeler")
     aid = take_task(web)

@@ -41,13 +41,19 @@ class Scorer:
     this_round: bool  # trained by the round itself (else registered before it)
 
 
-def scorer(m: dict[str, Any], names: dict[int, str], round_outputs: set[int]) -> Scorer | None:
-    """Which reward model scored the evaluation (its reward_model_id), named; None when none did
-    or the evaluation predates the record."""
+def reward_model_id(m: dict[str, Any]) -> int | None:
+    """The version id of the reward model that scored the evaluation; None when none did or the
+    evaluation predates the record."""
     vid = m.get("reward_model_id")
-    if not isinstance(vid, int | float) or isinstance(vid, bool):
+    return int(vid) if isinstance(vid, int | float) and not isinstance(vid, bool) else None
+
+
+def scorer(m: dict[str, Any], names: dict[int, str], round_outputs: set[int]) -> Scorer | None:
+    """Which reward model scored the evaluation, named (names: version id -> name)."""
+    vid = reward_model_id(m)
+    if vid is None:
         return None
-    return Scorer(int(vid), names.get(int(vid), f"version {int(vid)}"), int(vid) in round_outputs)
+    return Scorer(vid, names.get(vid, f"version {vid}"), vid in round_outputs)
 
 
 def _f(value: Any) -> str:

@@ -310,8 +310,7 @@ def run_page(db: Session, run_id: int) -> RunPage:
     run = runs.get_run(db, run_id)
     evaluation = next((dict(s.metrics or {}) for s in run.stages if s.name == stage_defs.EVALUATE), {})
     produced = {s.output_version_id for s in run.stages if s.output_version_id is not None}
-    rm_id = evaluation.get("reward_model_id")
-    names = _names(db, [*produced, rm_id if isinstance(rm_id, int) else None])
+    names = _names(db, [*produced, evaluation_view.reward_model_id(evaluation)])
     outputs = {vid: names[vid] for vid in produced if vid in names}
     reasons = gate_decision(run.deploy_gate or {}, evaluation)[1] if evaluation else None
     return RunPage(

@@ -90,9 +90,14 @@ class Plan:
         ]
         return paths[-1] if paths else None
 
+    def round_reward_output(self) -> Output | None:
+        """A reward model this round trained, if any."""
+        return next((o for o in self.outputs.values() if o.kind == ModelKind.reward.value), None)
+
     def round_reward_model(self) -> str | None:
         """Path of a reward model this round trained, if any."""
-        return next((o.path for o in self.outputs.values() if o.kind == ModelKind.reward.value), None)
+        out = self.round_reward_output()
+        return out.path if out else None
 
 
 def implicit_reference(reward_model_dir: str) -> str | None:
@@ -140,13 +145,12 @@ def evaluation_reward_model(plan: Plan) -> tuple[int, str] | None:
     """(version id, path) of the reward model that scores the evaluation: the one this round
     trained, else the one the round was started with, else the latest registered when it was
     queued (an InstructGPT round's RM scores a DPO policy); None when there is none."""
-    trained = next((o for o in plan.outputs.values() if o.kind == ModelKind.reward.value), None)
+    trained = plan.round_reward_output()
     if trained is not None:
         return trained.version_id, trained.path
     for key in ("reward_model_id", "eval_reward_model_id"):
-        if (vid := plan.config.get(key)) is not None:
-            with session_scope() as db:
-                return int(vid), registry.get_version(db, int(vid)).path
+        if (path := _version_path(key, plan)) is not None:
+            return int(plan.config[key]), path
     return None
 
 
