@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from training.callbacks import TqdmCallback
-from training.chat import Prompt
+from training.chat import Prompt, row_prompt
 from training.config import (
     PRESETS,
     DPOConfig,
@@ -21,6 +21,7 @@ from training.config import (
     SFTConfig,
     apply_overrides,
 )
+from training.data import BatchError, check_row
 
 
 def _runtime(args: argparse.Namespace) -> RuntimeConfig:
@@ -50,7 +51,8 @@ def _set_threads(args: argparse.Namespace) -> None:
 
 
 def read_prompts(args: argparse.Namespace) -> list[Prompt]:
-    """Prompts from --prompt flags and --prompts-file (JSONL rows with "prompt", or one per line)."""
+    """Prompts from --prompt flags and --prompts-file (JSONL rows with a "prompt" or "messages", as in
+    an export batch's prompts.jsonl; or a text file, one prompt per line)."""
     prompts = list(args.prompt or [])
     if args.prompts_file:
         path = Path(args.prompts_file)
@@ -60,10 +62,13 @@ def read_prompts(args: argparse.Namespace) -> list[Prompt]:
             if not line.strip():
                 continue
             if path.suffix == ".jsonl":
-                row = json.loads(line)
-                if not isinstance(row, dict) or "prompt" not in row:
-                    raise SystemExit(f'{path}:{n}: expected a JSON object with a "prompt"')
-                prompts.append(row["prompt"])
+                try:
+                    row = check_row("prompts.jsonl", json.loads(line), f"{path}:{n}")
+                except json.JSONDecodeError as e:
+                    raise SystemExit(f"{path}:{n}: malformed JSON ({e.msg})") from e
+                except ValueError as e:
+                    raise SystemExit(str(e)) from e
+                prompts.append(row_prompt(row))
             else:
                 prompts.append(line.strip())
     if not prompts:
@@ -292,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     def prompts(p: argparse.ArgumentParser) -> None:
         p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
         p.add_argument(
-            "--prompts-file", default=None, help='JSONL rows with "prompt", or a text file of lines'
+            "--prompts-file",
+            default=None,
+            help='JSONL rows with "prompt" or "messages", or a text file of lines',
         )
         p.add_argument("--temperature", type=float, default=1.0)
         p.add_argument("--max-new-tokens", type=int, default=SamplingParams().max_new_tokens)
@@ -377,9 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; prints the output directory of stages that write one."""
+    """Entry point; prints the output directory of stages that write one. A batch that can not be
+    read or a path that is missing (or exists where it must not) ends it with one line, not a traceback."""
     args = build_parser().parse_args(argv)
-    out = args.fn(args)
+    try:
+        out = args.fn(args)
+    except (BatchError, FileNotFoundError, FileExistsError) as e:  # what was given, not a bug: one line
+        raise SystemExit(f"error: {e}") from e
     if out is not None:
         print(out)
     return 0

@@ -20,11 +20,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.chat import Prompt, prompt_key, prompt_text, row_prompt
+from training.chat import Prompt, check_messages, prompt_key, prompt_text, row_prompt
 
 FILES = ("sft.jsonl", "pairwise.jsonl", "rankings.jsonl", "prompts.jsonl")
 COUNT_KEYS = {
@@ -35,14 +36,22 @@ COUNT_KEYS = {
 }
 
 __all__ = [
+    "SPLITS",
+    "BatchError",
     "ComparisonGroup",
     "ExportBatch",
+    "check_row",
     "group_comparisons",
     "is_edit_pair",
     "read_batch",
     "sha256_file",
     "write_batch",
 ]
+
+
+class BatchError(ValueError):
+    """An export batch, or a row given to write_batch, that the stages can not read as it is; the
+    message names the file and line (or row)."""
 
 
 @dataclass
@@ -90,24 +99,67 @@ REQUIRED = {
 }
 
 
+SPLITS = ("train", "valid", "test")
+
+
 def _text(value: Any) -> Any:
     """A completion given as an object (as `python -m training sample` prints them) becomes its text."""
     return value.get("text", value) if isinstance(value, dict) else value
 
 
-def _check_row(path: Path, n: int, row: Any) -> dict[str, Any]:
-    """The row with completions as plain text; a clear error naming the line if a field is missing."""
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _list_of(value: Any, ok: Callable[[Any], bool]) -> bool:
+    return isinstance(value, list) and all(ok(v) for v in value)
+
+
+def _type_problem(name: str, row: dict[str, Any]) -> str | None:
+    """What is wrong with the types of a row's fields (a row of file `name`), or None."""
+    if "split" in row and row["split"] not in SPLITS:
+        return f'"split" must be one of {", ".join(SPLITS)}, not {row["split"]!r}'
+    if "messages" in row:
+        try:
+            messages = check_messages(row["messages"])
+        except ValueError as e:
+            return f'"messages": {e}'
+        if name == "sft.jsonl" and "completion" not in row and messages[-1]["role"] != "assistant":
+            return 'an SFT row needs a "completion" or "messages" ending with an assistant turn'
+    elif "prompt" in row and not isinstance(row["prompt"], str):
+        return f'"prompt" must be a string, not {_kind(row["prompt"])}'
+    for key in ("completion", "chosen", "rejected"):
+        if key in row and not isinstance(row[key], str):
+            return f'"{key}" must be a string (or an object with a "text"), not {_kind(row[key])}'
+    completions: Any = row.get("completions")
+    ranks: Any = row.get("ranks")
+    if "completions" in row and not _list_of(completions, lambda c: isinstance(c, str)):
+        return '"completions" must be a list of strings (or of objects with a "text")'
+    if "ranks" in row:
+        if not _list_of(ranks, lambda r: isinstance(r, int) and not isinstance(r, bool)):
+            return f'"ranks" must be a list of integers (1 = best), not {repr(ranks)[:60]}'
+        if isinstance(completions, list) and len(ranks) != len(completions):
+            return f'"ranks" has {len(ranks)} entries for {len(completions)} completions'
+    return None
+
+
+def check_row(name: str, row: Any, where: str) -> dict[str, Any]:
+    """A row of export file `name` (sft.jsonl, ...) with completions as plain text; a BatchError that
+    starts with `where` (a file and line, or a row number) if a field is missing or of the wrong type."""
     if not isinstance(row, dict):
-        raise ValueError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-    missing = [k for k in REQUIRED.get(path.name, ()) if k not in row and "messages" not in row]
+        raise BatchError(f"{where}: expected a JSON object, got {_kind(row)}")
+    missing = [k for k in REQUIRED.get(name, ()) if k not in row and "messages" not in row]
     if missing:
         names = ", ".join(repr(k) for k in missing)
-        raise ValueError(f"{path}:{n}: row has no {names} (its keys: {', '.join(sorted(row))})")
+        raise BatchError(f"{where}: row has no {names} (its keys: {', '.join(sorted(row))})")
     for key in ("completion", "chosen", "rejected"):
         if key in row:
             row[key] = _text(row[key])
     if isinstance(row.get("completions"), list):
         row["completions"] = [_text(c) for c in row["completions"]]
+    problem = _type_problem(name, row)
+    if problem:
+        raise BatchError(f"{where}: {problem}")
     return row
 
 
@@ -121,8 +173,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{n}: malformed JSON ({e.msg})") from e
-                rows.append(_check_row(path, n, row))
+                    raise BatchError(f"{path}:{n}: malformed JSON ({e.msg})") from e
+                rows.append(check_row(path.name, row, f"{path}:{n}"))
     return rows
 
 
@@ -137,7 +189,7 @@ def read_batch(batch_dir: str | Path) -> ExportBatch:
     manifest: dict[str, Any] = json.loads(mpath.read_text()) if mpath.exists() else {}
     for name, digest in manifest.get("files", {}).items():
         if name in FILES and (batch_dir / name).exists() and sha256_file(batch_dir / name) != digest:
-            raise ValueError(f"{batch_dir / name}: sha256 does not match the manifest")
+            raise BatchError(f"{batch_dir / name}: sha256 does not match the manifest")
     return ExportBatch(
         path=batch_dir,
         manifest=manifest,
@@ -174,8 +226,9 @@ def write_batch(
         hashes = {}
         for name, rows in data.items():
             with open(tmp / name, "w", encoding="utf-8") as f:
-                for r in rows:
+                for i, r in enumerate(rows, 1):
                     row = {"split": "train", "provenance": {}, **r}
+                    check_row(name, dict(row), f"{name} row {i}")  # written as given, checked as read
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
             hashes[name] = sha256_file(tmp / name)
         content_hash = hashlib.sha256("".join(hashes[n] for n in FILES).encode()).hexdigest()
@@ -233,7 +286,7 @@ def group_comparisons(
     for r in rankings:
         if len(r["completions"]) != len(r["ranks"]):
             text = prompt_text(row_prompt(r))[:40]
-            raise ValueError(f"ranking for {text!r}: completions and ranks differ in length")
+            raise BatchError(f"ranking for {text!r}: completions and ranks differ in length")
         pairs = ranking_pairs(list(r["ranks"]))
         if pairs:
             groups.append(ComparisonGroup(row_prompt(r), list(r["completions"]), pairs))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from training.callbacks import StopTraining
-from training.cli import build_parser, main, stage_config
+from training.cli import build_parser, main, read_prompts, stage_config
 from training.config import PPOConfig, RewardConfig, RuntimeConfig
 from training.data import read_batch, write_batch
 
@@ -165,6 +165,15 @@ def test_missing_batch_and_malformed_rows_are_named(micro_base: Path, tmp_path: 
     (tmp_path / "b" / "sft.jsonl").write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "c"}\n')
     with pytest.raises(ValueError, match=r"sft.jsonl:2: row has no 'completion'"):
         read_batch(tmp_path / "b")
+    # the CLI ends with that one line, not a traceback, and writes nothing
+    for batch, message in (
+        (tmp_path / "b", r"sft.jsonl:2: row has no"),
+        (tmp_path / "nope", "does not exist"),
+    ):
+        argv = ["sft", "--batch", str(batch), "--base", str(micro_base), "--out", str(tmp_path / "o")]
+        with pytest.raises(SystemExit, match=rf"^error: .*{message}"):
+            main([*argv, "--device", "cpu"])
+    assert not (tmp_path / "o").exists()
 
 
 def stage_config_sft() -> Any:
@@ -234,3 +243,17 @@ def test_stopped_ppo_resumes_from_its_checkpoint(micro_base: Path, world_batch: 
     history = json.loads((out / "manifest.json").read_text())["metrics"]["history"]
     assert [h["iteration"] for h in history] == [0, 1, 2]
     assert not checkpoint_path(out).exists()
+
+
+def test_a_prompts_file_takes_conversations_and_names_its_bad_lines(tmp_path: Path) -> None:
+    f = tmp_path / "prompts.jsonl"
+    f.write_text('{"prompt": "a"}\n{"messages": [{"role": "user", "content": "b"}]}\n')
+    args = build_parser().parse_args(["sample", "--model", "m", "--prompts-file", str(f)])
+    assert read_prompts(args) == ["a", [{"role": "user", "content": "b"}]]
+    for bad, message in (
+        ('{"prompt": "a"', "malformed JSON"),
+        ('{"prompt": 3}', '"prompt" must be a string, not int'),
+    ):
+        f.write_text('{"prompt": "a"}\n' + bad + "\n")
+        with pytest.raises(SystemExit, match=f"prompts.jsonl:2: {message}"):
+            read_prompts(args)
