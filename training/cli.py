@@ -383,10 +383,49 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+# Model arguments and what they must hold; commands whose --out is a new directory.
+POLICY_ARGS = ("base", "policy", "model", "dpo", "reference")
+NEW_OUT = ("sft", "reward", "implicit-reward", "ppo", "dpo", "import", "world-batch")
+MAKES_RM = "`python -m training reward` or `implicit-reward` writes one"
+
+
+def _model_kind(path: Path) -> str | None:
+    """A model directory's kind from its manifest ("policy", "reward"), None when it does not say."""
+    try:
+        kind = json.loads((path / "manifest.json").read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Refuse before any work what would fail after it: an --out that exists (model directories and
+    batches are never overwritten), a model argument naming a missing path or a directory with no
+    model, a reward model where a policy goes or the other way round."""
+    if args.cmd in NEW_OUT and Path(args.out).exists():
+        raise SystemExit(f"error: --out {args.out} exists; it is never overwritten: choose a new one")
+    for name in (*POLICY_ARGS, "reward_model"):
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        flag, path = "--" + name.replace("_", "-"), Path(value)
+        if not path.exists():
+            raise SystemExit(f"error: {flag} {value} does not exist")
+        has_model = (path / "config.json").exists() or (path / "implicit_reward.json").exists()
+        if not path.is_dir() or not has_model:
+            raise SystemExit(f"error: {flag} {value} is not a model directory (no config.json)")
+        kind = _model_kind(path)
+        if name == "reward_model" and kind not in (None, "reward"):
+            raise SystemExit(f"error: {flag} {value} is a {kind}, not a reward model ({MAKES_RM})")
+        if name != "reward_model" and kind == "reward" and args.cmd != "reward":  # an RM may start an RM
+            raise SystemExit(f"error: {flag} {value} is a reward model, not a policy")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; prints the output directory of stages that write one. A batch that can not be
     read or a path that is missing (or exists where it must not) ends it with one line, not a traceback."""
     args = build_parser().parse_args(argv)
+    check_paths(args)
     try:
         out = args.fn(args)
     except (BatchError, FileNotFoundError, FileExistsError) as e:  # what was given, not a bug: one line

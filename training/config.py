@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import typing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 
@@ -281,27 +281,33 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {"quick": QUICK_PRESET, "paper":
 def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
     """Set dataclass fields from "key=value" strings (nested runtime.* allowed), coercing types."""
     for pair in pairs:
-        key, _, raw = pair.partition("=")
+        key, eq, raw = pair.partition("=")
+        if not eq:
+            raise SystemExit(f"a setting is KEY=VALUE, not {pair!r}")
         target = cfg
         *path, name = key.split(".")
         for part in path:
-            target = getattr(target, part)
-        hints = typing.get_type_hints(type(target))
+            target = getattr(target, part, None)
+        hints = typing.get_type_hints(type(target)) if is_dataclass(target) else {}
         if name not in hints:
             raise SystemExit(f"unknown setting {key!r}")
         current = getattr(target, name)
         value: Any
-        if raw.lower() in ("none", "null"):
-            value = None
-        elif isinstance(current, bool):
-            value = raw.lower() in ("1", "true", "yes")
-        elif isinstance(current, tuple):
-            value = tuple(float(x) for x in raw.split(","))
-        elif isinstance(current, int):
-            value = int(raw)
-        elif isinstance(current, float) or (current is None and "float" in str(hints[name])):
-            value = float(raw)
-        else:
-            value = raw
+        try:
+            if raw.lower() in ("none", "null"):
+                value = None
+            elif isinstance(current, bool):
+                value = raw.lower() in ("1", "true", "yes")
+            elif isinstance(current, tuple):
+                value = tuple(float(x) for x in raw.split(","))
+            elif isinstance(current, int) or (current is None and "int" in str(hints[name])):
+                value = int(raw)
+            elif isinstance(current, float) or (current is None and "float" in str(hints[name])):
+                value = float(raw)
+            else:
+                value = raw
+        except ValueError:
+            kind = hints[name].__name__ if isinstance(hints[name], type) else str(hints[name])
+            raise SystemExit(f"setting {key!r}: {raw!r} is not a valid {kind}") from None
         setattr(target, name, value)
     return cfg

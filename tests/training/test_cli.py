@@ -13,7 +13,7 @@ import torch
 
 from training.callbacks import StopTraining
 from training.cli import build_parser, main, read_prompts, stage_config
-from training.config import PPOConfig, RewardConfig, RuntimeConfig
+from training.config import PPOConfig, RewardConfig, RuntimeConfig, SFTConfig
 from training.data import read_batch, write_batch
 
 CPU = RuntimeConfig(device="cpu", threads=1)
@@ -72,20 +72,23 @@ def test_every_stage_that_runs_a_model_takes_device_and_threads() -> None:
         assert (parsed.device, parsed.threads) == ("cpu", 2), cmd
 
 
-def test_implicit_reward_applies_device_and_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_implicit_reward_applies_device_and_threads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import training.implicit
 
     seen: dict[str, Any] = {}
+    dpo, out = tmp_path / "d", str(tmp_path / "o")
+    dpo.mkdir()
+    (dpo / "config.json").write_text("{}")  # passes the CLI's check that --dpo holds a model
 
     def fake(dpo: str, out: str, reference: Any, beta: Any, batch: Any, device: str) -> Path:
         seen.update(device=device, threads=torch.get_num_threads())
         return Path(out)
 
     monkeypatch.setattr(training.implicit, "implicit_reward_from_dpo", fake)
-    main(["implicit-reward", "--dpo", "d", "--out", "o", "--device", "cpu", "--threads", "2"])
+    main(["implicit-reward", "--dpo", str(dpo), "--out", out, "--device", "cpu", "--threads", "2"])
     torch.set_num_threads(1)
     assert seen == {"device": "cpu", "threads": 2}
-    main(["implicit-reward", "--dpo", "d", "--out", "o"])  # auto: CUDA only where there is one
+    main(["implicit-reward", "--dpo", str(dpo), "--out", out])  # auto: CUDA only where there is one
     assert seen["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -257,3 +260,30 @@ def test_a_prompts_file_takes_conversations_and_names_its_bad_lines(tmp_path: Pa
         f.write_text('{"prompt": "a"}\n' + bad + "\n")
         with pytest.raises(SystemExit, match=f"prompts.jsonl:2: {message}"):
             read_prompts(args)
+
+
+def test_wrong_paths_and_settings_are_refused_before_any_work(micro_base: Path, tmp_path: Path) -> None:
+    rm, empty, taken, out = tmp_path / "rm", tmp_path / "empty", tmp_path / "taken", str(tmp_path / "o")
+    for d in (rm, empty, taken):
+        d.mkdir()
+    (rm / "config.json").write_text("{}")
+    (rm / "manifest.json").write_text('{"kind": "reward"}')
+    sft = ["sft", "--batch", "b", "--out", out, "--base"]
+    ppo = ["ppo", "--batch", "b", "--out", out, "--policy"]
+    cases = [
+        (["sft", "--batch", "b", "--base", str(micro_base), "--out", str(taken)], "--out .*taken exists"),
+        ([*sft, str(tmp_path / "nope")], "--base .*nope does not exist"),
+        ([*sft, str(empty)], "--base .*empty is not a model directory"),
+        ([*ppo, str(micro_base), "--reward-model", str(micro_base)], "is a policy, not a reward model"),
+        ([*ppo, str(rm), "--reward-model", str(rm)], "--policy .*rm is a reward model, not a policy"),
+        ([*sft, str(micro_base), "--set", "lr=fast"], "setting 'lr': 'fast' is not a valid float"),
+        ([*sft, str(micro_base), "--set", "lr"], "a setting is KEY=VALUE, not 'lr'"),
+        ([*sft, str(micro_base), "--set", "runtime.nope=1"], "unknown setting 'runtime.nope'"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit, match=message):
+            main(argv)
+    assert not (tmp_path / "o").exists() and list(taken.iterdir()) == []
+    # a setting whose default is None takes its declared type
+    args = build_parser().parse_args([*sft, str(micro_base), "--set", "runtime.threads=2"])
+    assert stage_config(SFTConfig, "sft", args).runtime.threads == 2

@@ -164,19 +164,11 @@ def test_cli_runs_dpo(micro_base: Path, world_batch: Path, tmp_path: Path) -> No
     assert r.returncode == 0, r.stderr[-2000:]
     config = json.loads((rm / "implicit_reward.json").read_text())
     assert config["beta"] == 0.1 and config["bias"] != 0.0
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training",
-            "implicit-reward",
-            "--dpo",
-            str(world_batch),
-            "--out",
-            str(tmp_path / "x"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert r.returncode != 0 and "no parent in its manifest" in r.stderr
+    # a model with no parent can not say which reference DPO started from; a batch is no model at all
+    for dpo, message in (
+        (micro_base, "no parent in its manifest"),
+        (world_batch, "is not a model directory"),
+    ):
+        args = ["implicit-reward", "--dpo", str(dpo), "--out", str(tmp_path / "x")]
+        r = subprocess.run([sys.executable, "-m", "training", *args], capture_output=True, text=True)
+        assert r.returncode != 0 and message in r.stderr, r.stderr[-2000:]
