@@ -24,7 +24,7 @@ from training.batching import EncodeCache, pair_weights, pretokenize, sft_batch
 from training.callbacks import Callbacks
 from training.checkpoints import write_policy_dir
 from training.config import DPOConfig
-from training.data import ComparisonGroup, group_comparisons, read_batch
+from training.data import BatchError, ComparisonGroup, group_comparisons, read_batch
 from training.loop import LoopConfig, LoopResult, train_loop
 from training.losses import dpo_group_loss, response_logprobs
 from training.models import load_policy, make_accelerator, seed_everything
@@ -215,7 +215,7 @@ def run_dpo(
         for s in ("valid", "test")
     }
     if not train:
-        raise ValueError(f"{batch_dir}: no train comparisons in rankings.jsonl or pairwise.jsonl")
+        raise BatchError(f"{batch_dir}: no train comparisons in rankings.jsonl or pairwise.jsonl")
     acc = make_accelerator(config.runtime)
     model, tok = load_policy(base_model_dir, dropout=config.dropout)
     model = model.to(acc.device)

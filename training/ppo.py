@@ -27,7 +27,7 @@ from training.callbacks import Callbacks, resolve_hook
 from training.chat import Prompt, row_prompt
 from training.checkpoints import write_policy_dir
 from training.config import PPOConfig
-from training.data import read_batch
+from training.data import BatchError, read_batch
 from training.implicit import is_implicit, kl_coef_note
 from training.loop import disable_gradient_checkpointing, enable_gradient_checkpointing, log_shard, make_adamw
 from training.losses import (
@@ -274,7 +274,7 @@ def run_ppo(
     batch = read_batch(batch_dir)
     prompts = [row_prompt(r) for r in batch.split("prompts", "train")]
     if not prompts:
-        raise ValueError(f"{batch_dir}: no train prompts in prompts.jsonl")
+        raise BatchError(f"{batch_dir}: no train prompts in prompts.jsonl")
     local = _local_config(config, acc.num_processes)
     policy, ref, rm, value, tok = _ppo_models(config, policy_dir, reward_model_dir, acc)
     opt = make_adamw(

@@ -22,7 +22,7 @@ from training.callbacks import Callbacks
 from training.chat import row_completion, row_prompt
 from training.checkpoints import write_model_dir
 from training.config import RewardConfig
-from training.data import ComparisonGroup, group_comparisons, read_batch
+from training.data import BatchError, ComparisonGroup, group_comparisons, read_batch
 from training.loop import LoopConfig, epochs_for, train_loop
 from training.losses import rm_group_loss
 from training.models import RewardModel, make_accelerator, reward_model_from_lm, seed_everything
@@ -156,7 +156,7 @@ def run_reward(
         for s in ("valid", "test")
     }
     if not train:
-        raise ValueError(f"{batch_dir}: no train comparisons in rankings.jsonl or pairwise.jsonl")
+        raise BatchError(f"{batch_dir}: no train comparisons in rankings.jsonl or pairwise.jsonl")
     rm, tok = reward_model_from_lm(base_model_dir, dropout=config.dropout)
     rm = wrap_reward_model(rm, config)  # LoRA (scalar head fully trained) when config.lora_r > 0
     steps_per_epoch = math.ceil(len(train) / config.batch_size)

@@ -15,7 +15,7 @@ from training.callbacks import Callbacks
 from training.chat import Prompt, row_completion, row_prompt
 from training.checkpoints import write_policy_dir
 from training.config import SamplingParams, SFTConfig
-from training.data import read_batch
+from training.data import BatchError, read_batch
 from training.loop import LoopConfig, cosine_lr_lambda, train_loop
 from training.losses import sft_loss
 from training.models import (
@@ -107,7 +107,7 @@ def run_sft(
     batch = read_batch(batch_dir)
     train, valid = batch.split("sft", "train"), batch.split("sft", "valid")
     if not train:
-        raise ValueError(f"{batch_dir}: no train demonstrations in sft.jsonl")
+        raise BatchError(f"{batch_dir}: no train demonstrations in sft.jsonl")
     model, tok = load_policy(base_model_dir, dropout=config.dropout)
     model = wrap_policy(model, config)  # LoRA when config.lora_r > 0
     rm = load_frozen_reward_model(reward_model_dir, acc) if reward_model_dir else None

@@ -177,6 +177,10 @@ def test_missing_batch_and_malformed_rows_are_named(micro_base: Path, tmp_path: 
         with pytest.raises(SystemExit, match=rf"^error: .*{message}"):
             main([*argv, "--device", "cpu"])
     assert not (tmp_path / "o").exists()
+    (tmp_path / "b" / "sft.jsonl").write_text('{"prompt": "a", "completion": "b"}\n')
+    argv = ["reward", "--batch", str(tmp_path / "b"), "--base", str(micro_base), "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit, match=r"^error: .*no train comparisons in rankings.jsonl or pairwise"):
+        main([*argv, "--device", "cpu"])
 
 
 def stage_config_sft() -> Any:
