@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from training.callbacks import TqdmCallback
-from training.chat import Prompt, row_prompt
+from training.chat import Prompt
+from training.cli_inputs import at_least, check_paths, probability, read_prompts
 from training.config import (
     PRESETS,
     DPOConfig,
@@ -21,7 +22,7 @@ from training.config import (
     SFTConfig,
     apply_overrides,
 )
-from training.data import BatchError, check_row
+from training.data import BatchError
 
 
 def _runtime(args: argparse.Namespace) -> RuntimeConfig:
@@ -48,32 +49,6 @@ def _set_threads(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-
-
-def read_prompts(args: argparse.Namespace) -> list[Prompt]:
-    """Prompts from --prompt flags and --prompts-file (JSONL rows with a "prompt" or "messages", as in
-    an export batch's prompts.jsonl; or a text file, one prompt per line)."""
-    prompts = list(args.prompt or [])
-    if args.prompts_file:
-        path = Path(args.prompts_file)
-        if not path.exists():
-            raise SystemExit(f"prompts file {path} does not exist")
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            if path.suffix == ".jsonl":
-                try:
-                    row = check_row("prompts.jsonl", json.loads(line), f"{path}:{n}")
-                except json.JSONDecodeError as e:
-                    raise SystemExit(f"{path}:{n}: malformed JSON ({e.msg})") from e
-                except ValueError as e:
-                    raise SystemExit(str(e)) from e
-                prompts.append(row_prompt(row))
-            else:
-                prompts.append(line.strip())
-    if not prompts:
-        raise SystemExit("no prompts: give --prompt TEXT or --prompts-file FILE")
-    return prompts
 
 
 def _callbacks(args: argparse.Namespace) -> list[Any]:
@@ -273,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def device(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
-        p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        p.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads")
 
     def common(p: argparse.ArgumentParser) -> None:
         device(p)
@@ -301,8 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help='JSONL rows with "prompt" or "messages", or a text file of lines',
         )
-        p.add_argument("--temperature", type=float, default=1.0)
-        p.add_argument("--max-new-tokens", type=int, default=SamplingParams().max_new_tokens)
+        p.add_argument("--temperature", type=at_least(0.0, float), default=1.0, help="0: greedy")
+        p.add_argument("--max-new-tokens", type=at_least(1), default=SamplingParams().max_new_tokens)
         p.add_argument("--seed", type=int, default=None)
 
     p = sub.add_parser("base", help="build and cache a small base model pre-trained on the world corpus")
@@ -318,9 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_import)
     p = sub.add_parser("world-batch", help="write an export batch from the simulated world")
     p.add_argument("--out", required=True)
-    p.add_argument("--n", type=int, default=400)
-    p.add_argument("--k", type=int, default=4)
-    p.add_argument("--labelers", type=int, default=4)
+    p.add_argument("--n", type=at_least(1), default=400)
+    p.add_argument("--k", type=at_least(2), default=4)
+    p.add_argument("--labelers", type=at_least(1), default=4)
     p.add_argument(
         "--policy", default=None, help="sample the K completions (distinct where it can) from this policy"
     )
@@ -343,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("implicit-reward", help="a reward model from a DPO policy and its reference")
     p.add_argument("--dpo", required=True, help="a policy written by `dpo`")
     p.add_argument("--reference", default=None, help="the policy DPO started from (default: its parent)")
-    p.add_argument("--beta", type=float, default=None, help="default: the DPO run's beta")
+    p.add_argument("--beta", type=at_least(0.0, float), default=None, help="default: the DPO run's beta")
     p.add_argument("--batch", default=None, help="centre on this batch's train demonstrations")
     p.add_argument("--out", required=True)
     device(p)
@@ -364,9 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="sample K completions per prompt (JSON lines)")
     p.add_argument("--model", required=True)
     prompts(p)
-    p.add_argument("-k", type=int, default=4)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--distinct", type=int, default=0, metavar="ROUNDS", help=DISTINCT_HELP)
+    p.add_argument("-k", type=at_least(1), default=4)
+    p.add_argument("--top-p", type=probability, default=1.0)
+    p.add_argument("--distinct", type=at_least(0), default=0, metavar="ROUNDS", help=DISTINCT_HELP)
     p.add_argument("--out", default=None, help="write the JSON lines here instead of stdout")
     device(p)
     p.set_defaults(fn=cmd_sample)
@@ -375,50 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", default=None, help="evaluate on this batch's --split prompts")
     p.add_argument("--split", default="test")
     prompts(p)
-    p.add_argument("--n", type=int, default=200, help="unseen world prompts when no prompts are given")
+    p.add_argument("--n", type=at_least(1), default=200, help="unseen world prompts when no prompts given")
     p.add_argument("--reward-model", default=None)
     p.add_argument("--reference", default=None)
     device(p)
     p.set_defaults(fn=cmd_evaluate)
     return ap
-
-
-# Model arguments and what they must hold; commands whose --out is a new directory.
-POLICY_ARGS = ("base", "policy", "model", "dpo", "reference")
-NEW_OUT = ("sft", "reward", "implicit-reward", "ppo", "dpo", "import", "world-batch")
-MAKES_RM = "`python -m training reward` or `implicit-reward` writes one"
-
-
-def _model_kind(path: Path) -> str | None:
-    """A model directory's kind from its manifest ("policy", "reward"), None when it does not say."""
-    try:
-        kind = json.loads((path / "manifest.json").read_text()).get("kind")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return kind if isinstance(kind, str) else None
-
-
-def check_paths(args: argparse.Namespace) -> None:
-    """Refuse before any work what would fail after it: an --out that exists (model directories and
-    batches are never overwritten), a model argument naming a missing path or a directory with no
-    model, a reward model where a policy goes or the other way round."""
-    if args.cmd in NEW_OUT and Path(args.out).exists():
-        raise SystemExit(f"error: --out {args.out} exists; it is never overwritten: choose a new one")
-    for name in (*POLICY_ARGS, "reward_model"):
-        value = getattr(args, name, None)
-        if value is None:
-            continue
-        flag, path = "--" + name.replace("_", "-"), Path(value)
-        if not path.exists():
-            raise SystemExit(f"error: {flag} {value} does not exist")
-        has_model = (path / "config.json").exists() or (path / "implicit_reward.json").exists()
-        if not path.is_dir() or not has_model:
-            raise SystemExit(f"error: {flag} {value} is not a model directory (no config.json)")
-        kind = _model_kind(path)
-        if name == "reward_model" and kind not in (None, "reward"):
-            raise SystemExit(f"error: {flag} {value} is a {kind}, not a reward model ({MAKES_RM})")
-        if name != "reward_model" and kind == "reward" and args.cmd != "reward":  # an RM may start an RM
-            raise SystemExit(f"error: {flag} {value} is a reward model, not a policy")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -291,3 +291,22 @@ def test_wrong_paths_and_settings_are_refused_before_any_work(micro_base: Path, 
     # a setting whose default is None takes its declared type
     args = build_parser().parse_args([*sft, str(micro_base), "--set", "runtime.threads=2"])
     assert stage_config(SFTConfig, "sft", args).runtime.threads == 2
+
+
+@pytest.mark.parametrize(
+    "flag",
+    ["-k 0", "--temperature -1", "--max-new-tokens 0", "--top-p 0", "--top-p 1.5", "--threads 0", "-k x"],
+)
+def test_sampling_flags_out_of_range_are_refused_by_the_parser(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-k 0 crashed in a reshape, --max-new-tokens 0 printed empty completions, a negative
+    temperature sampled greedily without a word (0 means greedy, and says so in --help)."""
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["sample", "--model", "m", "--prompt", "p", *flag.split()])
+    err = capsys.readouterr().err
+    assert (
+        e.value.code == 2
+        and f"argument {flag.split()[0]}: " in err
+        and ("must be" in err or "invalid" in err)
+    )
