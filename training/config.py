@@ -8,6 +8,21 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 
+class Settings:
+    """What every settings dataclass offers: a plain dict, for manifests and stored completions."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (nested settings as dicts)."""
+        return asdict(self)  # type: ignore[call-overload]
+
+
+class StageSettings(Settings):
+    """A training stage's settings: out-of-range values (RANGES, CHOICES) refused on construction."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
 @dataclass
 class RuntimeConfig:
     """Device and precision, handed to accelerate."""
@@ -19,7 +34,7 @@ class RuntimeConfig:
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(StageSettings):
     """Supervised fine-tuning on demonstrations (§3.5, App. C.1)."""
 
     epochs: int = 16
@@ -47,13 +62,9 @@ class SFTConfig:
     lora_target_modules: str = "all-linear"  # or a comma list, e.g. "q_proj,v_proj"
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for manifests."""
-        return asdict(self)
-
 
 @dataclass
-class RewardConfig:
+class RewardConfig(StageSettings):
     """Reward model on grouped comparisons (§3.5, App. C.2)."""
 
     epochs: int = 1
@@ -82,20 +93,9 @@ class RewardConfig:
     eval_every: int = 0  # steps between validation checks; 0 = four times per epoch
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
-    def __post_init__(self) -> None:
-        if self.edit_pair_weight < 0:
-            raise ValueError(f"edit_pair_weight must be 0 or more, not {self.edit_pair_weight}")
-        if self.early_stopping_min_pairs < 0:
-            n = self.early_stopping_min_pairs
-            raise ValueError(f"early_stopping_min_pairs must be 0 or more, not {n}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for manifests."""
-        return asdict(self)
-
 
 @dataclass
-class PPOConfig:
+class PPOConfig(StageSettings):
     """PPO against the reward model with a per-token KL penalty (§3.5, App. C.3-C.4)."""
 
     total_episodes: int = 256_000
@@ -135,10 +135,6 @@ class PPOConfig:
     resume: bool = True  # continue from <out>.checkpoint when it exists and was written with this config
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for manifests."""
-        return asdict(self)
-
     def episodes_for(self, n_prompts: int) -> int:
         """Episodes to run on n_prompts train prompts: total_episodes, raised to min_prompt_passes
         episodes per prompt rounded up to whole rollout batches."""
@@ -148,20 +144,16 @@ class PPOConfig:
 
 
 @dataclass
-class ImplicitRewardConfig:
+class ImplicitRewardConfig(StageSettings):
     """A DPO policy's implicit reward written as a reward model (training.implicit)."""
 
     beta: float | None = None  # None: the DPO run's own beta, from its manifest
     max_length: int = 128  # tokens per demonstration when centring the scores on them
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for manifests."""
-        return asdict(self)
-
 
 @dataclass
-class DPOConfig:
+class DPOConfig(StageSettings):
     """Direct preference optimisation on the batch's comparisons (Rafailov et al. 2023).
 
     Defaults follow the DPO paper where it gives a number (beta 0.1, batch 64, LR 1e-6 with a
@@ -193,17 +185,9 @@ class DPOConfig:
     lora_target_modules: str = "all-linear"  # or a comma list, e.g. "q_proj,v_proj"
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
-    def __post_init__(self) -> None:
-        if self.edit_pair_weight < 0:
-            raise ValueError(f"edit_pair_weight must be 0 or more, not {self.edit_pair_weight}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for manifests."""
-        return asdict(self)
-
 
 @dataclass
-class SamplingParams:
+class SamplingParams(Settings):
     """How completions are sampled; recorded with each completion."""
 
     temperature: float = 1.0
@@ -211,13 +195,9 @@ class SamplingParams:
     max_new_tokens: int = 48
     seed: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict, as stored with each completion."""
-        return asdict(self)
-
 
 @dataclass
-class BaseModelConfig:
+class BaseModelConfig(Settings):
     """A tokenizer and GPT-2-style causal LM built from a config and pre-trained on the world corpus."""
 
     n_embd: int = 96
@@ -233,9 +213,55 @@ class BaseModelConfig:
     seed: int = 0
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for manifests."""
-        return asdict(self)
+
+# The range of every numeric stage setting, by name (a name means the same thing in every stage):
+# (lowest, highest, whether the lowest itself is allowed). None (where a setting allows it) is not checked.
+_AT_LEAST_1 = (1, None, True)
+_AT_LEAST_0 = (0, None, True)
+_ABOVE_0 = (0, None, False)
+_FRACTION = (0, 1, True)  # 0 to 1, both allowed
+RANGES: dict[str, tuple[float, float | None, bool]] = {
+    **dict.fromkeys(
+        ("epochs", "batch_size", "max_length", "grad_accum_steps", "total_episodes", "rollout_batch_size",
+         "minibatch_size", "micro_batch_size", "ppo_epochs", "max_new_tokens", "max_prompt_length",
+         "ptx_batch_size", "rm_eval_prompts", "rm_eval_max_new_tokens", "lora_alpha"),
+        _AT_LEAST_1,
+    ),
+    **dict.fromkeys(
+        ("min_steps", "warmup_steps", "weight_decay", "lora_r", "kl_coef", "vf_coef", "ptx_coef",
+         "missing_eos_penalty", "edit_pair_weight", "early_stopping_min_pairs", "eval_every",
+         "checkpoint_every", "min_prompt_passes"),
+        _AT_LEAST_0,
+    ),
+    **dict.fromkeys(
+        ("lr", "value_lr", "beta", "clip_range", "clip_range_value", "temperature", "max_grad_norm"), _ABOVE_0
+    ),
+    **dict.fromkeys(("min_lr_ratio", "gamma", "lam", "ema_decay", "top_p"), _FRACTION),
+    **dict.fromkeys(("dropout", "lora_dropout"), (0, 0.99, True)),
+    "label_smoothing": (0, 0.49, True),  # conservative DPO's flip probability: below one half
+}  # fmt: skip
+CHOICES: dict[str, tuple[str, ...]] = {
+    "select_by": ("auto", "rm", "loss", "last"),
+    "loss_type": ("sigmoid", "ipo"),
+}
+
+
+def check_ranges(cfg: Any) -> None:
+    """A ValueError naming the first of the config's settings outside RANGES or CHOICES."""
+    for name, value in asdict(cfg).items():
+        if name in CHOICES and value not in CHOICES[name]:
+            raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}, not {value!r}")
+        if name not in RANGES or value is None or not isinstance(value, int | float):
+            continue
+        low, high, low_ok = RANGES[name]
+        if value < low or (value == low and not low_ok) or (high is not None and value > high):
+            raise ValueError(f"{name} must be {_range_text(low, high, low_ok)}, not {value}")
+
+
+def _range_text(low: float, high: float | None, low_ok: bool) -> str:
+    if high is None:
+        return f"{low} or more" if low_ok else f"above {low}"
+    return f"from {low} to {high}"
 
 
 # Per-stage settings by preset, shared by the web app's rounds and `python -m training --preset`.
@@ -310,4 +336,9 @@ def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
             kind = hints[name].__name__ if isinstance(hints[name], type) else str(hints[name])
             raise SystemExit(f"setting {key!r}: {raw!r} is not a valid {kind}") from None
         setattr(target, name, value)
+    if isinstance(cfg, StageSettings):
+        try:
+            check_ranges(cfg)
+        except ValueError as e:
+            raise SystemExit(f"setting {e}") from None
     return cfg

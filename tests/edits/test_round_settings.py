@@ -1,4 +1,5 @@
-"""The round form and stage registry carry edit_pair_weight to the RM and DPO stages."""
+"""The round form and stage registry carry edit_pair_weight to the RM and DPO stages, and refuse
+stage settings outside their ranges."""
 
 from __future__ import annotations
 
@@ -18,3 +19,11 @@ def test_edit_pair_weight_is_a_round_setting(stage: str) -> None:
         parse_settings(stage, '{"edit_pair_weight": -1}')
     with pytest.raises(FormError, match="edit_pair_weight should look like"):
         parse_settings(stage, '{"edit_pair_weight": "half"}')
+
+
+def test_a_stage_setting_out_of_range_is_refused_on_the_form() -> None:
+    """It used to pass the form and fail the round in the worker (batch_size 0: a ZeroDivisionError)."""
+    with pytest.raises(FormError, match=r"^SFT settings: batch_size must be 1 or more, not 0\.$"):
+        parse_settings("sft", '{"batch_size": 0}')
+    with pytest.raises(FormError, match=r"^PPO settings: lr must be above 0, not -1\.$"):
+        parse_settings("ppo", '{"lr": -1}')
