@@ -22,7 +22,7 @@ from training.config import (
     SFTConfig,
     apply_overrides,
 )
-from training.data import BatchError
+from training.errors import InputError
 
 
 def _runtime(args: argparse.Namespace) -> RuntimeConfig:
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     check_paths(args)
     try:
         out = args.fn(args)
-    except (BatchError, FileNotFoundError, FileExistsError) as e:  # what was given, not a bug: one line
+    except (InputError, FileNotFoundError, FileExistsError) as e:  # what was given, not a bug: one line
         raise SystemExit(f"error: {e}") from e
     if out is not None:
         print(out)

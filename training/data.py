@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from training.chat import Prompt, check_messages, prompt_key, prompt_text, row_prompt
+from training.errors import InputError
 
 FILES = ("sft.jsonl", "pairwise.jsonl", "rankings.jsonl", "prompts.jsonl")
 COUNT_KEYS = {
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 
-class BatchError(ValueError):
+class BatchError(InputError):
     """An export batch, or a row given to write_batch, that the stages can not read as it is; the
     message names the file and line (or row)."""
 

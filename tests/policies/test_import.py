@@ -38,8 +38,11 @@ def test_models_import_registers_and_deploys_a_local_directory(committed_db, tmp
 
 
 def test_import_refuses_bad_names_and_sources(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    (tmp_path / "m.gguf").write_bytes(b"")  # a source that resolves; the name is refused before loading
+    (tmp_path / "m.gguf").write_bytes(b"GGUF\x03\x00\x00\x00")  # resolves; the name is refused before loading
     with pytest.raises(AppError, match="version name"):
         service.import_pretrained(db, tmp_path, tmp_path / "models", name="../escape")
     with pytest.raises(FileNotFoundError):
         service.import_pretrained(db, tmp_path / "nothing", tmp_path / "models")
+    (tmp_path / "m.gguf").write_text("<html>Not Found</html>")  # a download that saved an error page
+    with pytest.raises(ValueError, match="is not a GGUF file"):  # `rlhf models import` prints it in one line
+        service.import_pretrained(db, tmp_path, tmp_path / "models")

@@ -8,6 +8,7 @@ import pytest
 
 from tests.training.tiny_models import tiny_llama_dir
 from training.chat import DEFAULT_CHAT_TEMPLATE
+from training.errors import InputError
 from training.importing import import_model, resolve_source
 
 
@@ -39,8 +40,13 @@ def test_resolve_source_explains_what_it_needs(tmp_path: Path) -> None:
         resolve_source(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match=r"no config\.json"):
         resolve_source(tmp_path)
-    (tmp_path / "m.gguf").write_bytes(b"")
+    (tmp_path / "m.gguf").write_bytes(b"GGUF\x03\x00\x00\x00")
     assert resolve_source(tmp_path) == (tmp_path, "m.gguf")
     assert resolve_source(tmp_path / "m.gguf") == (tmp_path, "m.gguf")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         resolve_source(tmp_path, "other.gguf")
+    # a file that is not GGUF (a saved error page) is named as such; the CLI prints it as one line
+    (tmp_path / "m.gguf").write_text("<html>404</html>")
+    for source in (tmp_path, tmp_path / "m.gguf"):
+        with pytest.raises(InputError, match=r"m\.gguf is not a GGUF file"):
+            resolve_source(source)
