@@ -96,7 +96,11 @@ def rm_scores(
     max_length: int = 128,
     batch_size: int = 64,
 ) -> torch.Tensor:
-    """Reward-model score of each (prompt, completion): [N] (bias included)."""
+    """Reward-model score of each (prompt, completion): [N] (bias included); sequences are cut to
+    max_length or the model's context window, whichever is shorter."""
+    from training.models import fit_to_context
+
+    max_length = fit_to_context(max_length, rm)
     was_training = rm.training
     rm.eval()
     device = next(rm.parameters()).device

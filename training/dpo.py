@@ -27,7 +27,7 @@ from training.config import DPOConfig
 from training.data import BatchError, ComparisonGroup, group_comparisons, read_batch
 from training.loop import LoopConfig, LoopResult, train_loop
 from training.losses import dpo_group_loss, response_logprobs
-from training.models import load_policy, make_accelerator, seed_everything
+from training.models import fit_to_context, load_policy, make_accelerator, seed_everything
 
 Refs = list[list[float]]  # per group, per completion: summed response log-prob under the reference
 
@@ -218,6 +218,7 @@ def run_dpo(
         raise BatchError(f"{batch_dir}: no train comparisons in rankings.jsonl or pairwise.jsonl")
     acc = make_accelerator(config.runtime)
     model, tok = load_policy(base_model_dir, dropout=config.dropout)
+    config.max_length = fit_to_context(config.max_length, model, cbs.log, "dpo: max_length")
     model = model.to(acc.device)
     with acc.autocast():  # the same precision as the training forward passes
         refs = sequence_logprobs(model, tok, train, config.max_length)  # the frozen reference, once

@@ -38,12 +38,14 @@ def sequence_kl(
     prompts: list[Prompt],
     token_ids: list[list[int]],
     temperature: float = 1.0,
+    max_prompt_tokens: int | None = None,
 ) -> float:
-    """Monte-Carlo KL(policy || reference) per sequence: mean over samples of sum_t (log pi - log ref)."""
+    """Monte-Carlo KL(policy || reference) per sequence: mean over samples of sum_t (log pi - log ref);
+    prompts keep their last max_prompt_tokens, as the sampler kept them (Sampler.prompt_budget)."""
     from training.batching import right_pad
     from training.ppo import response_logits
 
-    query, qmask = left_pad(encode_prompts(tokenizer, prompts), tokenizer.pad_token_id)
+    query, qmask = left_pad(encode_prompts(tokenizer, prompts, max_prompt_tokens), tokenizer.pad_token_id)
     resp, rmask = right_pad([t or [tokenizer.eos_token_id] for t in token_ids], tokenizer.pad_token_id)
     # the inputs go where the models are (the sampler may have moved the policy to a GPU)
     device = next(policy.parameters()).device
@@ -112,6 +114,7 @@ def evaluate_policy(
                     prompts[i : i + batch_size],
                     [c.token_ids for c in comps[i : i + batch_size]],
                     params.temperature,
+                    sampler.prompt_budget(params.max_new_tokens),
                 )
                 * len(prompts[i : i + batch_size])
             )

@@ -10,6 +10,7 @@ import torch
 
 from training.chat import Prompt, encode_prompt, keep_last
 from training.config import SamplingParams
+from training.errors import InputError
 from training.kv_cache import reserve
 from training.losses import position_ids_from_mask, truncate_after_eos
 
@@ -166,9 +167,9 @@ class Sampler:
         device: str | None = None,
         batch_prompts: int = 32,
     ) -> None:
-        if model is None:
-            from training.models import load_policy, resolve_device
+        from training.models import context_window, load_policy, resolve_device
 
+        if model is None:
             model, tokenizer = load_policy(str(model_dir))
             self.device = torch.device(resolve_device(device))
             # a model loaded here is ours to place; a model handed in (a live training model) is left as is
@@ -179,6 +180,19 @@ class Sampler:
         self.tokenizer = tokenizer
         self.model_name = str(model_dir) if model_dir else None
         self.batch_prompts = batch_prompts
+        self.window = context_window(model)  # prompt + new tokens must fit (None: no limit known)
+
+    def prompt_budget(self, max_new_tokens: int) -> int | None:
+        """How many prompt tokens fit beside max_new_tokens in the model's context window (a longer
+        prompt keeps its last ones, as training does); None when the model names no window."""
+        if self.window is None:
+            return None
+        if max_new_tokens >= self.window:
+            raise InputError(
+                f"max_new_tokens {max_new_tokens} leaves no room for a prompt in the model's "
+                f"context window ({self.window} tokens)"
+            )
+        return self.window - max_new_tokens
 
     def sample(
         self, prompts: list[Prompt], k: int = 1, params: SamplingParams | None = None
@@ -191,7 +205,7 @@ class Sampler:
         else:
             gen.seed()
         tok, eos, pad = self.tokenizer, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
-        encoded = encode_prompts(tok, prompts)
+        encoded = encode_prompts(tok, prompts, self.prompt_budget(params.max_new_tokens))
         # prompts grouped by length (stable), so a batch pads little; results go back in prompt order
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         out: list[list[Completion]] = [[] for _ in prompts]

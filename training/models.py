@@ -43,6 +43,32 @@ DROPOUT_KEYS = (
 hf_logging.disable_progress_bar()
 
 
+def context_window(model: Any) -> int | None:
+    """The longest sequence a model's position embeddings were made for (its config's
+    max_position_embeddings, n_positions or n_ctx); None when its config names none. A wrapper
+    holding the language model as `.model` or `.policy` (reward models) is looked through."""
+    cfg = getattr(model, "config", None)
+    for attr in ("model", "policy"):
+        if cfg is None:
+            cfg = getattr(getattr(model, attr, None), "config", None)
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def fit_to_context(max_length: int, model: Any, log: Any = None, what: str = "max_length") -> int:
+    """max_length, or the model's context window when that is shorter (said through log(text)): a
+    longer sequence would index past the position embeddings (an IndexError deep in the forward)."""
+    window = context_window(model)
+    if window is None or max_length <= window:
+        return max_length
+    if log is not None:
+        log(f"{what} {max_length} is longer than the model's context window ({window}); using {window}")
+    return window
+
+
 def resolve_device(device: str | None) -> str:
     """A device name: "auto" (or None) is "cuda" when a GPU is present, else "cpu"; others as given."""
     if device in (None, "auto"):

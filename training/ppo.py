@@ -28,6 +28,7 @@ from training.chat import Prompt, row_prompt
 from training.checkpoints import write_policy_dir
 from training.config import PPOConfig
 from training.data import BatchError, read_batch
+from training.errors import InputError
 from training.implicit import is_implicit, kl_coef_note
 from training.loop import disable_gradient_checkpointing, enable_gradient_checkpointing, log_shard, make_adamw
 from training.losses import (
@@ -39,6 +40,8 @@ from training.losses import (
     ppo_value_loss,
 )
 from training.models import (
+    context_window,
+    fit_to_context,
     load_frozen_reward_model,
     load_policy,
     load_reward_model,
@@ -237,6 +240,19 @@ def _ppo_models(config: PPOConfig, policy_dir: str | Path, reward_model_dir: str
     return policy, ref, rm, value, tok
 
 
+def _fit_prompt_length(config: PPOConfig, policy: Any, cbs: Callbacks) -> None:
+    """Shorten max_prompt_length so that prompt and response fit the policy's context window."""
+    room = fit_to_context(config.max_prompt_length + config.max_new_tokens, policy) - config.max_new_tokens
+    if room < 1:
+        raise InputError(
+            f"max_new_tokens {config.max_new_tokens} leaves no room for a prompt in the policy's "
+            f"context window ({context_window(policy)} tokens)"
+        )
+    if room < config.max_prompt_length:
+        cbs.log(f"ppo: max_prompt_length {config.max_prompt_length} -> {room}, to fit the context window")
+        config.max_prompt_length = room
+
+
 def _local_config(config: PPOConfig, world: int) -> PPOConfig:
     """This process's share: rollout and minibatch sizes are global, divided over the processes."""
     return dataclasses.replace(
@@ -275,8 +291,9 @@ def run_ppo(
     prompts = [row_prompt(r) for r in batch.split("prompts", "train")]
     if not prompts:
         raise BatchError(f"{batch_dir}: no train prompts in prompts.jsonl")
-    local = _local_config(config, acc.num_processes)
     policy, ref, rm, value, tok = _ppo_models(config, policy_dir, reward_model_dir, acc)
+    _fit_prompt_length(config, policy, cbs)
+    local = _local_config(config, acc.num_processes)
     opt = make_adamw(
         [
             {"params": trainable_parameters(policy), "lr": config.lr},

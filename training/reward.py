@@ -25,7 +25,13 @@ from training.config import RewardConfig
 from training.data import BatchError, ComparisonGroup, group_comparisons, read_batch
 from training.loop import LoopConfig, epochs_for, train_loop
 from training.losses import rm_group_loss
-from training.models import RewardModel, make_accelerator, reward_model_from_lm, seed_everything
+from training.models import (
+    RewardModel,
+    fit_to_context,
+    make_accelerator,
+    reward_model_from_lm,
+    seed_everything,
+)
 
 
 def group_batch(
@@ -158,6 +164,7 @@ def run_reward(
     if not train:
         raise BatchError(f"{batch_dir}: no train comparisons in rankings.jsonl or pairwise.jsonl")
     rm, tok = reward_model_from_lm(base_model_dir, dropout=config.dropout)
+    config.max_length = fit_to_context(config.max_length, rm, cbs.log, "reward: max_length")
     rm = wrap_reward_model(rm, config)  # LoRA (scalar head fully trained) when config.lora_r > 0
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = steps_per_epoch * epochs_for(steps_per_epoch, config.epochs, config.min_steps)

@@ -19,6 +19,7 @@ from training.data import BatchError, read_batch
 from training.loop import LoopConfig, cosine_lr_lambda, train_loop
 from training.losses import sft_loss
 from training.models import (
+    fit_to_context,
     load_frozen_reward_model,
     load_policy,
     make_accelerator,
@@ -109,6 +110,7 @@ def run_sft(
     if not train:
         raise BatchError(f"{batch_dir}: no train demonstrations in sft.jsonl")
     model, tok = load_policy(base_model_dir, dropout=config.dropout)
+    config.max_length = fit_to_context(config.max_length, model, cbs.log, "sft: max_length")
     model = wrap_policy(model, config)  # LoRA when config.lora_r > 0
     rm = load_frozen_reward_model(reward_model_dir, acc) if reward_model_dir else None
     select = config.select_by if config.select_by != "auto" else ("rm" if rm is not None else "loss")
