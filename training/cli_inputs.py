@@ -61,7 +61,7 @@ def probability(text: str) -> float:
 
 # Model arguments and what they must hold; commands whose --out is a new directory.
 POLICY_ARGS = ("base", "policy", "model", "dpo", "reference")
-NEW_OUT = ("sft", "reward", "implicit-reward", "ppo", "dpo", "import", "world-batch")
+NEW_OUT = ("sft", "reward", "implicit-reward", "ppo", "dpo", "import", "world-batch", "sample")
 MAKES_RM = "`python -m training reward` or `implicit-reward` writes one"
 
 
@@ -75,11 +75,13 @@ def _model_kind(path: Path) -> str | None:
 
 
 def check_paths(args: argparse.Namespace) -> None:
-    """Refuse before any work what would fail after it: an --out that exists (model directories and
-    batches are never overwritten), a model argument naming a missing path or a directory with no
-    model, a reward model where a policy goes or the other way round."""
-    if args.cmd in NEW_OUT and Path(args.out).exists():
-        raise SystemExit(f"error: --out {args.out} exists; it is never overwritten: choose a new one")
+    """Refuse before any work what would fail after it or lose something: an --out that exists (model
+    directories and batches are never overwritten, nor samples a user may have ranked since), a model
+    argument naming a missing path or a directory with no model, a reward model where a policy goes
+    or the other way round."""
+    out = getattr(args, "out", None)  # sample's is optional (stdout)
+    if args.cmd in NEW_OUT and out and Path(out).exists():
+        raise SystemExit(f"error: --out {out} exists; it is never overwritten: choose a new one")
     for name in (*POLICY_ARGS, "reward_model"):
         value = getattr(args, name, None)
         if value is None:

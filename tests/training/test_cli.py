@@ -274,8 +274,14 @@ def test_wrong_paths_and_settings_are_refused_before_any_work(micro_base: Path, 
     (rm / "manifest.json").write_text('{"kind": "reward"}')
     sft = ["sft", "--batch", "b", "--out", out, "--base"]
     ppo = ["ppo", "--batch", "b", "--out", out, "--policy"]
+    ranked = tmp_path / "ranked.jsonl"  # samples a user has ranked since: sampling again must not erase them
+    ranked.write_text('{"prompt": "p", "completions": ["a", "b"], "ranks": [2, 1]}\n')
     cases = [
         (["sft", "--batch", "b", "--base", str(micro_base), "--out", str(taken)], "--out .*taken exists"),
+        (
+            ["sample", "--model", str(micro_base), "--prompt", "p", "--out", str(ranked)],
+            "ranked.jsonl exists",
+        ),
         ([*sft, str(tmp_path / "nope")], "--base .*nope does not exist"),
         ([*sft, str(empty)], "--base .*empty is not a model directory"),
         ([*ppo, str(micro_base), "--reward-model", str(micro_base)], "is a policy, not a reward model"),
@@ -287,7 +293,11 @@ def test_wrong_paths_and_settings_are_refused_before_any_work(micro_base: Path, 
     for argv, message in cases:
         with pytest.raises(SystemExit, match=message):
             main(argv)
-    assert not (tmp_path / "o").exists() and list(taken.iterdir()) == []
+    assert (
+        not (tmp_path / "o").exists()
+        and list(taken.iterdir()) == []
+        and '"ranks": [2, 1]' in ranked.read_text()
+    )
     # a setting whose default is None takes its declared type
     args = build_parser().parse_args([*sft, str(micro_base), "--set", "runtime.threads=2"])
     assert stage_config(SFTConfig, "sft", args).runtime.threads == 2
