@@ -22,6 +22,7 @@ from training.config import (
     SFTConfig,
     apply_overrides,
 )
+from training.data import SPLITS
 from training.errors import InputError
 
 
@@ -348,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a policy: completions, then metrics")
     p.add_argument("--model", required=True)
     p.add_argument("--batch", default=None, help="evaluate on this batch's --split prompts")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", choices=SPLITS)
     prompts(p)
     p.add_argument("--n", type=at_least(1), default=200, help="unseen world prompts when no prompts given")
     p.add_argument("--reward-model", default=None)

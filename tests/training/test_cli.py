@@ -320,3 +320,10 @@ def test_sampling_flags_out_of_range_are_refused_by_the_parser(
         and f"argument {flag.split()[0]}: " in err
         and ("must be" in err or "invalid" in err)
     )
+
+
+def test_evaluate_takes_only_the_batch_splits_there_are(capsys: pytest.CaptureFixture[str]) -> None:
+    """--split validation (Hugging Face's name) found no prompts; the splits are train, valid, test."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--model", "m", "--batch", "b", "--split", "validation"])
+    assert "invalid choice: 'validation' (choose from 'train', 'valid', 'test')" in capsys.readouterr().err
