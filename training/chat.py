@@ -62,6 +62,12 @@ def row_prompt(row: dict[str, Any]) -> Prompt:
     return str(row["prompt"])
 
 
+def prompt_field(prompt: Prompt) -> dict[str, Any]:
+    """A prompt as an export row's field: {"prompt": text}, or {"messages": [...]} for a conversation
+    (what row_prompt reads back)."""
+    return {"prompt": prompt} if isinstance(prompt, str) else {"messages": prompt}
+
+
 def row_completion(row: dict[str, Any]) -> str:
     """The completion of an SFT row: `completion`, else the final assistant turn of `messages`."""
     if "completion" in row:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from training.callbacks import TqdmCallback
-from training.chat import Prompt
+from training.chat import Prompt, prompt_field
 from training.cli_inputs import at_least, check_paths, probability, read_prompts
 from training.config import (
     PRESETS,
@@ -185,7 +185,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     try:
         for p, row in zip(prompts, rows, strict=True):
             record = {
-                "prompt": p,
+                **prompt_field(p),
                 "completions": [c.text for c in row],
                 "token_ids": [c.token_ids for c in row],
                 "finished": [c.finished for c in row],
@@ -230,7 +230,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         device=args.device,
     )
     for p, c in zip(prompts, res["completions"], strict=True):
-        print(json.dumps({"prompt": p, "completion": c}, ensure_ascii=False))
+        print(json.dumps({**prompt_field(p), "completion": c}, ensure_ascii=False))
     print(json.dumps(res["metrics"], indent=2))
 
 

@@ -116,12 +116,21 @@ def test_sample_reads_a_prompts_file_and_its_rows_feed_reward(
     micro_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text('{"prompt": "What is 2 plus 3?"}\n\n{"prompt": "Say dog two times."}\n')
+    conversation = [{"role": "user", "content": "Say cat two times."}]
+    prompts.write_text(
+        '{"prompt": "What is 2 plus 3?"}\n\n{"prompt": "Say dog two times."}\n'
+        + json.dumps({"messages": conversation})
+        + "\n"
+    )
     out = tmp_path / "samples.jsonl"
     main(["sample", "--model", str(micro_base), "--prompts-file", str(prompts), "-k", "3", "--seed", "1",
           "--max-new-tokens", "6", "--out", str(out), "--device", "cpu", "--threads", "1"])  # fmt: skip
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["prompt"] for r in rows] == ["What is 2 plus 3?", "Say dog two times."]
+    assert [r.get("prompt", r.get("messages")) for r in rows] == [
+        "What is 2 plus 3?",
+        "Say dog two times.",
+        conversation,  # written back as "messages", which every stage reads
+    ]
     assert all(len(r["completions"]) == 3 and all(isinstance(c, str) for c in r["completions"]) for r in rows)
     assert all(t is not None and len(t) > 0 for r in rows for t in r["token_ids"])
     # a user ranks the rows as they are and trains a reward model on them
