@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 from pathlib import Path
@@ -181,21 +182,27 @@ def cmd_sample(args: argparse.Namespace) -> None:
         rows = sampler.sample_distinct(prompts, args.k, params, rounds=args.distinct)
     else:
         rows = sampler.sample(prompts, args.k, params)
-    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
-    try:
-        for p, row in zip(prompts, rows, strict=True):
-            record = {
+    lines = [
+        json.dumps(
+            {
                 **prompt_field(p),
                 "completions": [c.text for c in row],
                 "token_ids": [c.token_ids for c in row],
                 "finished": [c.finished for c in row],
                 "sampling": params.to_dict(),
                 "model": str(args.model),
-            }
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
+            },
+            ensure_ascii=False,
+        )
+        + "\n"
+        for p, row in zip(prompts, rows, strict=True)
+    ]
+    if not args.out:
+        sys.stdout.writelines(lines)
+        return
+    tmp = Path(f"{args.out}.tmp")  # whole or not at all: a stopped run leaves no half file at --out
+    tmp.write_text("".join(lines), encoding="utf-8")
+    os.replace(tmp, args.out)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

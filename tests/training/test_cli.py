@@ -126,6 +126,7 @@ def test_sample_reads_a_prompts_file_and_its_rows_feed_reward(
     main(["sample", "--model", str(micro_base), "--prompts-file", str(prompts), "-k", "3", "--seed", "1",
           "--max-new-tokens", "6", "--out", str(out), "--device", "cpu", "--threads", "1"])  # fmt: skip
     rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert not (tmp_path / "samples.jsonl.tmp").exists()  # written whole, then renamed into place
     assert [r.get("prompt", r.get("messages")) for r in rows] == [
         "What is 2 plus 3?",
         "Say dog two times.",
