@@ -201,6 +201,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         sys.stdout.writelines(lines)
         return
     tmp = Path(f"{args.out}.tmp")  # whole or not at all: a stopped run leaves no half file at --out
+    tmp.parent.mkdir(parents=True, exist_ok=True)  # as stages do for their --out
     tmp.write_text("".join(lines), encoding="utf-8")
     os.replace(tmp, args.out)
 
