@@ -12,7 +12,7 @@ from typing import Any
 
 from training.callbacks import TqdmCallback
 from training.chat import Prompt, prompt_field
-from training.cli_inputs import at_least, check_paths, probability, read_prompts
+from training.cli_inputs import above_zero, at_least, check_paths, probability, read_prompts
 from training.config import (
     PRESETS,
     DPOConfig,
@@ -327,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("implicit-reward", help="a reward model from a DPO policy and its reference")
     p.add_argument("--dpo", required=True, help="a policy written by `dpo`")
     p.add_argument("--reference", default=None, help="the policy DPO started from (default: its parent)")
-    p.add_argument("--beta", type=at_least(0.0, float), default=None, help="default: the DPO run's beta")
+    p.add_argument("--beta", type=above_zero, default=None, help="default: the DPO run's beta")
     p.add_argument("--batch", default=None, help="centre on this batch's train demonstrations")
     p.add_argument("--out", required=True)
     device(p)

@@ -51,6 +51,14 @@ def at_least(low: float, cast: type = int) -> Any:
     return parse
 
 
+def above_zero(text: str) -> float:
+    """An argparse type for a strength such as DPO's beta: above 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
 def probability(text: str) -> float:
     """An argparse type for top-p: above 0, at most 1."""
     value = float(text)

@@ -332,6 +332,13 @@ def test_sampling_flags_out_of_range_are_refused_by_the_parser(
     )
 
 
+@pytest.mark.parametrize("beta", ["0", "-0.1", "x"])
+def test_implicit_reward_beta_must_be_above_zero(beta: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["implicit-reward", "--dpo", "d", "--out", "o", "--beta", beta])
+    assert "argument --beta: " in capsys.readouterr().err
+
+
 def test_evaluate_takes_only_the_batch_splits_there_are(capsys: pytest.CaptureFixture[str]) -> None:
     """--split validation (Hugging Face's name) found no prompts; the splits are train, valid, test."""
     with pytest.raises(SystemExit):
