@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from training.chat import Prompt, row_prompt
+from training.checkpoints import read_manifest
 from training.data import check_row
 
 
@@ -76,8 +77,8 @@ MAKES_RM = "`python -m training reward` or `implicit-reward` writes one"
 def _model_kind(path: Path) -> str | None:
     """A model directory's kind from its manifest ("policy", "reward"), None when it does not say."""
     try:
-        kind = json.loads((path / "manifest.json").read_text()).get("kind")
-    except (OSError, ValueError, AttributeError):
+        kind = read_manifest(path).get("kind")
+    except (ValueError, AttributeError):  # a manifest that is not a JSON object says nothing
         return None
     return kind if isinstance(kind, str) else None
 
@@ -87,6 +88,8 @@ def check_paths(args: argparse.Namespace) -> None:
     directories and batches are never overwritten, nor samples a user may have ranked since), a model
     argument naming a missing path or a directory with no model, a reward model where a policy goes
     or the other way round."""
+    from training.implicit import IMPLICIT_FILE  # torch: every command loads it next anyway
+
     out = getattr(args, "out", None)  # sample's is optional (stdout)
     if args.cmd in NEW_OUT and out and Path(out).exists():
         raise SystemExit(f"error: --out {out} exists; it is never overwritten: choose a new one")
@@ -97,7 +100,7 @@ def check_paths(args: argparse.Namespace) -> None:
         flag, path = "--" + name.replace("_", "-"), Path(value)
         if not path.exists():
             raise SystemExit(f"error: {flag} {value} does not exist")
-        has_model = (path / "config.json").exists() or (path / "implicit_reward.json").exists()
+        has_model = (path / "config.json").exists() or (path / IMPLICIT_FILE).exists()
         if not path.is_dir() or not has_model:
             raise SystemExit(f"error: {flag} {value} is not a model directory (no config.json)")
         kind = _model_kind(path)

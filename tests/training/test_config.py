@@ -45,8 +45,7 @@ def test_every_numeric_stage_setting_has_a_range(cls: type) -> None:
 @pytest.mark.parametrize("preset", PRESETS)
 def test_defaults_and_presets_are_in_range(preset: str) -> None:
     for stage, cls in STAGE_CONFIGS.items():
-        cfg = cls(**{k: v for k, v in PRESETS[preset].get(stage, {}).items()})
-        assert cfg.to_dict()["runtime"]["device"] == "auto"
+        cls(**PRESETS[preset].get(stage, {}))  # raises ValueError on a value out of range
 
 
 @pytest.mark.parametrize(
