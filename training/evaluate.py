@@ -19,6 +19,8 @@ from training.config import SamplingParams
 from training.generate import Sampler, encode_prompts, left_pad
 from training.losses import logprobs_of
 
+WHOLE = 1 << 20  # tokens: "no cut" for a prompt when the model names no context window
+
 
 def mean_difference(a: list[float], b: list[float], z: float = 1.96) -> dict[str, float]:
     """Mean of the paired differences a - b with a 95 % normal-approximation interval (lo, hi)."""
@@ -94,7 +96,11 @@ def evaluate_policy(
     if reward_model_dir is not None:
         # scoring only: the sampler's dtype too (bf16 on a GPU)
         rm = load_scoring_model(reward_model_dir).eval().to(sampler.device, dtype=sampler_dtype(sampler))
-        scores = rm_scores(rm, sampler.tokenizer, prompts, texts, batch_size=batch_size)
+        # whole sequences, as the sampler saw the prompt and PPO's reward scores them (rm_scores' own
+        # default of 128 tokens cut long prompts and completions); the RM's context window still bounds them
+        budget = sampler.prompt_budget(params.max_new_tokens)
+        span = (budget or WHOLE) + params.max_new_tokens + 1  # + EOS
+        scores = rm_scores(rm, sampler.tokenizer, prompts, texts, span, batch_size=batch_size)
         metrics["rm_score"] = scores.float().mean().item()
         per_prompt = [float(s) for s in scores.float().tolist()]
     if reference_dir is None:

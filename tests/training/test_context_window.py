@@ -62,3 +62,24 @@ def test_ppo_prompts_are_shortened_to_leave_room_for_the_response(micro_base: Pa
     assert cfg.max_prompt_length == window - 16
     with pytest.raises(InputError, match="leaves no room for a prompt"):
         _fit_prompt_length(PPOConfig(max_new_tokens=window), policy, Callbacks([]))
+
+
+def test_evaluation_scores_whole_sequences_with_the_reward_model(
+    micro_base: Path, world_batch: Path, tmp_path: Path
+) -> None:
+    """evaluate's RM scores see the prompt as the sampler did (they were cut at 128 tokens)."""
+    from training.batching import rm_scores
+    from training.config import RewardConfig
+    from training.evaluate import evaluate_policy
+    from training.models import load_reward_model_and_tokenizer
+    from training.reward import run_reward
+
+    rm_dir = run_reward(RewardConfig(batch_size=8, runtime=CPU), world_batch, micro_base, tmp_path / "rm")
+    rm, tok = load_reward_model_and_tokenizer(rm_dir)
+    prompts = [" ".join(["word"] * 150) + " What is 1 plus 2?", "Hi"]
+    assert 128 < len(tok(prompts[0])["input_ids"]) < 200  # longer than the old cut, within the budget
+    params = SamplingParams(max_new_tokens=8, seed=0)
+    res = evaluate_policy(micro_base, prompts, reward_model_dir=rm_dir, params=params)
+    whole = rm_scores(rm, tok, prompts, res["completions"], 1000).tolist()
+    assert res["rm_scores"] == pytest.approx(whole, abs=1e-5)
+    assert rm_scores(rm, tok, prompts, res["completions"], 128).tolist()[0] != pytest.approx(whole[0], abs=1e-5)
