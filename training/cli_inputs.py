@@ -108,3 +108,8 @@ def check_paths(args: argparse.Namespace) -> None:
             raise SystemExit(f"error: {flag} {value} is a {kind}, not a reward model ({MAKES_RM})")
         if name != "reward_model" and kind == "reward" and args.cmd != "reward":  # an RM may start an RM
             raise SystemExit(f"error: {flag} {value} is a reward model, not a policy")
+        if args.cmd == "reward" and (path / IMPLICIT_FILE).exists():  # a scalar head can not start from it
+            raise SystemExit(
+                f"error: {flag} {value} is an implicit reward model (a DPO policy and its reference); "
+                "start a reward model from a policy, or from a reward model `python -m training reward` wrote"
+            )

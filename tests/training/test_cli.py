@@ -15,6 +15,7 @@ from training.callbacks import StopTraining
 from training.cli import build_parser, main, read_prompts, stage_config
 from training.config import PPOConfig, RewardConfig, RuntimeConfig, SFTConfig
 from training.data import read_batch, write_batch
+from training.implicit import IMPLICIT_FILE
 
 CPU = RuntimeConfig(device="cpu", threads=1)
 
@@ -278,8 +279,11 @@ def test_a_prompts_file_takes_conversations_and_names_its_bad_lines(tmp_path: Pa
 
 def test_wrong_paths_and_settings_are_refused_before_any_work(micro_base: Path, tmp_path: Path) -> None:
     rm, empty, taken, out = tmp_path / "rm", tmp_path / "empty", tmp_path / "taken", str(tmp_path / "o")
-    for d in (rm, empty, taken):
+    implicit = tmp_path / "implicit"
+    for d in (rm, empty, taken, implicit):
         d.mkdir()
+    (implicit / IMPLICIT_FILE).write_text('{"beta": 0.1, "bias": 0.0}')
+    (implicit / "manifest.json").write_text('{"kind": "reward"}')
     (rm / "config.json").write_text("{}")
     (rm / "manifest.json").write_text('{"kind": "reward"}')
     sft = ["sft", "--batch", "b", "--out", out, "--base"]
@@ -296,6 +300,10 @@ def test_wrong_paths_and_settings_are_refused_before_any_work(micro_base: Path, 
         ([*sft, str(empty)], "--base .*empty is not a model directory"),
         ([*ppo, str(micro_base), "--reward-model", str(micro_base)], "is a policy, not a reward model"),
         ([*ppo, str(rm), "--reward-model", str(rm)], "--policy .*rm is a reward model, not a policy"),
+        (
+            ["reward", "--batch", "b", "--out", out, "--base", str(implicit)],
+            "--base .*implicit is an implicit reward model",
+        ),
         ([*sft, str(micro_base), "--set", "lr=fast"], "setting 'lr': 'fast' is not a valid float"),
         ([*sft, str(micro_base), "--set", "lr"], "a setting is KEY=VALUE, not 'lr'"),
         ([*sft, str(micro_base), "--set", "runtime.nope=1"], "unknown setting 'runtime.nope'"),
