@@ -13,6 +13,7 @@ before training and stored per completion, so no second model is kept in memory.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -218,7 +219,10 @@ def run_dpo(
         raise BatchError(f"{batch_dir}: no train comparisons in rankings.jsonl or pairwise.jsonl")
     acc = make_accelerator(config.runtime)
     model, tok = load_policy(base_model_dir, dropout=config.dropout)
-    config.max_length = fit_to_context(config.max_length, model, cbs.log, "dpo: max_length")
+    # a copy: the caller's config keeps its value; the manifest records the one used
+    config = dataclasses.replace(
+        config, max_length=fit_to_context(config.max_length, model, cbs.log, "dpo: max_length")
+    )
     model = model.to(acc.device)
     with acc.autocast():  # the same precision as the training forward passes
         refs = sequence_logprobs(model, tok, train, config.max_length)  # the frozen reference, once

@@ -240,8 +240,9 @@ def _ppo_models(config: PPOConfig, policy_dir: str | Path, reward_model_dir: str
     return policy, ref, rm, value, tok
 
 
-def _fit_prompt_length(config: PPOConfig, policy: Any, cbs: Callbacks) -> None:
-    """Shorten max_prompt_length so that prompt and response fit the policy's context window."""
+def _fit_prompt_length(config: PPOConfig, policy: Any, cbs: Callbacks) -> PPOConfig:
+    """config, or a copy with max_prompt_length shortened so that prompt and response fit the policy's
+    context window (the caller's config is left as it was)."""
     room = fit_to_context(config.max_prompt_length + config.max_new_tokens, policy) - config.max_new_tokens
     if room < 1:
         raise InputError(
@@ -250,7 +251,8 @@ def _fit_prompt_length(config: PPOConfig, policy: Any, cbs: Callbacks) -> None:
         )
     if room < config.max_prompt_length:
         cbs.log(f"ppo: max_prompt_length {config.max_prompt_length} -> {room}, to fit the context window")
-        config.max_prompt_length = room
+        return dataclasses.replace(config, max_prompt_length=room)
+    return config
 
 
 def _local_config(config: PPOConfig, world: int) -> PPOConfig:
@@ -292,7 +294,7 @@ def run_ppo(
     if not prompts:
         raise BatchError(f"{batch_dir}: no train prompts in prompts.jsonl")
     policy, ref, rm, value, tok = _ppo_models(config, policy_dir, reward_model_dir, acc)
-    _fit_prompt_length(config, policy, cbs)
+    config = _fit_prompt_length(config, policy, cbs)
     local = _local_config(config, acc.num_processes)
     opt = make_adamw(
         [

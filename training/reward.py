@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,10 @@ def run_reward(
     if not train:
         raise BatchError(f"{batch_dir}: no train comparisons in rankings.jsonl or pairwise.jsonl")
     rm, tok = reward_model_from_lm(base_model_dir, dropout=config.dropout)
-    config.max_length = fit_to_context(config.max_length, rm, cbs.log, "reward: max_length")
+    # a copy: the caller's config keeps its value; the manifest records the one used
+    config = dataclasses.replace(
+        config, max_length=fit_to_context(config.max_length, rm, cbs.log, "reward: max_length")
+    )
     rm = wrap_reward_model(rm, config)  # LoRA (scalar head fully trained) when config.lora_r > 0
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = steps_per_epoch * epochs_for(steps_per_epoch, config.epochs, config.min_steps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -110,7 +111,10 @@ def run_sft(
     if not train:
         raise BatchError(f"{batch_dir}: no train demonstrations in sft.jsonl")
     model, tok = load_policy(base_model_dir, dropout=config.dropout)
-    config.max_length = fit_to_context(config.max_length, model, cbs.log, "sft: max_length")
+    # a copy: the caller's config keeps its value; the manifest records the one used
+    config = dataclasses.replace(
+        config, max_length=fit_to_context(config.max_length, model, cbs.log, "sft: max_length")
+    )
     model = wrap_policy(model, config)  # LoRA when config.lora_r > 0
     rm = load_frozen_reward_model(reward_model_dir, acc) if reward_model_dir else None
     select = config.select_by if config.select_by != "auto" else ("rm" if rm is not None else "loss")

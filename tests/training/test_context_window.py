@@ -42,6 +42,7 @@ def test_long_demonstrations_train_and_long_prompts_sample(micro_base: Path, tmp
     cfg = SFTConfig(epochs=1, batch_size=2, max_length=4 * window, runtime=CPU)
     out = run_sft(cfg, batch, micro_base, tmp_path / "sft")
     assert read_manifest(out)["config"]["sft"]["max_length"] == window  # what was used is recorded
+    assert cfg.max_length == 4 * window  # the caller's config is not changed
     sampler = Sampler(out, device="cpu")
     assert len(sampler.sample([long], 2, SamplingParams(max_new_tokens=8, seed=0))[0]) == 2
     with pytest.raises(InputError, match=rf"max_new_tokens {window} leaves no room .*\({window} tokens\)"):
@@ -56,10 +57,9 @@ def test_ppo_prompts_are_shortened_to_leave_room_for_the_response(micro_base: Pa
     window = context_window(policy)
     assert window is not None
     cfg = PPOConfig(max_prompt_length=window, max_new_tokens=16)
-    _fit_prompt_length(cfg, policy, Callbacks([]))
-    assert cfg.max_prompt_length == window - 16
-    _fit_prompt_length(cfg, policy, Callbacks([]))  # already fits: unchanged
-    assert cfg.max_prompt_length == window - 16
+    fitted = _fit_prompt_length(cfg, policy, Callbacks([]))
+    assert fitted.max_prompt_length == window - 16 and cfg.max_prompt_length == window  # a copy
+    assert _fit_prompt_length(fitted, policy, Callbacks([])) is fitted  # already fits: unchanged
     with pytest.raises(InputError, match="leaves no room for a prompt"):
         _fit_prompt_length(PPOConfig(max_new_tokens=window), policy, Callbacks([]))
 
