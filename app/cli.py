@@ -7,13 +7,14 @@ in one place.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -309,6 +310,23 @@ def simulate_cmd(
         typer.echo(f"{username}: {summary}")
 
 
+def stage_settings(items: list[str]) -> dict[str, dict[str, Any]]:
+    """`--set STAGE.KEY=VALUE` options as per-stage settings; VALUE is read as JSON (2, 0.1, true,
+    [1, 2]) and as text when it is not JSON. RoundRequest checks the names, types and ranges."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, eq, text = item.partition("=")
+        stage, dot, key = name.strip().partition(".")
+        if not (eq and dot and stage and key):
+            raise AppError(f"--set takes STAGE.KEY=VALUE (e.g. sft.epochs=2), not {item!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out.setdefault(stage, {})[key.strip()] = value
+    return out
+
+
 @rounds_cli.command("start")
 def rounds_start(
     queue: Annotated[list[int] | None, typer.Option("--queue", help="queue id; repeatable")] = None,
@@ -321,6 +339,12 @@ def rounds_start(
     preset: Annotated[str, typer.Option(help="quick or paper")] = "quick",
     auto_deploy: Annotated[bool, typer.Option("--auto-deploy", help="deploy when the gate passes")] = False,
     parent: Annotated[int | None, typer.Option(help="parent policy id; default: the deployed one")] = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="STAGE.KEY=VALUE over the preset, e.g. sft.epochs=2 (VALUE as JSON); repeatable"
+        ),
+    ] = None,
 ) -> None:
     """Export the labels, record a round and queue it for a training worker."""
     from pydantic import ValidationError
@@ -329,18 +353,24 @@ def rounds_start(
     from app.runs.schemas import DeployGate, RoundRequest
     from app.runs.service import start_round
 
+    settings = stage_settings(setting or [])
     try:
         req = RoundRequest(
             method=method,
             queue_ids=queue or [],
             stages=[s.strip() for s in stages.split(",") if s.strip()],
             preset=preset,
+            settings=settings,
             parent_policy_id=parent,
             gate=DeployGate(auto_deploy=auto_deploy),
         )
     except ValidationError as exc:
         message = str(exc.errors()[0].get("msg", "invalid round"))
         raise AppError(message.removeprefix("Value error, ")) from None
+    outside = sorted(set(settings) - set(req.stages))
+    if outside:
+        stage = outside[0]
+        raise AppError(f"--set {stage}.*: {stage} is not a stage of this round ({', '.join(req.stages)})")
     with session_scope() as db:
         run = start_round(db, req, by=None)
         run_id, names = run.id, [s.name for s in run.stages]

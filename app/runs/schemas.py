@@ -53,7 +53,15 @@ class RoundRequest(BaseModel):
 
     @field_validator("settings")
     @classmethod
-    def _readable_paths(cls, settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _usable_settings(cls, settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # whoever builds the request (console form, CLI, code): known stages, keys, types and ranges
+        for stage, values in settings.items():
+            if stage not in registry.STAGES:
+                raise ValueError(f"no stage is named {stage!r}; stages are {', '.join(registry.STAGES)}")
+            try:
+                registry.get(stage).check_settings(values)
+            except ValueError as exc:
+                raise ValueError(f"{registry.label(stage)} settings: {exc}") from None
         return check_stage_paths(settings)
 
     @field_validator("preset")

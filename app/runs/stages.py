@@ -14,6 +14,7 @@ dataclass, add one `register(Stage(...))` below and put it in a method's sequenc
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
@@ -27,6 +28,20 @@ def import_path(path: str) -> Any:
     """The object at "package.module:attribute"."""
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def _type_ok(value: Any, default: Any) -> bool:
+    """Whether a setting's value (from JSON) has its default's type: ints count as floats, lists of
+    numbers as tuples; a setting whose default is None takes anything."""
+    if default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int | float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, tuple):
+        return isinstance(value, list) and all(isinstance(v, int | float) for v in value)
+    return isinstance(value, type(default))
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,21 @@ class Stage:
             else:
                 out[f.name] = None
         return out
+
+    def check_settings(self, values: dict[str, Any]) -> None:
+        """ValueError naming the first setting a round may not use: an unknown key, a value of the
+        wrong type, or one the config's own checks refuse (e.g. a learning rate below 0)."""
+        known = self.defaults()
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown {'key' if len(unknown) == 1 else 'keys'} {', '.join(unknown)}; "
+                f"known keys are {', '.join(sorted(known))}"
+            )
+        for key, item in values.items():
+            if not _type_ok(item, known[key]):
+                raise ValueError(f"{key} should look like {json.dumps(known[key])}, not {item!r}")
+        self.build_config(values)
 
     def build_config(self, values: dict[str, Any]) -> Any:
         """The config object from a round's settings (unknown keys ignored, lists to tuples)."""

@@ -78,3 +78,27 @@ def test_rounds_start_with_the_dpo_method(committed_db, tmp_path: Path, enqueued
         _run("rounds", "start", "--method", "dpo", "--stages", "sft,reward")
     with pytest.raises(AppError, match="method must be one of instructgpt, dpo"):
         _run("rounds", "start", "--method", "kto")
+
+
+def test_rounds_start_takes_stage_settings(committed_db, tmp_path: Path, enqueued) -> None:  # type: ignore[no-untyped-def]
+    f = Factory(committed_db)
+    f.model_version("policy", name="cli-set-base", path=str(model_dir(tmp_path, "base")), is_deployed=True)
+    committed_db.commit()
+    _run("rounds", "start", "--set", "sft.epochs=2", "--set", "ppo.kl_coef=0.05", "--set", "sft.lr=3e-5")
+    run = committed_db.scalar(select(TrainingRun).order_by(TrainingRun.id.desc()))
+    assert run is not None and run.config["sft"]["epochs"] == 2 and run.config["sft"]["lr"] == 3e-5
+    assert run.config["ppo"]["kl_coef"] == 0.05
+    assert run.config["reward"]["epochs"] == 1  # the preset's, untouched
+    committed_db.rollback()
+    for args, message in (
+        (["--set", "sft.epochs"], "--set takes STAGE.KEY=VALUE"),
+        (["--set", "epochs=2"], "--set takes STAGE.KEY=VALUE"),
+        (["--set", "sft.epoch=2"], "SFT settings: unknown key epoch; known keys are"),
+        (["--set", "sft.epochs=two"], "SFT settings: epochs should look like"),
+        (["--set", "sft.lr=-1"], "SFT settings: lr must be"),
+        (["--set", "rl.lr=1"], "no stage is named 'rl'"),
+        (["--method", "dpo", "--set", "ppo.lr=1e-5"], "ppo is not a stage of this round"),
+    ):
+        with pytest.raises(AppError, match=message):
+            _run("rounds", "start", *args)
+    assert committed_db.scalar(select(TrainingRun.id).where(TrainingRun.id > run.id)) is None

@@ -53,6 +53,20 @@ def test_stage_settings_overlay_preset() -> None:
     assert RoundRequest(preset="paper").stage_settings()["sft"] == {}
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"sft": {"epoch": 9}}, "SFT settings: unknown key epoch"),
+        ({"sft": {"epochs": "9"}}, "SFT settings: epochs should look like"),
+        ({"ppo": {"kl_coef": -1}}, "kl_coef must be"),
+        ({"kto": {}}, "no stage is named 'kto'"),
+    ],
+)
+def test_round_request_checks_settings_whoever_builds_it(settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RoundRequest(settings=settings)
+
+
 def test_stale_running_round_is_failed_with_its_stage(db) -> None:
     fresh = _run(db, heartbeat_at=utcnow(), current_stage="sft")
     dead = _run(db, heartbeat_at=utcnow() - timedelta(seconds=300), current_stage="reward")
