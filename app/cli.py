@@ -1,6 +1,6 @@
 """The `rlhf` command line: database, users, demo data and the development server.
 
-About 500 lines on purpose: twenty commands, each a thin wrapper over a service (typer's
+About 530 lines on purpose: twenty commands, each a thin wrapper over a service (typer's
 signature is the command's help), grouped by sub-app; one file keeps every command of `rlhf --help`
 in one place.
 """
