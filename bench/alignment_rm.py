@@ -3,6 +3,7 @@
     python -m bench.alignment_rm samples RUN BASE              # once: comparisons and candidates
     python -m bench.alignment_rm train RUN NAME [KEY=VALUE ...] [init=DIR]  # one variant
     python -m bench.alignment_rm report RUN NAME [NAME ...] [--ensemble A+B+C ...]
+    python -m bench.alignment_rm families RUN NAME               # per family: RM vs oracle best-of-16
     python -m bench.alignment_rm knowledge MODEL [MODEL ...]     # what a model knows of arithmetic
 
 RUN is an earlier `python -m bench.alignment --out` (its sft/, batch-2/), BASE the small base it used.
@@ -31,11 +32,12 @@ from bench.alignment_report import rm_section
 from training.batching import right_pad, rm_scores, sft_batch
 from training.config import SamplingParams, apply_overrides
 from training.losses import response_logprobs
-from training.metrics import paired_diff_ci, per_prompt_means, win_rate_ci
+from training.metrics import outcome, paired_diff_ci, per_prompt_means, win_rate_ci
 from training.models import load_policy, load_scoring_model
 from training.reward import run_reward
 from training.world.families import MAX_OPERAND, TEMPLATES, args_held_out
 from training.world.metrics import oracle_scores
+from training.world.tasks import classify, oracle_score, parse_prompt
 
 SIZE = SIZES["full"]
 SEED = 0
@@ -140,6 +142,63 @@ def report(run: Path, names: list[str], ensembles: list[str]) -> None:
         print(line(f"ensemble {e}", data, mean), flush=True)
 
 
+def family_gaps(
+    prompts: list[str], groups: list[list[str]], rm_pick: list[list[str]]
+) -> dict[str, dict[str, float]]:
+    """Per family, best-of-16 under the RM (rm_pick: per prompt, one pick per sample) and under the
+    oracle, each against the sample's first candidate (plain SFT): win / tie / loss fractions, the
+    points of the overall win-rate above 50 % the family brings (ties half, all samples counted),
+    and how often the plain sample, the RM's pick and any of the 16 candidates is correct."""
+    per, n = SIZE["samples"], SIZE["best_of"]
+    rows: dict[str, dict[str, float]] = {}
+    for prompt, group, picks in zip(prompts, groups, rm_pick, strict=True):
+        wp = parse_prompt(prompt)
+        assert wp is not None, prompt
+        row = rows.setdefault(wp.family, {"samples": 0.0})
+        for j in range(per):
+            cands = group[j * n : (j + 1) * n]
+            plain = oracle_score(wp, cands[0])
+            best = max(oracle_score(wp, c) for c in cands)
+            row["samples"] += 1
+            for who, score in (("rm", oracle_score(wp, picks[j])), ("oracle", best)):
+                o = outcome(score, plain)
+                for key, hit in (("win", o == 1.0), ("tie", o == 0.5), ("loss", o == 0.0)):
+                    row[f"{who}_{key}"] = row.get(f"{who}_{key}", 0.0) + hit
+            for who, texts in (("sft", cands[:1]), ("rm", [picks[j]]), ("any", cands)):
+                row[f"correct_{who}"] = row.get(f"correct_{who}", 0.0) + any(
+                    classify(wp, t) == "correct" for t in texts
+                )
+    total = sum(r["samples"] for r in rows.values())
+    for row in rows.values():
+        for who in ("rm", "oracle"):
+            row[f"{who}_points"] = 50 * (row[f"{who}_win"] - row[f"{who}_loss"]) / total
+        for key in [k for k in row if k != "samples" and not k.endswith("_points")]:
+            row[key] /= row["samples"]
+    return rows
+
+
+def families(run: Path, name: str) -> None:
+    """Where the RM's best-of-16 loses to the oracle's, per family (`family_gaps`)."""
+    torch.set_num_threads(1)
+    data = json.loads((run / "rm_dev_samples.json").read_text())
+    picks = best_of_n_picks(scores(run, name, data)["groups"], data["groups"], SIZE["best_of"])
+    rows = family_gaps(data["eval"], data["groups"], picks[SIZE["best_of"]])
+    print(
+        "| family | samples | RM best-of-16 win / tie / loss (%) | oracle best-of-16 win / tie / loss (%) | "
+        "win-rate points: RM / oracle | correct: SFT sample / RM pick / any of 16 (%) |"
+    )
+    print("|---|---|---|---|---|---|")
+    pct = lambda r, keys: " / ".join(f"{100 * r[k]:.0f}" for k in keys)  # noqa: E731
+    for fam, r in sorted(rows.items()):
+        wtl = [pct(r, [f"{w}_win", f"{w}_tie", f"{w}_loss"]) for w in ("rm", "oracle")]
+        print(
+            f"| {fam} | {int(r['samples'])} | {wtl[0]} | {wtl[1]} | {r['rm_points']:+.1f} / "
+            f"{r['oracle_points']:+.1f} | {pct(r, ['correct_sft', 'correct_rm', 'correct_any'])} |"
+        )
+    points = [sum(r[f"{w}_points"] for r in rows.values()) for w in ("rm", "oracle")]
+    print(f"win-rate vs SFT: RM best-of-16 {50 + points[0]:.1f} %, oracle best-of-16 {50 + points[1]:.1f} %")
+
+
 # The corpus's fact sentences for the two arithmetic families (training.world.corpus._fact) and the
 # answers they range over.
 FACTS = {"add": "{a} plus {b} is {c}.", "sub": "{a} minus {b} is {c}."}
@@ -199,6 +258,8 @@ def main(argv: list[str]) -> None:
         knowledge([Path(a) for a in argv[1:]])
     elif cmd == "samples":
         samples(run, Path(argv[2]))
+    elif cmd == "families":
+        families(run, argv[2])
     elif cmd == "train":
         train(run, argv[2], argv[3:])
     elif cmd == "report":

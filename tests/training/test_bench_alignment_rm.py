@@ -7,7 +7,7 @@ import re
 
 import torch
 
-from bench.alignment_rm import ANSWER_RANGE, FACTS, SIZE, arithmetic_cases, best_of_n_picks
+from bench.alignment_rm import ANSWER_RANGE, FACTS, SIZE, arithmetic_cases, best_of_n_picks, family_gaps
 from training.world.corpus import make_corpus
 from training.world.families import args_held_out
 
@@ -42,3 +42,21 @@ def test_fact_sentences_are_the_corpus_wording_and_cover_held_out_arguments() ->
         held = {(a, b) for a, b, _ in arithmetic_cases(kind, True)}
         assert any((int(a), int(b)) in held for a, b, _ in seen)  # the corpus states held-out facts
         assert all(int(c) == (int(a) + int(b) if kind == "add" else int(a) - int(b)) for a, b, c in seen)
+
+
+def test_family_gaps_count_wins_ties_losses_and_correct_answers_per_sample() -> None:
+    per, n = SIZE["samples"], SIZE["best_of"]
+    right_a, wrong_a = "The answer is 5.", "The answer is 4."  # 2 plus 3
+    right_b, wrong_b = "The answer is 2.", "The answer is 3."  # 1 plus 1
+    a = [wrong_a] * (per * n)
+    a[5] = right_a  # sample 0 holds one right candidate (not its first), which the RM picks
+    b = [wrong_b] * (per * n)
+    b[0] = right_b  # sample 0's first candidate (the plain SFT sample) is right; the RM picks a wrong one
+    picks = [[right_a] + [wrong_a] * (per - 1), [wrong_b] * per]
+    rows = family_gaps(["What is 2 plus 3?", "What is 1 plus 1?"], [a, b], picks)
+    row, k = rows["add"], 2 * per
+    assert set(rows) == {"add"} and row["samples"] == k
+    assert (row["rm_win"], row["rm_tie"], row["rm_loss"]) == (1 / k, (k - 2) / k, 1 / k)
+    assert (row["oracle_win"], row["oracle_tie"], row["oracle_loss"]) == (1 / k, (k - 1) / k, 0.0)
+    assert row["rm_points"] == 0.0 and row["oracle_points"] == 50 / k  # (wins - losses) / all samples
+    assert (row["correct_sft"], row["correct_rm"], row["correct_any"]) == (1 / k, 1 / k, 2 / k)
