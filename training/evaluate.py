@@ -96,10 +96,10 @@ def evaluate_policy(
     if reward_model_dir is not None:
         # scoring only: the sampler's dtype too (bf16 on a GPU)
         rm = load_scoring_model(reward_model_dir).eval().to(sampler.device, dtype=sampler_dtype(sampler))
-        # whole sequences, as the sampler saw the prompt and PPO's reward scores them (rm_scores' own
-        # default of 128 tokens cut long prompts and completions); the RM's context window still bounds them
+        # prompt and completion whole, up to the context window, as PPO's reward scores them (rm_scores'
+        # default of 128 tokens cut longer ones); an over-long prompt keeps its last tokens, as in training
         budget = sampler.prompt_budget(params.max_new_tokens)
-        span = (budget or WHOLE) + params.max_new_tokens + 1  # + EOS
+        span = (budget or WHOLE) + params.max_new_tokens + 1  # + EOS; rm_scores fits it to the RM's window
         scores = rm_scores(rm, sampler.tokenizer, prompts, texts, span, batch_size=batch_size)
         metrics["rm_score"] = scores.float().mean().item()
         per_prompt = [float(s) for s in scores.float().tolist()]
