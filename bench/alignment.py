@@ -321,13 +321,18 @@ def main() -> int:
     )
     ap.add_argument("--ppo", action="append", default=[], metavar="KEY=VALUE", help="PPO setting override")
     ap.add_argument("--sft", action="append", default=[], metavar="KEY=VALUE", help="SFT setting override")
+    ap.add_argument("--size", action="append", default=[], metavar="KEY=N", help="development: e.g. rm=6000")
     args = ap.parse_args()
+    sizes = SIZES["quick" if args.quick else "full"]
+    extra = dict(item.partition("=")[::2] for item in args.size)
+    if set(extra) - set(sizes) or not all(v.isdigit() for v in extra.values()):
+        ap.error(f"--size takes KEY=N with KEY one of {', '.join(sizes)}, not {' '.join(args.size)}")
+    sizes = {**sizes, **{k: int(v) for k, v in extra.items()}}
     torch.set_num_threads(1)
     root, cache = Path(args.out), Path(args.cache)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     cache.mkdir(parents=True, exist_ok=True)
-    sizes = SIZES["quick" if args.quick else "full"]
     small_size, large_size = ("micro", "micro") if args.quick else ("tiny", "x8")
     steps = base_steps(args.quick, args.large_budget)
     cfg = settings(sizes, args.quick)
