@@ -177,6 +177,10 @@ def family_gaps(
     return rows
 
 
+def _percents(row: dict[str, float], keys: list[str]) -> str:
+    return " / ".join(f"{100 * row[k]:.0f}" for k in keys)
+
+
 def families(run: Path, name: str) -> None:
     """Where the RM's best-of-16 loses to the oracle's, per family (`family_gaps`)."""
     torch.set_num_threads(1)
@@ -188,12 +192,11 @@ def families(run: Path, name: str) -> None:
         "win-rate points: RM / oracle | correct: SFT sample / RM pick / any of 16 (%) |"
     )
     print("|---|---|---|---|---|---|")
-    pct = lambda r, keys: " / ".join(f"{100 * r[k]:.0f}" for k in keys)  # noqa: E731
     for fam, r in sorted(rows.items()):
-        wtl = [pct(r, [f"{w}_win", f"{w}_tie", f"{w}_loss"]) for w in ("rm", "oracle")]
+        wtl = [_percents(r, [f"{w}_win", f"{w}_tie", f"{w}_loss"]) for w in ("rm", "oracle")]
         print(
             f"| {fam} | {int(r['samples'])} | {wtl[0]} | {wtl[1]} | {r['rm_points']:+.1f} / "
-            f"{r['oracle_points']:+.1f} | {pct(r, ['correct_sft', 'correct_rm', 'correct_any'])} |"
+            f"{r['oracle_points']:+.1f} | {_percents(r, ['correct_sft', 'correct_rm', 'correct_any'])} |"
         )
     points = [sum(r[f"{w}_points"] for r in rows.values()) for w in ("rm", "oracle")]
     print(f"win-rate vs SFT: RM best-of-16 {50 + points[0]:.1f} %, oracle best-of-16 {50 + points[1]:.1f} %")
