@@ -171,6 +171,7 @@ class DPOConfig(StageSettings):
     beta: float = 0.1  # strength of the implicit KL constraint
     loss_type: str = "sigmoid"  # "sigmoid" (DPO) | "ipo" (Azar et al. 2023)
     label_smoothing: float = 0.0  # conservative DPO: the assumed probability that a label is flipped
+    rpo_alpha: float = 0.0  # RPO: + this x the chosen completions' per-token NLL (TRL's rpo_alpha); 0 = off
     grouped: bool = True  # each completion forwarded once per prompt, its pairs form one batch element
     edit_pair_weight: float = 1.0  # weight of edit pairs (edited > original); 0 leaves them out
     eval_every_epoch: bool = True  # implicit-reward accuracy on the monitor groups after every epoch
@@ -230,7 +231,7 @@ RANGES: dict[str, tuple[float, float | None, bool]] = {
     **dict.fromkeys(
         ("min_steps", "warmup_steps", "weight_decay", "lora_r", "kl_coef", "vf_coef", "ptx_coef",
          "missing_eos_penalty", "edit_pair_weight", "early_stopping_min_pairs", "eval_every",
-         "checkpoint_every", "min_prompt_passes"),
+         "checkpoint_every", "min_prompt_passes", "rpo_alpha"),
         _AT_LEAST_0,
     ),
     **dict.fromkeys(

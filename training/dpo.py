@@ -27,7 +27,7 @@ from training.checkpoints import write_policy_dir
 from training.config import DPOConfig
 from training.data import BatchError, ComparisonGroup, group_comparisons, read_batch
 from training.loop import LoopConfig, LoopResult, train_loop
-from training.losses import dpo_group_loss, response_logprobs
+from training.losses import chosen_nll, dpo_group_loss, response_logprobs
 from training.models import fit_to_context, load_policy, make_accelerator, seed_everything
 
 Refs = list[list[float]]  # per group, per completion: summed response log-prob under the reference
@@ -124,7 +124,7 @@ def dpo_step(
     """One forward pass over a batch of groups: the loss to back-propagate and the step's metrics."""
     logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
     logps = response_logprobs(logits, b["labels"])  # [N]
-    loss, rc, rr = dpo_group_loss(
+    dpo_loss, rc, rr = dpo_group_loss(
         logps,
         ref,
         b["group"],
@@ -135,7 +135,12 @@ def dpo_step(
         config.loss_type,
         b.get("weights"),
     )
-    return loss, pair_metrics(loss, logps.detach(), b, rc, rr)
+    loss, metrics = dpo_loss, {}
+    if config.rpo_alpha:
+        n_tokens = (b["labels"][:, 1:] != -100).sum(-1)  # response tokens (response_logprobs' mask)
+        nll = chosen_nll(logps, n_tokens, b["group"], b["winners"], b["losers"])
+        loss, metrics = dpo_loss + config.rpo_alpha * nll, {"chosen_nll": nll.item()}
+    return loss, {**pair_metrics(loss, logps.detach(), b, rc, rr), **metrics}
 
 
 def train_dpo(

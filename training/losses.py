@@ -223,6 +223,30 @@ def dpo_pair_losses(
     return losses, beta * (chosen - ref_chosen).detach(), beta * (rejected - ref_rejected).detach()
 
 
+def chosen_nll(
+    logps: torch.Tensor,
+    n_tokens: torch.Tensor,
+    group: torch.Tensor,
+    winners: torch.Tensor,
+    losers: torch.Tensor,
+) -> torch.Tensor:
+    """RPO's NLL term (Pang et al. 2024; TRL's rpo_alpha): the mean per-token negative log-likelihood
+    of each group's chosen completions (those that win a pair and lose none), averaged per group and
+    then over groups, as the DPO loss is. logps [N] summed response log-probs, n_tokens [N] their
+    response lengths; group, winners, losers [P] as for dpo_group_loss. -> []."""
+    lost = torch.zeros_like(logps, dtype=torch.bool).index_fill(0, losers, True)
+    top = ~lost[winners]  # [P]: the pair's winner loses no pair of its group
+    nll = -logps[winners] / n_tokens[winners].clamp_min(1).to(logps.dtype)
+    # each chosen completion once per group: weight a winner by 1 / (pairs it wins)
+    wins = torch.bincount(winners, minlength=logps.shape[0]).to(logps.dtype)
+    weights = top.to(logps.dtype) / wins[winners]
+    G = int(group.max().item()) + 1
+    sums = torch.zeros(G, dtype=logps.dtype, device=logps.device).index_add(0, group, nll * weights)
+    counts = torch.zeros(G, dtype=logps.dtype, device=logps.device).index_add(0, group, weights)
+    present = counts > 0
+    return (sums[present] / counts[present]).mean() if present.any() else logps.sum() * 0
+
+
 def group_mean(
     values: torch.Tensor, group: torch.Tensor, weights: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -128,6 +128,22 @@ def test_ipo_and_conservative_dpo_run(micro_base: Path, world_batch: Path, tmp_p
     assert ipo_first["loss"] == pytest.approx((1 / (2 * 0.1)) ** 2, rel=1e-4)  # (0 - 1/(2 beta))^2 = 25
 
 
+def test_rpo_adds_the_chosen_completions_nll(micro_base: Path, world_batch: Path, tmp_path: Path) -> None:
+    from training.dpo import run_dpo
+
+    torch.set_num_threads(1)
+    rec = Record()
+    cfg = DPOConfig(epochs=3, lr=1e-3, batch_size=8, warmup_steps=0, rpo_alpha=0.5, runtime=CPU)
+    run_dpo(cfg, world_batch, micro_base, tmp_path / "rpo", callbacks=[rec])
+    first = rec.steps[0]
+    # policy == reference at the first step: DPO's part is log 2, the rest is alpha x the chosen NLL
+    assert first["loss"] == pytest.approx(math.log(2) + 0.5 * first["chosen_nll"], abs=1e-4)
+    nll = [[s["chosen_nll"] for s in rec.steps if s["epoch"] == e] for e in (0, 2)]
+    assert sum(nll[1]) / len(nll[1]) < sum(nll[0]) / len(nll[0])  # the chosen answers grow likelier
+    with pytest.raises(ValueError, match="rpo_alpha must be 0 or more"):
+        DPOConfig(rpo_alpha=-1.0)
+
+
 def test_cli_runs_dpo(micro_base: Path, world_batch: Path, tmp_path: Path) -> None:
     r = subprocess.run(
         [

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from training.losses import (
+    chosen_nll,
     dpo_group_loss,
     dpo_pair_losses,
     ema_update,
@@ -178,3 +179,13 @@ def test_dpo_group_loss_is_the_mean_over_prompts_of_their_pair_means() -> None:
     assert loss.item() == pytest.approx(expected)
     assert rc.tolist() == [1.0, 1.0, 0.0, 1.0] and rr.tolist() == [0.0, -1.0, -1.0, -3.0]
     assert group_mean(torch.tensor([1.0, 3.0, 10.0]), torch.tensor([0, 0, 2])).item() == pytest.approx(6.0)
+
+
+def test_chosen_nll_is_the_per_token_nll_of_each_groups_unbeaten_winners() -> None:
+    logps = torch.tensor([-2.0, -9.0, -9.0, -3.0, -8.0, -9.0])
+    n_tokens = torch.tensor([2, 3, 3, 1, 4, 5])
+    # group 0 ranks 0 > 1 > 2 (1 wins a pair but loses one); group 1 ties 3 and 4 above 5
+    group = torch.tensor([0, 0, 0, 1, 1])
+    winners, losers = torch.tensor([0, 0, 1, 3, 4]), torch.tensor([1, 2, 2, 5, 5])
+    expected = (2.0 / 2 + (3.0 / 1 + 8.0 / 4) / 2) / 2  # mean over groups of their chosen ones' means
+    assert chosen_nll(logps, n_tokens, group, winners, losers).item() == pytest.approx(expected)
