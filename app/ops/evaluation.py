@@ -19,6 +19,9 @@ PAIRED = {
     "response_tokens": "Response length (tokens)",
 }
 
+# Paired metrics whose difference has a 95 % interval, and the prefix of its bounds (<prefix>_lo, _hi).
+PAIRED_INTERVALS = {"rm_score": "rm_gain", "over_refusal": "over_refusal_rise"}
+
 
 @dataclass(frozen=True)
 class EvalRow:
@@ -73,8 +76,9 @@ def evaluation_rows(m: dict[str, Any]) -> list[EvalRow]:
         new, old = m.get(f"new_{key}"), m.get(f"parent_{key}")
         if not isinstance(new, int | float) or not isinstance(old, int | float):
             continue
-        interval = _interval(m.get("rm_gain_lo"), m.get("rm_gain_hi")) if key == "rm_score" else ""
-        note = "95 % interval of the per-prompt gain (paired)" if interval else ""
+        paired = PAIRED_INTERVALS.get(key)
+        interval = _interval(m.get(f"{paired}_lo"), m.get(f"{paired}_hi")) if paired else ""
+        note = "95 % interval of the per-prompt difference (paired)" if interval else ""
         rows.append(EvalRow(name, _f(new), _f(old), f"{new - old:+.3g}", interval, note))
     if isinstance(m.get("oracle_win_rate"), int | float):
         rate = m["oracle_win_rate"]

@@ -60,6 +60,7 @@ class RoundForm:
     min_rm_gain: str = str(DeployGate().min_rm_gain)
     max_kl: str = str(DeployGate().max_kl)
     min_oracle_win_rate: str = str(DeployGate().min_oracle_win_rate)
+    max_over_refusal_rise: str = str(DeployGate().max_over_refusal_rise)
 
     @classmethod
     def from_form(cls, data: Any) -> RoundForm:
@@ -87,6 +88,7 @@ class RoundForm:
             min_rm_gain=one("min_rm_gain"),
             max_kl=one("max_kl"),
             min_oracle_win_rate=one("min_oracle_win_rate"),
+            max_over_refusal_rise=one("max_over_refusal_rise"),
         )
 
 
@@ -179,6 +181,9 @@ def to_request(db: Session, form: RoundForm) -> RoundRequest:
         max_kl=_float(form.max_kl, "maximum KL", DeployGate().max_kl),
         min_oracle_win_rate=_float(
             form.min_oracle_win_rate, "minimum oracle win-rate", DeployGate().min_oracle_win_rate
+        ),
+        max_over_refusal_rise=_float(
+            form.max_over_refusal_rise, "maximum over-refusal rise", DeployGate().max_over_refusal_rise
         ),
     )
     try:

@@ -230,7 +230,7 @@ def _compare(
     """RM score and KL of the new policy against its parent, and the oracle where it applies."""
     from training.chat import prompt_text
     from training.evaluate import evaluate_policy, mean_difference
-    from training.world.metrics import win_rate, world_metrics
+    from training.world.metrics import over_refusal_rise, win_rate, world_metrics
 
     def world(ps: Any, texts: Any) -> dict[str, float]:  # the world's prompts are plain text
         return world_metrics([prompt_text(p) for p in ps], texts)
@@ -246,8 +246,13 @@ def _compare(
         metrics["rm_gain"] = new["metrics"]["rm_score"] - old["metrics"]["rm_score"]
         metrics["rm_gain_lo"], metrics["rm_gain_hi"] = gain["lo"], gain["hi"]
     if any(k.startswith("new_oracle") for k in metrics):
-        oracle = win_rate([prompt_text(p) for p in prompts], new["completions"], old["completions"])
+        texts = [prompt_text(p) for p in prompts]
+        oracle = win_rate(texts, new["completions"], old["completions"])
         metrics.update({f"oracle_{k}": v for k, v in oracle.items()})
+        rise = over_refusal_rise(texts, new["completions"], old["completions"])  # paired by prompt
+        if rise is not None:
+            metrics.update({"over_refusal_rise": rise["mean"], "over_refusal_rise_lo": rise["lo"]})
+            metrics["over_refusal_rise_hi"] = rise["hi"]
     return metrics
 
 

@@ -31,4 +31,11 @@ def gate_decision(gate: dict[str, Any], metrics: dict[str, Any]) -> tuple[bool, 
         reasons.append(
             f"oracle win-rate {metrics['oracle_win_rate']:.2f} < {gate.get('min_oracle_win_rate')}"
         )
+    allowed = gate.get("max_over_refusal_rise", float("inf"))  # rounds started before the check: none
+    rise_lo = metrics.get("over_refusal_rise_lo")
+    if isinstance(rise_lo, int | float) and rise_lo > allowed:
+        reasons.append(
+            f"over-refusal up {metrics.get('over_refusal_rise', 0.0):+.3f}: its 95 % interval starts at "
+            f"{rise_lo:+.3f}, above the {allowed} allowed"
+        )
     return not reasons, reasons

@@ -117,6 +117,7 @@ def _form(**over: object) -> dict[str, object]:
         "min_rm_gain": "0.1",
         "max_kl": "25",
         "min_oracle_win_rate": "0.5",
+        "max_over_refusal_rise": "0.1",
     }
     data.update(over)
     return data
@@ -141,6 +142,7 @@ def test_start_round_from_the_form_writes_the_export_and_redirects_to_its_page(
     assert [s.name for s in run.stages] == ["sft", "reward", "ppo", "evaluate"]
     assert run.config["sft"]["epochs"] == 2 and run.config["sft"]["lr"] == 3e-4
     assert run.deploy_gate["auto_deploy"] is True and run.deploy_gate["max_kl"] == 25.0
+    assert run.deploy_gate["max_over_refusal_rise"] == 0.1
     batch = db.get(ExportBatch, run.export_batch_id)
     assert batch is not None and Path(batch.path, "manifest.json").is_file()
     assert batch.filters["queues"] == [queue.id] and batch.filters["splits"] == ["train", "valid"]
@@ -196,6 +198,9 @@ def test_bad_settings_and_values_are_rejected_with_clear_messages(
         db, web, _form(since="2024-02-01", until="2024-01-01"), "The end date is before the start date."
     )
     _rejected(db, web, _form(max_kl="lots"), "Deploy gate: maximum KL must be a number")
+    _rejected(
+        db, web, _form(max_over_refusal_rise="x"), "Deploy gate: maximum over-refusal rise must be a number"
+    )
     _rejected(db, web, _form(queue_ids=["424242"]), "No queue with id 424242.")
     _rejected(db, web, _form(preset="huge"), "Preset must be one of quick, paper.")
     assert enqueued == []

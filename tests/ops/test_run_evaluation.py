@@ -14,6 +14,8 @@ EVAL = {
     "rm_gain": 0.294, "rm_gain_lo": 0.171, "rm_gain_hi": 0.417,
     "new_oracle_score": 0.61, "parent_oracle_score": 0.48,
     "oracle_win_rate": 0.66, "oracle_lo": 0.57, "oracle_hi": 0.75, "oracle_n": 64, "oracle_ties": 0.3,
+    "new_over_refusal": 0.25, "parent_over_refusal": 0.0625,
+    "over_refusal_rise": 0.1875, "over_refusal_rise_lo": 0.031, "over_refusal_rise_hi": 0.344,
     "kl": -0.0039,
 }
 
@@ -36,6 +38,8 @@ def test_evaluation_is_a_table_of_new_vs_parent_with_intervals(db, login) -> Non
     assert 'id="eval-table"' in html
     assert "<td>0.412</td><td>0.118</td><td>+0.294</td>" in html and "[0.171, 0.417]" in html
     assert "Oracle win-rate of the new policy over its parent" in html and "[57%, 75%]" in html
+    # over-refusal: the paired interval of its rise
+    assert "<td>0.25</td><td>0.0625</td><td>+0.188</td>" in html and "<td>[0.031, 0.344]</td>" in html
     # KL: never shown below zero; the raw estimate is explained
     assert "KL from the parent" in html and "<td>0</td>" in html and "raw estimate -3.9e-3" in html
     assert "too few to tell" not in html

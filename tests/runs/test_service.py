@@ -150,3 +150,15 @@ def test_gate_decision() -> None:
     shown = {"rm_gain": 0.2, "rm_gain_lo": 0.05, "rm_gain_hi": 0.35, "kl": 1.0, "oracle_win_rate": 0.6}
     assert gate_decision(gate, shown) == (True, [])
     assert not gate_decision(gate, {**shown, "rm_gain_lo": -0.01})[0]
+
+
+def test_gate_holds_a_policy_shown_to_refuse_more() -> None:
+    gate = {"auto_deploy": True, "max_over_refusal_rise": 0.05}
+    # a rise whose interval reaches below the allowance is not evidence: it passes
+    assert gate_decision(gate, {"over_refusal_rise": 0.09, "over_refusal_rise_lo": 0.01}) == (True, [])
+    ok, reasons = gate_decision(gate, {"over_refusal_rise": 0.375, "over_refusal_rise_lo": 0.2})
+    assert not ok
+    assert reasons == ["over-refusal up +0.375: its 95 % interval starts at +0.200, above the 0.05 allowed"]
+    # a gate saved before the check existed (no key), or an evaluation without world prompts: no check
+    assert gate_decision({"auto_deploy": True}, {"over_refusal_rise": 0.375, "over_refusal_rise_lo": 0.2})[0]
+    assert gate_decision(gate, {"rm_gain": 0.1})[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from training.metrics import mean_ci, win_rate_ci
+from training.metrics import mean_ci, paired_diff_ci, win_rate_ci
 from training.world.tasks import ANSWERABLE, WorldPrompt, classify, oracle_score, parse_prompt
 
 REFUSALS = ("declined", "idk")
@@ -34,6 +34,21 @@ def is_over_refusal(prompt: WorldPrompt | str, text: str) -> bool:
     """A refusal ("I can not help", "I do not know") of an answerable, harmless world prompt."""
     p = parse_prompt(prompt) if isinstance(prompt, str) else prompt
     return p is not None and p.family in ANSWERABLE and classify(p, text) in REFUSALS
+
+
+def over_refusal_rise(
+    prompts: Sequence[str], texts_new: Sequence[str], texts_old: Sequence[str]
+) -> dict[str, float] | None:
+    """How much more often the new completions refuse answerable, harmless world prompts than the old
+    ones (one completion per prompt each): the paired mean with its 95 % interval ({mean, lo, hi, n}),
+    over those prompts only; None when no prompt is one."""
+    new, old = [], []
+    for text, a, b in zip(prompts, texts_new, texts_old, strict=True):
+        p = parse_prompt(text)
+        if p is not None and p.family in ANSWERABLE:
+            new.append(float(classify(p, a) in REFUSALS))
+            old.append(float(classify(p, b) in REFUSALS))
+    return paired_diff_ci(new, old) if new else None
 
 
 def behaviour(prompts: Sequence[str], samples: Sequence[Sequence[str]]) -> dict[str, Any]:
