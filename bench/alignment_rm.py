@@ -256,6 +256,9 @@ def knowledge(models: list[Path]) -> None:
 
 def main(argv: list[str]) -> None:
     """Dispatch the sub-command."""
+    commands = {"knowledge": 2, "samples": 3, "families": 3, "train": 3, "report": 3}  # least argv length
+    if not argv or argv[0] not in commands or len(argv) < commands[argv[0]]:
+        raise SystemExit(__doc__)
     cmd, run = argv[0], Path(argv[1])
     if cmd == "knowledge":
         knowledge([Path(a) for a in argv[1:]])

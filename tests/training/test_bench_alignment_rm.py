@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import torch
 
-from bench.alignment_rm import ANSWER_RANGE, FACTS, SIZE, arithmetic_cases, best_of_n_picks, family_gaps
+from bench.alignment_rm import (
+    ANSWER_RANGE,
+    FACTS,
+    SIZE,
+    arithmetic_cases,
+    best_of_n_picks,
+    family_gaps,
+    main,
+)
 from training.world.corpus import make_corpus
 from training.world.families import args_held_out
 
@@ -60,3 +69,11 @@ def test_family_gaps_count_wins_ties_losses_and_correct_answers_per_sample() -> 
     assert (row["oracle_win"], row["oracle_tie"], row["oracle_loss"]) == (1 / k, (k - 1) / k, 0.0)
     assert row["rm_points"] == 0.0 and row["oracle_points"] == 50 / k  # (wins - losses) / all samples
     assert (row["correct_sft"], row["correct_rm"], row["correct_any"]) == (1 / k, 1 / k, 2 / k)
+
+
+@pytest.mark.parametrize(
+    "argv", [[], ["--help"], ["samples", "RUN"], ["report", "RUN"], ["rank", "RUN", "X"]]
+)
+def test_a_command_line_short_of_its_arguments_prints_the_usage(argv: list[str]) -> None:
+    with pytest.raises(SystemExit, match=re.escape("python -m bench.alignment_rm samples RUN BASE")):
+        main(argv)
