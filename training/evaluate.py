@@ -6,7 +6,6 @@ come in through `extra_metrics`, so this module knows nothing about any task wor
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,6 @@ from training.generate import Sampler, encode_prompts, left_pad
 from training.losses import logprobs_of
 
 WHOLE = 1 << 20  # tokens: "no cut" for a prompt when the model names no context window
-
-
-def mean_difference(a: list[float], b: list[float], z: float = 1.96) -> dict[str, float]:
-    """Mean of the paired differences a - b with a 95 % normal-approximation interval (lo, hi)."""
-    diffs = [x - y for x, y in zip(a, b, strict=True)]
-    n = len(diffs)
-    mean = sum(diffs) / max(1, n)
-    var = sum((d - mean) ** 2 for d in diffs) / max(1, n - 1)
-    half = z * math.sqrt(var / max(1, n))
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n}
 
 
 @torch.no_grad()

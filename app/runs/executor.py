@@ -229,7 +229,8 @@ def _compare(
 ) -> dict[str, Any]:
     """RM score and KL of the new policy against its parent, and the oracle where it applies."""
     from training.chat import prompt_text
-    from training.evaluate import evaluate_policy, mean_difference
+    from training.evaluate import evaluate_policy
+    from training.metrics import paired_diff_ci
     from training.world.metrics import over_refusal_rise, win_rate, world_metrics
 
     def world(ps: Any, texts: Any) -> dict[str, float]:  # the world's prompts are plain text
@@ -242,7 +243,7 @@ def _compare(
     metrics.update({f"parent_{k}": v for k, v in old["metrics"].items() if isinstance(v, int | float)})
     metrics["kl"] = new["metrics"].get("kl_vs_reference", 0.0)
     if "rm_score" in new["metrics"]:
-        gain = mean_difference(new["rm_scores"], old["rm_scores"])  # paired by prompt
+        gain = paired_diff_ci(new["rm_scores"], old["rm_scores"])  # paired by prompt
         metrics["rm_gain"] = new["metrics"]["rm_score"] - old["metrics"]["rm_score"]
         metrics["rm_gain_lo"], metrics["rm_gain_hi"] = gain["lo"], gain["hi"]
     if any(k.startswith("new_oracle") for k in metrics):
