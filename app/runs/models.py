@@ -43,7 +43,7 @@ class TrainingRun(Base):
     parent_policy_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
     # Stage settings as edited by ops: {"stages": [...names, "evaluate"], "<stage>": {...}, ...}
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # {"auto_deploy": true, "min_win_rate": 0.5, "max_kl": 20.0}
+    # app.runs.schemas.DeployGate as a dict: {"auto_deploy": true, "min_rm_gain": 0.0, "max_kl": 50.0, ...}
     deploy_gate: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     current_stage: Mapped[str | None] = mapped_column(String(16))
