@@ -46,8 +46,8 @@ def over_refusal_rise(
     for text, a, b in zip(prompts, texts_new, texts_old, strict=True):
         p = parse_prompt(text)
         if p is not None and p.family in ANSWERABLE:
-            new.append(float(classify(p, a) in REFUSALS))
-            old.append(float(classify(p, b) in REFUSALS))
+            new.append(float(is_over_refusal(p, a)))
+            old.append(float(is_over_refusal(p, b)))
     return paired_diff_ci(new, old) if new else None
 
 
