@@ -7,8 +7,8 @@ samples.json). What the platform's next round would do: the round-1 PPO policy s
 K - 1 distinct completions (plus one from SFT) for fresh ranked prompts, the same simulated labelers
 rank them, and the batch holds round 1's rankings plus these. DPO from SFT on it (the benchmark's
 settings), its implicit reward against SFT, then PPO from SFT against that reward. Prints round 2's
-PPO and best-of-n against the run's own SFT samples on the same unseen prompts (the same sampling
-seed as the benchmark's policies), beside round 1's. Writes RUN/round2/.
+DPO policy, PPO and best-of-n against the run's own SFT samples on the same unseen prompts (the same
+sampling seed as the benchmark's policies), beside round 1's. Writes RUN/round2/.
 """
 
 from __future__ import annotations
@@ -77,10 +77,14 @@ def main() -> None:
     done = json.loads((run / "samples.json").read_text())
     prompts, samples = done["prompts"], done["samples"]
     params = SamplingParams(**{**EVAL.to_dict(), "seed": SEED + 1234})
-    mine = {"PPO round 2": sample_texts(ppo, prompts, SIZES["full"]["samples"], params)}
+    n = SIZES["full"]["samples"]
+    mine = {
+        name: sample_texts(policy, prompts, n, params)
+        for name, policy in (("DPO round 2", dpo), ("PPO round 2", ppo))
+    }
     picks = best_of_n(run / "sft", rm, prompts, SIZES["full"], SEED + 555)
     mine.update({f"{k} round 2": v for k, v in picks.items() if k in ("best-of-4", "best-of-16")})
-    both = {"SFT": samples["SFT"], "PPO": samples["PPO"], "best-of-16": samples["best-of-16"], **mine}
+    both = {k: samples[k] for k in ("SFT", "DPO", "PPO", "best-of-16")} | mine
     rows = policy_rows(prompts, both)
     print("| policy | minus SFT (paired) | win-rate vs SFT (ties half) | made-up | over-refusal | accuracy |")
     print("|---|---|---|---|---|---|")
