@@ -8,7 +8,8 @@ K - 1 distinct completions (plus one from SFT) for fresh ranked prompts, the sam
 rank them, and the batch holds round 1's rankings plus these. DPO from SFT on it (the benchmark's
 settings), its implicit reward against SFT, then PPO from SFT against that reward. Prints round 2's
 DPO policy, PPO and best-of-n against the run's own SFT samples on the same unseen prompts (the same
-sampling seed as the benchmark's policies), beside round 1's. Writes RUN/round2/.
+sampling seed as the benchmark's policies), beside round 1's. Writes RUN/round2/; a step whose
+output is already there (an earlier invocation's) is reused, so delete RUN/round2 to start over.
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ def round2_batch(run: Path, out: Path, n_prompts: int) -> Path:
     )
 
 
+def _reuse(model_dir: Path) -> Path | None:
+    """A step's model directory from an earlier invocation (model directories are immutable), or None."""
+    if (model_dir / "manifest.json").exists():
+        print(f"reusing {model_dir} (delete it to train it again)", flush=True)
+        return model_dir
+    return None
+
+
 def main() -> None:
     """Run round 2 and print its policies against round 1's SFT samples."""
     ap = argparse.ArgumentParser()
@@ -66,14 +75,18 @@ def main() -> None:
     batch = out / "batch-3" if (out / "batch-3").exists() else round2_batch(run, out, args.prompts)
     cpu = RuntimeConfig(device="cpu", threads=args.threads)
     dpo_cfg = DPOConfig(**{**DPO_SETTINGS, "runtime": cpu})
-    dpo = run_dpo(dpo_cfg, batch, run / "sft", out / "dpo", [Printer(50)])
+    dpo = _reuse(out / "dpo") or run_dpo(dpo_cfg, batch, run / "sft", out / "dpo", [Printer(50)])
     demos = read_batch(batch).split("sft", "train")
-    rm = write_implicit_reward_model(dpo, run / "sft", out / "rm", DPO_SETTINGS["beta"], demos)
+    rm = _reuse(out / "rm") or write_implicit_reward_model(
+        dpo, run / "sft", out / "rm", DPO_SETTINGS["beta"], demos
+    )
     (out / "rm-scalar").unlink(missing_ok=True)
     (out / "rm-scalar").symlink_to((run / "rm-scalar").resolve())  # best_of_n prints it beside
     ppo_cfg = settings(SIZES["full"], False)["ppo"]
     ppo_cfg.runtime = cpu
-    ppo = run_ppo(ppo_cfg, batch, run / "sft", rm, out / "ppo", callbacks=[Printer(32)], **PPO_HOOKS)
+    ppo = _reuse(out / "ppo") or run_ppo(
+        ppo_cfg, batch, run / "sft", rm, out / "ppo", [Printer(32)], **PPO_HOOKS
+    )
     done = json.loads((run / "samples.json").read_text())
     prompts, samples = done["prompts"], done["samples"]
     params = SamplingParams(**{**EVAL.to_dict(), "seed": SEED + 1234})
