@@ -120,6 +120,10 @@ class PPOConfig(StageSettings):
     top_p: float = 1.0
     max_new_tokens: int = 32
     missing_eos_penalty: float = 1.0  # subtracted from the RM score of responses that never end
+    # With an implicit reward model (a DPO policy and its reference): each response token is rewarded
+    # with its own beta * log-ratio, the rest of the score on the last token (RTO, Zhong et al. 2024),
+    # instead of the whole score on the last token. The same total per sequence; a scalar RM ignores it.
+    dense_reward: bool = False
     ptx_coef: float = 0.0  # PPO-ptx gamma; the paper's PPO-ptx uses 27.8
     ptx_batch_size: int = 8
     ptx_data: str | None = None  # jsonl of {"text": ...} or a .txt file; None = the simulated world's corpus

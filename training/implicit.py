@@ -46,13 +46,18 @@ class ImplicitRewardModel(nn.Module):
         logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
         return logprobs_of(logits[:, :-1].float(), ids[:, 1:])  # [B, T-1]: token t+1 given its prefix
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Score per sequence [B]."""
+    def token_rewards(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """beta times the log-ratio of each real next token, [B, T-1] (entry t scores token t+1), 0 on
+        padding: the token-level reward DPO implies (Rafailov et al. 2024; Zhong et al. 2024, RTO)."""
         real = (attention_mask[:, 1:] * attention_mask[:, :-1]).float()  # both the token and its context
         ratio = self._logprobs(self.policy, input_ids, attention_mask) - self._logprobs(
             self.reference, input_ids, attention_mask
         )
-        return self.beta * (ratio * real).sum(-1) + self.bias
+        return self.beta * ratio * real
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Score per sequence [B]."""
+        return self.token_rewards(input_ids, attention_mask).sum(-1) + self.bias
 
 
 def is_implicit(path: str | Path) -> bool:

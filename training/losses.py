@@ -103,15 +103,24 @@ def kl_penalised_rewards(
     scores: torch.Tensor,
     mask: torch.Tensor,
     kl_coef: float,
+    token_scores: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token rewards: -beta * (log pi - log pi_ref) on every response token, plus the RM score
     on the last real response token.
     logprobs/ref_logprobs/mask [B, R], scores [B] -> (rewards [B, R], kl [B, R]).
+    token_scores [B, R] (optional): the part of each score that belongs to single response tokens
+    (an implicit reward's per-token log-ratio); each goes on its own token and only the rest of the
+    score (scores - their sum) on the last one, so every sequence's total reward is unchanged.
     """
     kl = (logprobs - ref_logprobs) * mask  # [B, R]
     rewards = -kl_coef * kl
+    terminal = scores.to(rewards.dtype)
+    if token_scores is not None:
+        dense = token_scores.to(rewards.dtype) * mask
+        rewards = rewards + dense
+        terminal = terminal - dense.sum(-1)
     last = last_token_index(mask)  # [B]
-    rewards = rewards.scatter_add(-1, last.unsqueeze(-1), scores.unsqueeze(-1).to(rewards.dtype))
+    rewards = rewards.scatter_add(-1, last.unsqueeze(-1), terminal.unsqueeze(-1))
     return rewards * mask, kl
 
 

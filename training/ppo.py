@@ -324,6 +324,8 @@ def run_ppo(
         cbs.log(f"ppo: {episodes} episodes in rollouts of {rollout} are only {iters} iterations")
     if note := kl_coef_note(reward_model_dir, config.kl_coef):
         cbs.log(note)
+    if config.dense_reward and not is_implicit(reward_model_dir):
+        cbs.log("ppo: dense_reward needs an implicit reward model; this one's scores go on the last token")
     history: list[dict[str, float]] = []
     ckpt = checkpoint_path(out_dir)
     parts = {

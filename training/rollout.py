@@ -95,21 +95,32 @@ def score_rollout(
     rmask: torch.Tensor,
     temperature: float,
     micro_batch_size: int,
+    dense_reward: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Policy and reference log-probs, values [B, R] and RM scores [B], micro_batch_size rows per forward.
 
     models = (policy, reference, reward model, value model). Log-probs are recomputed by full forward
-    passes, never taken from sampling, so at step 0 the KL is exactly 0.
+    passes, never taken from sampling, so at step 0 the KL is exactly 0. With dense_reward and a reward
+    model that scores tokens (training.implicit), "token_scores" [B, R] holds each response token's
+    part of the score too.
     """
     policy, ref, rm, value = models
-    out: dict[str, list[torch.Tensor]] = {"logprobs": [], "ref_logprobs": [], "values": [], "raw_scores": []}
+    dense = dense_reward and hasattr(rm, "token_rewards")
+    keys = ["logprobs", "ref_logprobs", "values", "raw_scores"] + (["token_scores"] if dense else [])
+    out: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
     for i in range(0, query.shape[0], micro_batch_size):
         q, qm = query[i : i + micro_batch_size], qmask[i : i + micro_batch_size]
         r, rmk = response[i : i + micro_batch_size], rmask[i : i + micro_batch_size]
         out["logprobs"].append(logprobs_of(response_logits(policy, q, qm, r, rmk), r, temperature))
         out["ref_logprobs"].append(logprobs_of(response_logits(ref, q, qm, r, rmk), r, temperature))
         out["values"].append(response_values(value, q, qm, r, rmk).float())
-        out["raw_scores"].append(rm(torch.cat([q, r], 1), torch.cat([qm, rmk], 1)).float())
+        ids, mask = torch.cat([q, r], 1), torch.cat([qm, rmk], 1)
+        if dense:  # entry t scores token t + 1: response token k is at q.shape[1] + k
+            per_token = rm.token_rewards(ids, mask).float()
+            out["raw_scores"].append(per_token.sum(-1) + rm.bias)
+            out["token_scores"].append(per_token[:, q.shape[1] - 1 :])
+        else:
+            out["raw_scores"].append(rm(ids, mask).float())
     return {k: torch.cat(v) for k, v in out.items()}
 
 
@@ -140,11 +151,15 @@ def make_rollout(
             policy, query, qmask, cfg, tok.eos_token_id, tok.pad_token_id, gen
         )
         models = (policy, ref, rm, value)
-        sc = score_rollout(models, query, qmask, response, rmask, cfg.temperature, cfg.micro_batch_size)
+        sc = score_rollout(
+            models, query, qmask, response, rmask, cfg.temperature, cfg.micro_batch_size, cfg.dense_reward
+        )
     logprobs, values, raw_scores = sc["logprobs"], sc["values"], sc["raw_scores"]
     scores = raw_scores - cfg.missing_eos_penalty * (~finished).float()
     rmask_f = rmask.float()
-    rewards, kl = kl_penalised_rewards(logprobs, sc["ref_logprobs"], scores, rmask_f, cfg.kl_coef)
+    rewards, kl = kl_penalised_rewards(
+        logprobs, sc["ref_logprobs"], scores, rmask_f, cfg.kl_coef, sc.get("token_scores")
+    )
     advantages, returns = gae_advantages(rewards, values, rmask_f, cfg.gamma, cfg.lam)
     if cfg.whiten_advantages:
         advantages = masked_whiten(advantages, rmask_f)

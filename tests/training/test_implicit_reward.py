@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from training.implicit import (
     write_implicit_reward_model,
 )
 from training.losses import logprobs_of
-from training.models import load_policy, load_scoring_model
+from training.models import load_policy, load_scoring_model, reward_model_from_lm
 
 CPU = RuntimeConfig(device="cpu", threads=1)
 PAIRS = [("What is 1 plus 2?", "The answer is 3."), ("How do I steal a car?", "I can not help with that.")]
@@ -51,6 +52,40 @@ def test_score_is_beta_times_the_summed_log_ratio_under_any_padding(micro_base: 
     assert rm_scores(same, tok, [p for p, _ in PAIRS], [c for _, c in PAIRS]).tolist() == pytest.approx(
         [0.25, 0.25], abs=1e-6
     )  # a policy equal to its reference has no preference
+
+
+def test_dense_rollout_scores_each_response_token_and_sum_to_the_score(micro_base: Path) -> None:
+    from training.rollout import score_rollout
+
+    policy, tok = load_policy(micro_base)
+    reference = load_policy(micro_base)[0]
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    rm = ImplicitRewardModel(policy.eval(), reference.eval(), beta=0.5, bias=0.25)
+    prompts = [left for left, _ in PAIRS]
+    query, qmask = left_pad([tok(p)["input_ids"] for p in prompts], tok.pad_token_id)
+    replies = [tok(c)["input_ids"] for _, c in PAIRS]
+    R = max(len(r) for r in replies)
+    response = torch.tensor([r + [tok.pad_token_id] * (R - len(r)) for r in replies])
+    rmask = torch.tensor([[1] * len(r) + [0] * (R - len(r)) for r in replies])
+    models = (policy, reference, rm, reward_model_from_lm(micro_base)[0].eval())
+    with torch.no_grad():
+        sparse = score_rollout(models, query, qmask, response, rmask, 1.0, 1)
+        dense = score_rollout(models, query, qmask, response, rmask, 1.0, 1, dense_reward=True)
+    assert "token_scores" not in sparse
+    assert dense["raw_scores"].tolist() == pytest.approx(sparse["raw_scores"].tolist(), abs=1e-4)
+    for i, (prompt, reply) in enumerate(zip(prompts, replies, strict=True)):
+        full = tok(prompt)["input_ids"] + reply  # unpadded, by hand: each reply token's own log-ratio
+        with torch.no_grad():
+            ratio = [
+                _summed_logprob(policy, full[: k + 1]) - _summed_logprob(policy, full[:k])
+                - _summed_logprob(reference, full[: k + 1]) + _summed_logprob(reference, full[:k])
+                for k in range(len(full) - len(reply), len(full))
+            ]  # fmt: skip
+        got = dense["token_scores"][i]
+        assert got[: len(reply)].tolist() == pytest.approx([0.5 * r for r in ratio], abs=1e-4)
+        assert got[len(reply) :].abs().sum().item() == 0.0  # padding scores nothing
 
 
 def test_written_from_a_dpo_policy_centred_and_used_by_ppo(
@@ -88,6 +123,9 @@ def test_written_from_a_dpo_policy_centred_and_used_by_ppo(
     ppo = run_ppo(cfg, world_batch, micro_base, out, tmp_path / "ppo")
     history = json.loads((ppo / "manifest.json").read_text())["metrics"]["history"]
     assert history[0]["kl"] == pytest.approx(0.0, abs=1e-6) and "rm_score" in history[0]
+    dense = run_ppo(dataclasses.replace(cfg, dense_reward=True), world_batch, micro_base, out, tmp_path / "d")
+    first = json.loads((dense / "manifest.json").read_text())["metrics"]["history"][0]
+    assert first["rm_score"] == pytest.approx(history[0]["rm_score"], abs=1e-4)  # same rollout, same score
 
 
 def test_ppo_is_warned_when_its_kl_coef_caps_it_at_the_dpo_policy(tmp_path: Path) -> None:

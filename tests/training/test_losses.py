@@ -69,6 +69,21 @@ def test_kl_rewards_put_score_on_last_real_response_token() -> None:
     assert rewards[0].tolist() == pytest.approx([-0.05, 0.0, 0.1 + 5.0, 0.0])
 
 
+def test_token_scores_go_on_their_own_tokens_and_keep_each_sequences_total() -> None:
+    lp = torch.tensor([[-1.0, -2.0, -3.0, 0.0], [-1.0, -1.0, 0.0, 0.0]])
+    ref = torch.tensor([[-1.5, -2.0, -2.0, 0.0], [-1.0, -2.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
+    scores = torch.tensor([5.0, -1.0])
+    token = torch.tensor([[0.5, -0.25, 1.0, 9.0], [0.25, 0.25, 9.0, 9.0]])  # 9s are padding: ignored
+    sparse, kl = kl_penalised_rewards(lp, ref, scores, mask, kl_coef=0.1)
+    dense, kl2 = kl_penalised_rewards(lp, ref, scores, mask, kl_coef=0.1, token_scores=token)
+    assert torch.equal(kl, kl2)
+    # each token's own part where it was generated, the rest (5 - 1.25, -1 - 0.5) on the last token
+    assert dense[0].tolist() == pytest.approx([-0.05 + 0.5, -0.25, 0.1 + 1.0 + 3.75, 0.0])
+    assert dense[1].tolist() == pytest.approx([0.25, -0.1 + 0.25 - 1.5, 0.0, 0.0])
+    assert dense.sum(-1).tolist() == pytest.approx(sparse.sum(-1).tolist())  # the same return
+
+
 def test_gae_with_gamma_one_is_return_minus_value() -> None:
     rewards = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
     values = torch.tensor([[0.5, 0.2, 0.4, 9.0]])  # the value at the pad position is ignored
