@@ -3,7 +3,8 @@
 One iteration: sample a rollout batch with the live policy (KV cache, prompts computed once),
 recompute log-probs of what was sampled with the policy's and the reference's forward passes at the
 sampling temperature, score with the RM at the last real response token, build per-token rewards
-(-beta * KL, plus the score on the last token, minus a penalty for responses that never end), GAE
+(-beta * KL, plus the score on the last token, minus a penalty for responses that never end; with
+`dense_reward` an implicit RM's per-token log-ratios go on their own tokens instead), GAE
 with gamma 1, whiten advantages, then `ppo_epochs` passes over minibatches of clipped policy and
 value losses (plus gamma_ptx * pretraining NLL for PPO-ptx); the EMA of the policy's weights is kept.
 About 400 lines on purpose: the stage's loop, its minibatch step and its writer read best together;
