@@ -55,7 +55,7 @@ def test_score_is_beta_times_the_summed_log_ratio_under_any_padding(micro_base: 
 
 
 def test_dense_rollout_scores_each_response_token_and_sum_to_the_score(micro_base: Path) -> None:
-    from training.rollout import score_rollout
+    from training.rollout import make_rollout, score_rollout
 
     policy, tok = load_policy(micro_base)
     reference = load_policy(micro_base)[0]
@@ -86,6 +86,23 @@ def test_dense_rollout_scores_each_response_token_and_sum_to_the_score(micro_bas
         got = dense["token_scores"][i]
         assert got[: len(reply)].tolist() == pytest.approx([0.5 * r for r in ratio], abs=1e-4)
         assert got[len(reply) :].abs().sum().item() == 0.0  # padding scores nothing
+    # make_rollout passes them on: with gamma = lambda = 1 a return is the reward to go, so moving
+    # each token's part from the last token to its own lowers the return at t by the parts before t
+    cfg = PPOConfig(max_new_tokens=6, micro_batch_size=2, lam=1.0, runtime=CPU)
+    ro = {
+        d: make_rollout(*models, tok, prompts, dataclasses.replace(cfg, dense_reward=d),
+                        torch.Generator().manual_seed(0), "cpu")
+        for d in (False, True)
+    }  # fmt: skip
+    assert torch.equal(ro[False]["response"], ro[True]["response"])  # the same samples
+    mask = ro[True]["rmask"]
+    with torch.no_grad():
+        part = score_rollout(models, ro[True]["query"], ro[True]["qmask"], ro[True]["response"],
+                             mask.long(), 1.0, 2, dense_reward=True)["token_scores"] * mask  # fmt: skip
+    before = (part.cumsum(-1) - part) * mask
+    assert before.abs().sum().item() > 0
+    moved = ro[False]["returns"] - ro[True]["returns"]
+    assert torch.allclose(moved, before, atol=1e-4)
 
 
 def test_written_from_a_dpo_policy_centred_and_used_by_ppo(
@@ -125,7 +142,8 @@ def test_written_from_a_dpo_policy_centred_and_used_by_ppo(
     assert history[0]["kl"] == pytest.approx(0.0, abs=1e-6) and "rm_score" in history[0]
     dense = run_ppo(dataclasses.replace(cfg, dense_reward=True), world_batch, micro_base, out, tmp_path / "d")
     first = json.loads((dense / "manifest.json").read_text())["metrics"]["history"][0]
-    assert first["rm_score"] == pytest.approx(history[0]["rm_score"], abs=1e-4)  # same rollout, same score
+    # the whole stage runs with it; the first rollout (same seed, same policy) keeps its RM score
+    assert first["rm_score"] == pytest.approx(history[0]["rm_score"], abs=1e-4)
 
 
 def test_ppo_is_warned_when_its_kl_coef_caps_it_at_the_dpo_policy(tmp_path: Path) -> None:
