@@ -289,6 +289,7 @@ def report(
     )
     print(f"load average at end: {info['load_end']:.1f}")
     results = {"info": info, "rm": rm, "policies": rows, "vs_large": large, "ppo_history": history}
+    results["wall_clock"] = dict(timer.phases)
     (root / "results.json").write_text(json.dumps(results, indent=2, default=str))
     examples = {
         name: [[p, s[0]] for p, s in zip(prompts[:15], s_all[:15], strict=True)]

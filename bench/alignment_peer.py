@@ -1,0 +1,140 @@
+"""Our PPO against TRL's RLOO on an alignment-benchmark run: the same SFT policy, reward and prompts.
+
+    bench/setup_trl.sh && python -m bench.alignment_peer RUN [--threads N] [--episodes N] [--k K]
+
+RUN is an earlier `python -m bench.alignment --out` (its batch-2, sft, rm, ppo and samples.json).
+TRL 1.16's RLOOTrainer (bench/alignment_peer_trl.py, in the venv bench/setup_trl.sh makes) trains
+from RUN's SFT policy on the PPO stage's train prompts against RUN's reward model, DPO's implicit
+reward, scored as our PPO scores it (bench/peer_reward.py), with the benchmark's PPO settings where
+the two trainers share one (bench.alignment.settings). Then it samples the benchmark's unseen
+prompts with the benchmark's seed and prints it beside the run's own SFT, PPO, DPO and best-of-16
+samples: oracle score against SFT, win-rate, behaviour, and each trainer's wall clock. Writes
+RUN/peer/; a trained policy already there is reused (delete RUN/peer to train again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.alignment import EVAL, SIZES, sample_texts, settings
+from bench.alignment_report import pct, policy_rows
+from training.chat import encode_prompt, row_prompt, to_messages
+from training.config import SamplingParams
+from training.data import read_batch
+from training.models import load_tokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = 0
+
+
+def peer_rows(batch_dir: Path, tok: Any) -> list[dict[str, Any]]:
+    """The PPO stage's train prompts as TRL rows: messages, and our token ids of the rendered prompt.
+
+    TRL renders conversational prompts with the tokenizer's chat template; raises if that gives other
+    ids than ours for any prompt (the two trainers would then not see the same prompts)."""
+    rows = []
+    for r in read_batch(batch_dir).split("prompts", "train"):
+        messages = to_messages(row_prompt(r))
+        ids = encode_prompt(tok, messages)
+        theirs = list(
+            tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        )
+        if theirs != ids:
+            raise ValueError(f"TRL would tokenize {messages!r} as {theirs}, ours {ids}")
+        rows.append({"prompt": messages, "prompt_ids": ids})
+    return rows
+
+
+def train_rloo(run: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Run the TRL worker (or reuse its policy); its RESULT line as a dict."""
+    result = out / "rloo.json"
+    if (out / "rloo" / "config.json").exists() and result.exists():
+        print(f"reusing {out / 'rloo'} (delete {out} to train it again)", flush=True)
+        return dict(json.loads(result.read_text()))
+    data = out / "prompts.jsonl"
+    rows = peer_rows(run / "batch-2", load_tokenizer(run / "sft"))
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ppo = settings(SIZES["full"], False)["ppo"]
+    cmd = [
+        str(Path(args.venv) / "bin" / "python"), str(ROOT / "bench" / "alignment_peer_trl.py"),
+        "--policy", str(run / "sft"), "--rm", str(run / "rm"), "--data", str(data),
+        "--out", str(out / "rloo"),
+        "--episodes", str(args.episodes or ppo.total_episodes), "--k", str(args.k),
+        "--rollout", str(ppo.rollout_batch_size), "--minibatch", str(ppo.minibatch_size),
+        "--lr", str(ppo.lr), "--beta", str(ppo.kl_coef), "--warmup", str(ppo.warmup_steps),
+        "--max-new-tokens", str(ppo.max_new_tokens), "--missing-eos-penalty", str(ppo.missing_eos_penalty),
+        "--threads", str(args.threads), "--seed", str(SEED),
+    ]  # fmt: skip
+    print("$ " + " ".join(cmd), flush=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.exit(f"the TRL worker failed (exit {proc.returncode}); its output:\n{proc.stdout[-4000:]}")
+    res = dict(json.loads(lines[-1][len("RESULT ") :]))
+    result.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def our_ppo_seconds(run: Path) -> float | None:
+    """Our PPO stage's wall clock as RUN's results.json recorded it (runs before it did: None)."""
+    path = run / "results.json"
+    if not path.exists():
+        return None
+    value = json.loads(path.read_text()).get("wall_clock", {}).get("PPO")
+    return float(value) if value is not None else None
+
+
+def print_rows(rows: dict[str, dict[str, Any]], n_prompts: int, n: int) -> None:
+    """One line per policy: paired difference and win-rate against SFT, ties, behaviour."""
+    print(f"\nOn {n_prompts} unseen prompts, {n} samples each (the benchmark's sampling seed)")
+    print("| policy | minus SFT (paired) | win-rate vs SFT (ties half) | ties | made-up | over-refusal "
+          "| accuracy |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        d, w, b = r["diff_vs_sft"], r["win_vs_sft"], r["behaviour"]
+        print(f"| {name} | {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] | {pct(w)} | "
+              f"{100 * w['ties']:.0f} % | {pct(b['made_up'])} | {pct(b['over_refusal'])} | "
+              f"{pct(b['accuracy'])} |")  # fmt: skip
+
+
+def main() -> None:
+    """Train TRL's RLOO on RUN's reward and print it beside RUN's policies."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run")
+    ap.add_argument("--venv", default=str(ROOT / ".bench-venvs" / "trl116"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--episodes", type=int, default=0, help="0: the benchmark's PPO episodes")
+    ap.add_argument("--k", type=int, default=4, help="RLOO's completions per prompt")
+    args = ap.parse_args()
+    run = Path(args.run)
+    out = run / "peer"
+    out.mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    res = train_rloo(run, out, args)
+    print(f"TRL {res['trl_version']} RLOO: {res['steps']} optimizer steps in {res['seconds']:.0f} s "
+          f"(this invocation {time.perf_counter() - t0:.0f} s)")  # fmt: skip
+    for h in res["log"][:: max(1, len(res["log"]) // 8)] + res["log"][-1:]:
+        length, kl = h["completions/mean_length"], h["kl"]
+        print(f"  step {h['step']}: reward {h['reward']:.3f}, KL per token {kl:.4f}, length {length:.1f}")
+    done = json.loads((run / "samples.json").read_text())
+    prompts, samples = done["prompts"], done["samples"]
+    params = SamplingParams(**{**EVAL.to_dict(), "seed": SEED + 1234})
+    n = SIZES["full"]["samples"]
+    rloo = sample_texts(out / "rloo", prompts, n, params)
+    both = {k: samples[k] for k in ("SFT", "PPO", "DPO", "best-of-16") if k in samples}
+    print_rows(policy_rows(prompts, both | {f"RLOO (TRL {res['trl_version']})": rloo}), len(prompts), n)
+    ours = our_ppo_seconds(run)
+    mine_s = f"our PPO {ours:.0f} s" if ours is not None else "our PPO's not recorded in this run"
+    print(f"wall clock: TRL RLOO {res['seconds']:.0f} s (training only); {mine_s}")
+
+
+if __name__ == "__main__":
+    main()
