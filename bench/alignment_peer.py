@@ -9,7 +9,7 @@ reward, scored as our PPO scores it (bench/peer_reward.py), with the benchmark's
 the two trainers share one (bench.alignment.settings). Then it samples the benchmark's unseen
 prompts with the benchmark's seed and prints it beside the run's own SFT, PPO, DPO and best-of-16
 samples: oracle score against SFT, win-rate, behaviour, and each trainer's wall clock. Writes
-RUN/peer/; a trained policy already there is reused (delete RUN/peer to train again).
+RUN/peer/ (rloo-kK/ and its log rloo-kK.json); a trained policy already there is reused.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from bench.alignment_report import pct, policy_rows
 from training.chat import encode_prompt, row_prompt, to_messages
 from training.config import SamplingParams
 from training.data import read_batch
+from training.metrics import paired_diff_ci, per_prompt_means
 from training.models import load_tokenizer
+from training.world.metrics import oracle_scores, oracle_win_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 0
@@ -54,9 +56,9 @@ def peer_rows(batch_dir: Path, tok: Any) -> list[dict[str, Any]]:
 
 def train_rloo(run: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Run the TRL worker (or reuse its policy); its RESULT line as a dict."""
-    result = out / "rloo.json"
-    if (out / "rloo" / "config.json").exists() and result.exists():
-        print(f"reusing {out / 'rloo'} (delete {out} to train it again)", flush=True)
+    policy, result = out / f"rloo-k{args.k}", out / f"rloo-k{args.k}.json"
+    if (policy / "config.json").exists() and result.exists():
+        print(f"reusing {policy} (delete it to train it again)", flush=True)
         return dict(json.loads(result.read_text()))
     data = out / "prompts.jsonl"
     rows = peer_rows(run / "batch-2", load_tokenizer(run / "sft"))
@@ -65,7 +67,7 @@ def train_rloo(run: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]
     cmd = [
         str(Path(args.venv) / "bin" / "python"), str(ROOT / "bench" / "alignment_peer_trl.py"),
         "--policy", str(run / "sft"), "--rm", str(run / "rm"), "--data", str(data),
-        "--out", str(out / "rloo"),
+        "--out", str(policy),
         "--episodes", str(args.episodes or ppo.total_episodes), "--k", str(args.k),
         "--rollout", str(ppo.rollout_batch_size), "--minibatch", str(ppo.minibatch_size),
         "--lr", str(ppo.lr), "--beta", str(ppo.kl_coef), "--warmup", str(ppo.warmup_steps),
@@ -128,9 +130,17 @@ def main() -> None:
     prompts, samples = done["prompts"], done["samples"]
     params = SamplingParams(**{**EVAL.to_dict(), "seed": SEED + 1234})
     n = SIZES["full"]["samples"]
-    rloo = sample_texts(out / "rloo", prompts, n, params)
+    rloo = sample_texts(out / f"rloo-k{args.k}", prompts, n, params)
     both = {k: samples[k] for k in ("SFT", "PPO", "DPO", "best-of-16") if k in samples}
-    print_rows(policy_rows(prompts, both | {f"RLOO (TRL {res['trl_version']})": rloo}), len(prompts), n)
+    name = f"RLOO k={args.k} (TRL {res['trl_version']})"
+    print_rows(policy_rows(prompts, both | {name: rloo}), len(prompts), n)
+    diff = paired_diff_ci(
+        per_prompt_means(oracle_scores(prompts, rloo)),
+        per_prompt_means(oracle_scores(prompts, samples["PPO"])),
+    )
+    win = oracle_win_rate(prompts, rloo, samples["PPO"])
+    print(f"{name} against our PPO: {diff['mean']:+.3f} [{diff['lo']:+.3f}, {diff['hi']:+.3f}], "
+          f"win-rate {pct(win)}, ties {100 * win['ties']:.0f} %")  # fmt: skip
     ours = our_ppo_seconds(run)
     mine_s = f"our PPO {ours:.0f} s" if ours is not None else "our PPO's not recorded in this run"
     print(f"wall clock: TRL RLOO {res['seconds']:.0f} s (training only); {mine_s}")
