@@ -176,7 +176,7 @@ def _training(log: Path, *args: str) -> None:
         subprocess.run(cmd, check=True, stdout=f, stderr=f)
 
 
-def _completions(path: Path, tasks: list[Task]) -> list[list[str]]:
+def read_completions(path: Path, tasks: list[Task]) -> list[list[str]]:
     """`sample`'s completions, one row per task in the order given (a prompt people sent twice is
     sampled, and ranked, twice)."""
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
@@ -200,7 +200,7 @@ def pipeline(root: Path, base: Path, ppo_set: list[str]) -> dict[str, Path]:
               "--distinct", "3", "--seed", "0", "--out", str(root / "candidates.jsonl"))  # fmt: skip
     rankings = [
         {"prompt": t.prompt, "completions": c, "ranks": rank(t, c, rng), "split": split_of(t)}
-        for t, c in zip(ranked, _completions(root / "candidates.jsonl", ranked), strict=True)
+        for t, c in zip(ranked, read_completions(root / "candidates.jsonl", ranked), strict=True)
     ]
     b2 = write_batch(root / "b2", sft=sft_rows, prompts=prompt_rows, rankings=rankings)
     r = {name: str(root / name) for name in ("sft", "dpo", "rm", "rm-scalar", "ppo", "ppo-scalar")}
@@ -234,7 +234,7 @@ def refusal_rates(tests: list[Task], comps: list[list[str]]) -> tuple[float, flo
 def report(samples: dict[str, Path]) -> list[str]:
     """The table: oracle score, paired difference and win-rate against SFT, refusals, per-family means."""
     tests, families = unseen_tasks(), sorted(FAMILIES)
-    comps = {name: _completions(path, tests) for name, path in samples.items()}
+    comps = {name: read_completions(path, tests) for name, path in samples.items()}
     scores = {
         name: [[score(t, c) for c in row] for t, row in zip(tests, rows, strict=True)]
         for name, rows in comps.items()
