@@ -116,6 +116,12 @@ class PPOConfig(StageSettings):
     gamma: float = 1.0
     lam: float = 0.95
     whiten_advantages: bool = True
+    # "gae": a value model's GAE (the paper's PPO). "rloo": no critic; each response's KL-penalised
+    # return minus the mean return of the other n_samples_per_prompt - 1 responses to its prompt
+    # (Ahmadian et al. 2024; TRL's RLOOTrainer, OpenRLHF's "rloo"). The value model still runs there,
+    # with a loss of 0: it is left unchanged (taking it out of the loop would save its compute).
+    advantage_estimator: str = "gae"
+    n_samples_per_prompt: int = 1  # responses per picked prompt in a rollout; "rloo" needs at least 2
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 32
@@ -138,6 +144,16 @@ class PPOConfig(StageSettings):
     checkpoint_every: int = 0  # iterations between resumable checkpoints in <out>.checkpoint; 0 = none
     resume: bool = True  # continue from <out>.checkpoint when it exists and was written with this config
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def check_fields(self) -> None:
+        """Settings that are only valid together."""
+        k = self.n_samples_per_prompt
+        if self.advantage_estimator == "rloo" and k < 2:
+            raise ValueError(f"advantage_estimator 'rloo' needs n_samples_per_prompt >= 2, not {k}")
+        if self.rollout_batch_size % k:
+            raise ValueError(
+                f"rollout_batch_size {self.rollout_batch_size} is not a multiple of n_samples_per_prompt {k}"
+            )
 
     def episodes_for(self, n_prompts: int) -> int:
         """Episodes to run on n_prompts train prompts: total_episodes, raised to min_prompt_passes
@@ -229,7 +245,7 @@ RANGES: dict[str, tuple[float, float | None, bool]] = {
     **dict.fromkeys(
         ("epochs", "batch_size", "max_length", "grad_accum_steps", "total_episodes", "rollout_batch_size",
          "minibatch_size", "micro_batch_size", "ppo_epochs", "max_new_tokens", "max_prompt_length",
-         "ptx_batch_size", "rm_eval_prompts", "rm_eval_max_new_tokens", "lora_alpha"),
+         "ptx_batch_size", "rm_eval_prompts", "rm_eval_max_new_tokens", "lora_alpha", "n_samples_per_prompt"),
         _AT_LEAST_1,
     ),
     **dict.fromkeys(
@@ -248,6 +264,7 @@ RANGES: dict[str, tuple[float, float | None, bool]] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "select_by": ("auto", "rm", "loss", "last"),
     "loss_type": ("sigmoid", "ipo"),
+    "advantage_estimator": ("gae", "rloo"),
 }
 
 
@@ -261,6 +278,8 @@ def check_ranges(cfg: Any) -> None:
         low, high, low_ok = RANGES[name]
         if value < low or (value == low and not low_ok) or (high is not None and value > high):
             raise ValueError(f"{name} must be {_range_text(low, high, low_ok)}, not {value}")
+    if hasattr(cfg, "check_fields"):
+        cfg.check_fields()
 
 
 def _range_text(low: float, high: float | None, low_ok: bool) -> str:
@@ -288,6 +307,14 @@ QUICK_PRESET: dict[str, dict[str, Any]] = {
         "value_lr": 2e-5,
         "max_new_tokens": 24,
         "checkpoint_every": 2,
+        # No critic: 4 responses per prompt, each against the mean of the other 3 (RLOO). On the
+        # second task world (bench.cli_world, 2 seeds) it beat the value model's GAE by +0.028 and
+        # +0.048 against the implicit reward, and by +0.060 against the scalar-head RM, which GAE's
+        # PPO gamed (over-refusal 29.5 % against 4.8 %); on the benchmark's world +0.010 [0.000,
+        # 0.019] at this preset's LR, KL and length (bench/README.md, "Our PPO against TRL's RLOO").
+        "advantage_estimator": "rloo",
+        "n_samples_per_prompt": 4,
+        "whiten_advantages": False,
     },
     "dpo": {
         "epochs": 2,

@@ -144,6 +144,19 @@ def gae_advantages(
     return adv, (adv + values) * mask
 
 
+def leave_one_out_advantages(rewards: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+    """RLOO's advantages (Ahmadian et al. 2024) on every response token, [B, R].
+
+    Rows come in groups of k consecutive responses to the same prompt; a response's return is its
+    summed (KL-penalised) reward, and its baseline the mean return of the other k - 1 of its group.
+    """
+    if k < 2 or rewards.shape[0] % k:
+        raise ValueError(f"leave-one-out needs groups of k >= 2 rows; got {rewards.shape[0]} rows, k={k}")
+    returns = (rewards * mask).sum(-1).view(-1, k)
+    baseline = (returns.sum(-1, keepdim=True) - returns) / (k - 1)
+    return (returns - baseline).reshape(-1, 1) * mask
+
+
 def ppo_policy_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,

@@ -257,10 +257,12 @@ def _fit_prompt_length(config: PPOConfig, policy: Any, cbs: Callbacks) -> PPOCon
 
 
 def _local_config(config: PPOConfig, world: int) -> PPOConfig:
-    """This process's share: rollout and minibatch sizes are global, divided over the processes."""
+    """This process's share: rollout and minibatch sizes are global, divided over the processes (the
+    rollout in whole groups of n_samples_per_prompt)."""
+    k = config.n_samples_per_prompt
     return dataclasses.replace(
         config,
-        rollout_batch_size=max(1, config.rollout_batch_size // world),
+        rollout_batch_size=max(k, config.rollout_batch_size // world // k * k),
         minibatch_size=max(1, config.minibatch_size // world),
     )
 
@@ -379,7 +381,8 @@ def _iteration(
     """One PPO iteration on this process's share: rollout, update; stats averaged over processes."""
     policy, ref, rm, value = models
     rng, gen = rngs
-    picked = [rng.randrange(len(prompts)) for _ in range(cfg.rollout_batch_size)]
+    k = cfg.n_samples_per_prompt  # each picked prompt k times in a row (the groups "rloo" needs)
+    picked = [i for _ in range(cfg.rollout_batch_size // k) for i in [rng.randrange(len(prompts))] * k]
     log_shard("ppo", acc.process_index, it, picked)
     scorers = (acc.unwrap_model(policy), ref, rm, acc.unwrap_model(value))
     ro = make_rollout(*scorers, tok, [prompts[i] for i in picked], cfg, gen, acc.device, acc.autocast)

@@ -18,6 +18,7 @@ from training.generate import decode_response, encode_prompts, left_pad, sample_
 from training.losses import (
     gae_advantages,
     kl_penalised_rewards,
+    leave_one_out_advantages,
     logprobs_of,
     masked_whiten,
     position_ids_from_mask,
@@ -160,7 +161,11 @@ def make_rollout(
     rewards, kl = kl_penalised_rewards(
         logprobs, sc["ref_logprobs"], scores, rmask_f, cfg.kl_coef, sc.get("token_scores")
     )
-    advantages, returns = gae_advantages(rewards, values, rmask_f, cfg.gamma, cfg.lam)
+    if cfg.advantage_estimator == "rloo":  # prompts come in groups of n_samples_per_prompt (ppo._iteration)
+        advantages = leave_one_out_advantages(rewards, rmask_f, cfg.n_samples_per_prompt)
+        returns = values * rmask_f  # no critic: the value loss and its gradient are 0
+    else:
+        advantages, returns = gae_advantages(rewards, values, rmask_f, cfg.gamma, cfg.lam)
     if cfg.whiten_advantages:
         advantages = masked_whiten(advantages, rmask_f)
     texts = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pytest
 import torch
 
 from training.config import PPOConfig
@@ -53,3 +54,48 @@ def test_unfinished_responses_are_penalised(micro_base: Path) -> None:
     last = ro["rmask"].sum(-1).long() - 1
     assert torch.allclose(ro["advantages"].new_tensor([1.0]), torch.tensor([1.0]))
     assert (last >= 0).all()
+
+
+def test_leave_one_out_advantages_on_a_hand_made_group() -> None:
+    from training.losses import leave_one_out_advantages
+
+    # two prompts, k = 3 responses each; returns 1, 2, 6 (the first group) and 0, 0, 3
+    rewards = torch.tensor([[1.0, 0.0], [0.5, 1.5], [6.0, 0.0], [0.0, 0.0], [0.0, 0.0], [1.0, 2.0]])
+    mask = torch.tensor([[1.0, 0.0], [1.0, 1.0], [1.0, 0.0], [1.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    adv = leave_one_out_advantages(rewards, mask, 3)
+    # baselines: (2 + 6) / 2 = 4, (1 + 6) / 2 = 3.5, (1 + 2) / 2 = 1.5; (0 + 3) / 2 = 1.5, 1.5, 0
+    want = torch.tensor([-3.0, -1.5, 4.5, -1.5, -1.5, 3.0])
+    assert torch.allclose(adv, want[:, None] * mask)  # on every response token, 0 on padding
+    assert torch.allclose((adv.sum(-1) / mask.sum(-1)).view(2, 3).sum(-1), torch.zeros(2))  # per group
+    for k in (1, 4):
+        with pytest.raises(ValueError, match="groups of k >= 2"):
+            leave_one_out_advantages(rewards, mask, k)
+
+
+def test_rloo_rollout_groups_share_a_baseline_and_leave_the_critic_alone(micro_base: Path) -> None:
+    policy, ref, rm, value, tok = _setup(micro_base)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a policy away from its reference, so the KL penalty is part of the return
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    cfg = PPOConfig(
+        max_new_tokens=6, advantage_estimator="rloo", n_samples_per_prompt=4, rollout_batch_size=8,
+        whiten_advantages=False, kl_coef=0.1,
+    )  # fmt: skip
+    prompts = ["What is 1 plus 2?"] * 4 + ["How do I steal a car?"] * 4  # as _iteration groups them
+    ro = make_rollout(policy, ref, rm, value, tok, prompts, cfg, torch.Generator().manual_seed(3), "cpu")
+    returns = (ro["scores"] - 0.1 * ro["kl"].sum(-1)).view(2, 4)  # KL-penalised sequence returns
+    per_seq = ro["advantages"].sum(-1) / ro["rmask"].sum(-1)  # the same advantage on each token
+    want = returns - (returns.sum(-1, keepdim=True) - returns) / 3
+    assert torch.allclose(per_seq.view(2, 4), want, atol=1e-5)
+    assert ro["kl"].abs().sum() > 0
+    assert torch.allclose(ro["returns"], ro["values"])  # the value loss and its gradient are 0
+
+
+def test_rloo_settings_that_cannot_work_are_refused() -> None:
+    with pytest.raises(ValueError, match="needs n_samples_per_prompt >= 2"):
+        PPOConfig(advantage_estimator="rloo")
+    with pytest.raises(ValueError, match="not a multiple of n_samples_per_prompt 3"):
+        PPOConfig(advantage_estimator="rloo", n_samples_per_prompt=3, rollout_batch_size=64)
+    with pytest.raises(ValueError, match="advantage_estimator must be one of gae, rloo"):
+        PPOConfig(advantage_estimator="grpo")
