@@ -99,3 +99,11 @@ def test_rloo_settings_that_cannot_work_are_refused() -> None:
         PPOConfig(advantage_estimator="rloo", n_samples_per_prompt=3, rollout_batch_size=64)
     with pytest.raises(ValueError, match="advantage_estimator must be one of gae, rloo"):
         PPOConfig(advantage_estimator="grpo")
+
+
+def test_each_process_rolls_out_whole_groups() -> None:
+    from training.ppo import _local_config
+
+    rloo = PPOConfig(advantage_estimator="rloo", n_samples_per_prompt=4, rollout_batch_size=64)
+    assert [_local_config(rloo, w).rollout_batch_size for w in (1, 2, 3, 32)] == [64, 32, 20, 4]
+    assert _local_config(PPOConfig(rollout_batch_size=64), 3).rollout_batch_size == 21  # GAE: as before
