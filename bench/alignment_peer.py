@@ -74,12 +74,17 @@ def train_rloo(run: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]
     if (policy / "config.json").exists() and result.exists():
         print(f"reusing {policy} (delete it to train it again)", flush=True)
         return dict(json.loads(result.read_text()))
+    python = Path(args.venv) / "bin" / "python"
+    if not python.exists():
+        sys.exit(f"no TRL venv at {args.venv}: run bench/setup_trl.sh first")
+    if not (run / "rm" / "implicit_reward.json").exists():
+        sys.exit(f"{run / 'rm'} is not an implicit reward model (the peer scores with DPO's implicit reward)")
     data = out / "prompts.jsonl"
     batch, ppo = run_layout(run, args.world)
     rows = peer_rows(batch, load_tokenizer(run / "sft"))
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cmd = [
-        str(Path(args.venv) / "bin" / "python"), str(ROOT / "bench" / "alignment_peer_trl.py"),
+        str(python), str(ROOT / "bench" / "alignment_peer_trl.py"),
         "--policy", str(run / "sft"), "--rm", str(run / "rm"), "--data", str(data),
         "--out", str(policy),
         "--episodes", str(args.episodes or ppo.total_episodes), "--k", str(args.k),
