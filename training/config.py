@@ -118,8 +118,8 @@ class PPOConfig(StageSettings):
     whiten_advantages: bool = True
     # "gae": a value model's GAE (the paper's PPO). "rloo": no critic; each response's KL-penalised
     # return minus the mean return of the other n_samples_per_prompt - 1 responses to its prompt
-    # (Ahmadian et al. 2024; TRL's RLOOTrainer, OpenRLHF's "rloo"). The value model still runs there,
-    # with a loss of 0: it is left unchanged (taking it out of the loop would save its compute).
+    # (Ahmadian et al. 2024; TRL's RLOOTrainer, OpenRLHF's "rloo"). The value model is then loaded but
+    # neither run nor trained (dropping it altogether would save its memory too).
     advantage_estimator: str = "gae"
     n_samples_per_prompt: int = 1  # responses per picked prompt in a rollout; "rloo" needs at least 2
     temperature: float = 1.0

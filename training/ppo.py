@@ -75,24 +75,22 @@ __all__ = [
 def ppo_minibatch_loss(
     policy: Any, value: Any, mb: dict[str, torch.Tensor], cfg: PPOConfig
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Clipped policy loss + vf_coef * clipped value loss on one minibatch, and its stats."""
+    """Clipped policy loss + vf_coef * clipped value loss on one minibatch (the policy loss alone
+    without a critic), and its stats."""
     logits = response_logits(policy, mb["query"], mb["qmask"], mb["response"], mb["rmask"].long())
     new_logprobs = logprobs_of(logits, mb["response"], cfg.temperature)
     pg_loss, clipfrac = ppo_policy_loss(
         new_logprobs, mb["logprobs"], mb["advantages"], mb["rmask"], cfg.clip_range
     )
-    vpred = response_values(value, mb["query"], mb["qmask"], mb["response"], mb["rmask"].long())
-    vf_loss = ppo_value_loss(vpred, mb["values"], mb["returns"], mb["rmask"], cfg.clip_range_value)
     with torch.no_grad():
         ent = masked_mean(entropy_of(logits, cfg.temperature), mb["rmask"]).item()
         approx_kl = masked_mean(0.5 * (new_logprobs - mb["logprobs"]) ** 2, mb["rmask"]).item()
-    return pg_loss + cfg.vf_coef * vf_loss, {
-        "pg_loss": pg_loss.item(),
-        "vf_loss": vf_loss.item(),
-        "clipfrac": clipfrac.item(),
-        "entropy": ent,
-        "approx_kl": approx_kl,
-    }
+    stats = {"pg_loss": pg_loss.item(), "clipfrac": clipfrac.item(), "entropy": ent, "approx_kl": approx_kl}
+    if cfg.advantage_estimator != "gae":  # no critic: the value model is neither run nor trained
+        return pg_loss, stats
+    vpred = response_values(value, mb["query"], mb["qmask"], mb["response"], mb["rmask"].long())
+    vf_loss = ppo_value_loss(vpred, mb["values"], mb["returns"], mb["rmask"], cfg.clip_range_value)
+    return pg_loss + cfg.vf_coef * vf_loss, {**stats, "vf_loss": vf_loss.item()}
 
 
 def load_ptx_rows(

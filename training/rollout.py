@@ -100,10 +100,10 @@ def score_rollout(
 ) -> dict[str, torch.Tensor]:
     """Policy and reference log-probs, values [B, R] and RM scores [B], micro_batch_size rows per forward.
 
-    models = (policy, reference, reward model, value model). Log-probs are recomputed by full forward
-    passes, never taken from sampling, so at step 0 the KL is exactly 0. With dense_reward and a reward
-    model that scores tokens (training.implicit), "token_scores" [B, R] holds each response token's
-    part of the score too.
+    models = (policy, reference, reward model, value model; None for no critic: values 0). Log-probs
+    are recomputed by full forward passes, never taken from sampling, so at step 0 the KL is exactly
+    0. With dense_reward and a reward model that scores tokens (training.implicit), "token_scores"
+    [B, R] holds each response token's part of the score too.
     """
     policy, ref, rm, value = models
     dense = dense_reward and hasattr(rm, "token_rewards")
@@ -114,7 +114,10 @@ def score_rollout(
         r, rmk = response[i : i + micro_batch_size], rmask[i : i + micro_batch_size]
         out["logprobs"].append(logprobs_of(response_logits(policy, q, qm, r, rmk), r, temperature))
         out["ref_logprobs"].append(logprobs_of(response_logits(ref, q, qm, r, rmk), r, temperature))
-        out["values"].append(response_values(value, q, qm, r, rmk).float())
+        if value is None:  # no critic (advantage_estimator "rloo")
+            out["values"].append(torch.zeros(r.shape, device=r.device))
+        else:
+            out["values"].append(response_values(value, q, qm, r, rmk).float())
         ids, mask = torch.cat([q, r], 1), torch.cat([qm, rmk], 1)
         if dense:  # entry t scores token t + 1: response token k is at q.shape[1] + k
             per_token = rm.token_rewards(ids, mask).float()
@@ -151,7 +154,7 @@ def make_rollout(
         response, rmask, finished = sample_rollout(
             policy, query, qmask, cfg, tok.eos_token_id, tok.pad_token_id, gen
         )
-        models = (policy, ref, rm, value)
+        models = (policy, ref, rm, value if cfg.advantage_estimator == "gae" else None)
         sc = score_rollout(
             models, query, qmask, response, rmask, cfg.temperature, cfg.micro_batch_size, cfg.dense_reward
         )
@@ -163,7 +166,7 @@ def make_rollout(
     )
     if cfg.advantage_estimator == "rloo":  # prompts come in groups of n_samples_per_prompt (ppo._iteration)
         advantages = leave_one_out_advantages(rewards, rmask_f, cfg.n_samples_per_prompt)
-        returns = values * rmask_f  # no critic: the value loss and its gradient are 0
+        returns = values * rmask_f  # no critic: values are 0 and the value model is not run
     else:
         advantages, returns = gae_advantages(rewards, values, rmask_f, cfg.gamma, cfg.lam)
     if cfg.whiten_advantages:

@@ -89,7 +89,7 @@ def test_rloo_rollout_groups_share_a_baseline_and_leave_the_critic_alone(micro_b
     want = returns - (returns.sum(-1, keepdim=True) - returns) / 3
     assert torch.allclose(per_seq.view(2, 4), want, atol=1e-5)
     assert ro["kl"].abs().sum() > 0
-    assert torch.allclose(ro["returns"], ro["values"])  # the value loss and its gradient are 0
+    assert not ro["values"].any() and not ro["returns"].any()  # no critic: the value model is not run
 
 
 def test_rloo_settings_that_cannot_work_are_refused() -> None:
@@ -107,3 +107,26 @@ def test_each_process_rolls_out_whole_groups() -> None:
     rloo = PPOConfig(advantage_estimator="rloo", n_samples_per_prompt=4, rollout_batch_size=64)
     assert [_local_config(rloo, w).rollout_batch_size for w in (1, 2, 3, 32)] == [64, 32, 20, 4]
     assert _local_config(PPOConfig(rollout_batch_size=64), 3).rollout_batch_size == 21  # GAE: as before
+
+
+class _NoCritic(torch.nn.Module):
+    """A value model that must not be called."""
+
+    def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
+        raise AssertionError("the value model ran")
+
+
+def test_rloo_never_runs_the_value_model(micro_base: Path) -> None:
+    from training.ppo import ppo_minibatch_loss
+
+    policy, ref, rm, _, tok = _setup(micro_base)
+    cfg = PPOConfig(
+        max_new_tokens=4, advantage_estimator="rloo", n_samples_per_prompt=2, rollout_batch_size=4
+    )
+    prompts = ["What is 1 plus 2?"] * 2 + ["Hi"] * 2
+    gen = torch.Generator().manual_seed(4)
+    ro = make_rollout(policy, ref, rm, _NoCritic(), tok, prompts, cfg, gen, "cpu")
+    keys = ("query", "qmask", "response", "rmask", "logprobs", "values", "advantages", "returns")
+    mb = {k: ro[k] for k in keys}
+    loss, stats = ppo_minibatch_loss(policy, _NoCritic(), mb, cfg)
+    assert loss.requires_grad and "vf_loss" not in stats
