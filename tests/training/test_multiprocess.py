@@ -162,3 +162,21 @@ def test_cli_runs_under_torchrun(micro_base: Path, world_batch: Path, tmp_path: 
     _only_dir(out)
     m = json.loads((out / "manifest.json").read_text())["metrics"]
     assert m["processes"] == 2 and len(m["train_loss"]) == m["train_examples"] // 16 + 1
+
+
+def test_rloo_ppo_in_two_processes_leaves_the_value_model_out(
+    two_proc: dict[str, Any], world_batch: Path, tmp_path: Path
+) -> None:
+    """The quick preset's estimator over DDP: each rank rolls out whole groups, no value loss."""
+    cfg = PPOConfig(
+        total_episodes=16, rollout_batch_size=8, minibatch_size=4, micro_batch_size=2, max_new_tokens=4,
+        advantage_estimator="rloo", n_samples_per_prompt=4, whiten_advantages=False, runtime=CPU,
+    )  # fmt: skip
+    out = run_in_processes(
+        "training.ppo:run_ppo", cfg,
+        {"batch_dir": world_batch, "policy_dir": two_proc["sft"], "reward_model_dir": two_proc["rm"],
+         "out_dir": tmp_path / "ppo"}, 2,
+    )  # fmt: skip
+    m = json.loads((Path(out) / "manifest.json").read_text())["metrics"]
+    assert m["episodes"] == 16 and len(m["history"]) == 2
+    assert all("vf_loss" not in h and math.isfinite(h["pg_loss"]) for h in m["history"])
