@@ -120,6 +120,11 @@ def train_phase(args: argparse.Namespace, rt: RuntimeConfig, win: Window) -> Non
             max_new_tokens=args.response_length,
             ema_decay=None,
             runtime=rt,
+            **(
+                {"advantage_estimator": "rloo", "n_samples_per_prompt": args.rloo, "whiten_advantages": False}
+                if args.rloo
+                else {}
+            ),
         )
         cb = WindowCallback(win, per_step={"episodes": float(args.batch)})
         run_stage(run_ppo, cfg, args.data, args.model, args.rm, args.out, [cb])
@@ -155,6 +160,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--dropout", type=float, default=0.2, help="sft: residual dropout (our default)")
     ap.add_argument("--pairs", action="store_true", help="dpo: one element per pair instead of per prompt")
+    ap.add_argument("--rloo", type=int, default=0, help="ppo: leave-one-out baseline over K answers (0: GAE)")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     rt = RuntimeConfig(device="cpu", mixed_precision="no")

@@ -8,7 +8,8 @@ Phases: SFT (tokens/s, TRL 1.16 SFTTrainer), reward model at K = 9 (pairs/s and 
 RewardTrainer), sampling K = 9 completions for 64 prompts of 32 tokens (ours against HF
 `generate(..., num_return_sequences=9)` over batches of 16 prompts), DPO at K = 9 (pairs/s and
 sequences/s, DPOTrainer), online RL (episodes/s; ours PPO against TRL 1.16 RLOOTrainer and TRL 1.12's
-experimental PPOTrainer). Every measurement is its own process with a warm-up and then a timed window
+experimental PPOTrainer; online-rloo: our PPO with the quick preset's leave-one-out baseline, k = 4,
+against RLOOTrainer at k = 4). Every measurement is its own process with a warm-up and then a timed window
 of `--seconds` (bench/windows.py); the sides of a phase alternate (ABAB...) for `--rounds` rounds and
 the table prints each side's median and min-max, the ratio of medians, the load average, the MFU
 (6 x parameters x trained tokens/s over this machine's measured fp32 matmul peak) and, beside it, the
@@ -207,6 +208,14 @@ def phases(args: argparse.Namespace, model: Path, root: Path) -> list[Phase]:
             ],
             ["episodes"],
         ),
+        Phase(  # the quick preset's PPO: no value model, 4 answers per prompt, as TRL's RLOO above
+            "online-rloo",
+            [
+                ("ours PPO, rloo k=4", [*ours, "ppo", *online, "--data", batch, "--rloo", "4"]),
+                ("TRL 1.16 RLOOTrainer", [t116, *trl, "rloo", *online, "--data", prompts]),
+            ],
+            ["episodes"],
+        ),
     ]
 
 
@@ -317,7 +326,7 @@ def main() -> None:
     ap.add_argument("--size", default="tiny")
     ap.add_argument("--seconds", type=float, default=20.0, help="timed window per run (after warm-up)")
     ap.add_argument("--rounds", type=int, default=3, help="alternations of ours and the peers per phase")
-    ap.add_argument("--only", default="sft,rm,sampling,dpo,online", help="comma list of phases")
+    ap.add_argument("--only", default="sft,rm,sampling,dpo,online,online-rloo", help="comma list of phases")
     args = ap.parse_args()
     t0 = time.time()
     from training.models import count_params, load_policy
