@@ -79,6 +79,15 @@ class RoundRequest(BaseModel):
     def _method_stages(self) -> RoundRequest:
         chosen = self.stages or list(registry.METHODS[self.method].stages)
         self.stages = registry.method_stages(self.method, chosen)
+        # settings valid alone may clash with the preset's (a rollout that is not a multiple of the
+        # quick preset's n_samples_per_prompt): check what the stages will run with, before any runs
+        for stage, values in self.stage_settings().items():
+            if stage in self.settings:
+                try:
+                    registry.get(stage).check_settings(values)
+                except ValueError as exc:
+                    label = registry.label(stage)
+                    raise ValueError(f"{label} settings with the {self.preset} preset: {exc}") from None
         return self
 
     def stage_settings(self) -> dict[str, dict[str, Any]]:

@@ -67,6 +67,14 @@ def test_round_request_checks_settings_whoever_builds_it(settings: dict, message
         RoundRequest(settings=settings)
 
 
+def test_round_settings_are_checked_with_the_presets_before_the_round_runs() -> None:
+    # 66 is a rollout alone, but not a multiple of the quick preset's 4 answers per prompt
+    with pytest.raises(ValueError, match="PPO settings with the quick preset: rollout_batch_size 66"):
+        RoundRequest(preset="quick", settings={"ppo": {"rollout_batch_size": 66}})
+    assert RoundRequest(preset="paper", settings={"ppo": {"rollout_batch_size": 66}})  # GAE: any size
+    assert RoundRequest(preset="quick", settings={"ppo": {"rollout_batch_size": 60}})
+
+
 def test_stale_running_round_is_failed_with_its_stage(db) -> None:
     fresh = _run(db, heartbeat_at=utcnow(), current_stage="sft")
     dead = _run(db, heartbeat_at=utcnow() - timedelta(seconds=300), current_stage="reward")
