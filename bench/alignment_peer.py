@@ -71,23 +71,27 @@ def run_layout(run: Path, world: str) -> tuple[Path, PPOConfig]:
 def train_rloo(run: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Run the TRL worker (or reuse its policy); its RESULT line as a dict."""
     policy, result = out / f"rloo-k{args.k}", out / f"rloo-k{args.k}.json"
+    batch, ppo = run_layout(run, args.world)
+    episodes = args.episodes or ppo.total_episodes
     if (policy / "config.json").exists() and result.exists():
-        print(f"reusing {policy} (delete it to train it again)", flush=True)
-        return dict(json.loads(result.read_text()))
+        done = dict(json.loads(result.read_text()))
+        if done.get("episodes") == episodes:
+            print(f"reusing {policy} (delete it to train it again)", flush=True)
+            return done
+        print(f"{policy} was trained for {done.get('episodes')} episodes, not {episodes}: training again")
     python = Path(args.venv) / "bin" / "python"
     if not python.exists():
         sys.exit(f"no TRL venv at {args.venv}: run bench/setup_trl.sh first")
     if not (run / "rm" / "implicit_reward.json").exists():
         sys.exit(f"{run / 'rm'} is not an implicit reward model (the peer scores with DPO's implicit reward)")
     data = out / "prompts.jsonl"
-    batch, ppo = run_layout(run, args.world)
     rows = peer_rows(batch, load_tokenizer(run / "sft"))
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cmd = [
         str(python), str(ROOT / "bench" / "alignment_peer_trl.py"),
         "--policy", str(run / "sft"), "--rm", str(run / "rm"), "--data", str(data),
         "--out", str(policy),
-        "--episodes", str(args.episodes or ppo.total_episodes), "--k", str(args.k),
+        "--episodes", str(episodes), "--k", str(args.k),
         "--rollout", str(ppo.rollout_batch_size), "--minibatch", str(ppo.minibatch_size),
         "--lr", str(ppo.lr), "--beta", str(ppo.kl_coef), "--warmup", str(ppo.warmup_steps),
         "--max-new-tokens", str(ppo.max_new_tokens), "--missing-eos-penalty", str(ppo.missing_eos_penalty),
@@ -99,7 +103,7 @@ def train_rloo(run: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         sys.exit(f"the TRL worker failed (exit {proc.returncode}); its output:\n{proc.stdout[-4000:]}")
-    res = dict(json.loads(lines[-1][len("RESULT ") :]))
+    res = {**json.loads(lines[-1][len("RESULT ") :]), "episodes": episodes}
     result.write_text(json.dumps(res, indent=1))
     return res
 
