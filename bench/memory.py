@@ -7,7 +7,8 @@
 Each case runs in a fresh process and reports its peak resident memory (ru_maxrss) minus the
 process's resident memory after imports: weights, gradients, optimizer states, activations and
 logits of two optimizer steps (SFT, RM; the second holds the Adam moments) or of one PPO iteration
-(rollout scoring of 2 x batch rows in micro-batches, then two minibatch updates).
+(rollout scoring of 2 x batch rows in micro-batches, then two minibatch updates; "ppo-rloo" is PPO
+with the leave-one-out baseline, which builds no value model).
 On a GPU, --device cuda reports torch.cuda.max_memory_allocated instead. The formula beside each
 measurement is the estimate the README table uses for 1B, so the measurement checks the formula.
 """
@@ -40,7 +41,7 @@ LLAMA_1B = {  # Llama-3.2-1B's shape
     "vocab_size": 128256,
     "tie_word_embeddings": True,
 }
-CASES = ("sft", "sft-ckpt", "reward", "ppo", "ppo-ckpt")
+CASES = ("sft", "sft-ckpt", "reward", "ppo", "ppo-ckpt", "ppo-rloo")
 GIB = 1024**3
 
 
@@ -64,14 +65,18 @@ def lora_params(shape: dict[str, Any], r: int = 16) -> int:
     return L * r * ((h + h) * 2 + (h + kv) * 2 + (h + i) * 3)
 
 
-def lora_weight_gib(shape: dict[str, Any], ppo: bool, r: int = 16) -> tuple[float, float]:
+def lora_weight_gib(
+    shape: dict[str, Any], ppo: bool, r: int = 16, critic: bool = True
+) -> tuple[float, float]:
     """Weights + grads + Adam, full fine-tune vs LoRA (bf16 frozen base, fp32 adapter at 16 bytes/param).
 
-    PPO: policy and value trained, the reference is the policy's base with the adapter off (no copy),
-    the reward model bf16. Activations are not included (LoRA does not shrink them)."""
+    PPO: policy and value trained (the policy alone without a critic, critic=False), the reference is
+    the policy's base with the adapter off (no copy), the reward model bf16. Activations are not
+    included (LoRA does not shrink them)."""
     N, A = n_params(shape), lora_params(shape, r)
     if ppo:
-        return (16 * N * 2 + 4 * N + 2 * N) / GIB, (2 * N * 2 + 16 * A * 2 + 2 * N) / GIB
+        m = 2 if critic else 1
+        return (16 * N * m + 4 * N + 2 * N) / GIB, (2 * N * m + 16 * A * m + 2 * N) / GIB
     return 16 * N / GIB, (2 * N + 16 * A) / GIB
 
 
@@ -94,15 +99,17 @@ def activation_bytes(
 def formula_gib(case: str, shape: dict[str, Any], batch: int, seq: int, micro: int, bf16: bool) -> float:
     """The estimate: each trained model 16 bytes/param (fp32 weights and grads, 2 Adam moments); the frozen
     reference 4 (it keeps the policy's dtype), the reward model 2 in bf16 on a GPU (else 4); activations of
-    one forward (SFT, RM: the batch; PPO: a micro-batch of the policy and of the value model)."""
+    one forward (SFT, RM: the batch; PPO: a micro-batch of the policy and of the value model, which
+    "ppo-rloo" does not have)."""
     N = n_params(shape)
     ckpt = case.endswith("-ckpt")
     nbytes = 2 if bf16 else 4
     if case.startswith("ppo"):
         tok = micro * seq  # query and response are seq / 2 each
         act = activation_bytes(shape, tok, micro * (seq // 2 + 1), ckpt, nbytes)
-        act += activation_bytes(shape, tok, 0, ckpt, nbytes)
-        return (16 * N * 2 + 4 * N + nbytes * N + act) / GIB
+        trained = 1 if case == "ppo-rloo" else 2  # the policy, and the value model under GAE
+        act += activation_bytes(shape, tok, 0, ckpt, nbytes) * (trained - 1)
+        return (16 * N * trained + 4 * N + nbytes * N + act) / GIB
     logits = 0 if case == "reward" else batch * seq
     return (16 * N + activation_bytes(shape, batch * seq, logits, ckpt, nbytes)) / GIB
 
@@ -133,7 +140,7 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
     shape = SMOLLM2_135M if args.size == "135m" else LLAMA_1B
     ckpt = case.endswith("-ckpt")
     if case.startswith("ppo"):
-        tokens = _ppo_case(shape, device, ckpt, args)
+        tokens = _ppo_case(shape, device, ckpt, case != "ppo-rloo", args)
     else:
         tokens = _supervised_case(shape, device, ckpt, case == "reward", args)
     peak = torch.cuda.max_memory_allocated() / GIB if device.type == "cuda" else _rss_gib()
@@ -178,9 +185,11 @@ def _supervised_case(
     return args.batch * args.seq  # per step
 
 
-def _ppo_case(shape: dict[str, Any], device: Any, ckpt: bool, args: argparse.Namespace) -> int:
-    """One PPO iteration: score a rollout (policy, reference, RM, value) in micro-batches, one update."""
+def _ppo_case(shape: dict[str, Any], device: Any, ckpt: bool, critic: bool, args: argparse.Namespace) -> int:
+    """One PPO iteration: score a rollout (policy, reference, RM, value) in micro-batches, one update;
+    without a critic (advantage_estimator "rloo") no value model exists, as in run_ppo."""
     import copy
+    import dataclasses
     import random
 
     import torch
@@ -196,14 +205,21 @@ def _ppo_case(shape: dict[str, Any], device: Any, ckpt: bool, args: argparse.Nam
     if ckpt:
         enable_gradient_checkpointing(policy)
     ref = copy.deepcopy(policy).eval().requires_grad_(False).to(device)
-    value = RewardModel(_llama(shape, 1))
-    rm = frozen(copy.deepcopy(value), acc)
-    if ckpt:  # as run_ppo does: both trained models
+    head = RewardModel(_llama(shape, 1))
+    rm = frozen(copy.deepcopy(head) if critic else head, acc)
+    value = head if critic else None
+    if ckpt and value is not None:  # as run_ppo does: both trained models
         enable_gradient_checkpointing(value.model)
-    opt = torch.optim.AdamW([*policy.parameters(), *value.parameters()], lr=1e-6)
-    policy, value, opt = acc.prepare(policy, value, opt)
+    if value is None:
+        opt = torch.optim.AdamW(policy.parameters(), lr=1e-6)
+        policy, opt = acc.prepare(policy, opt)
+    else:
+        opt = torch.optim.AdamW([*policy.parameters(), *value.parameters()], lr=1e-6)
+        policy, value, opt = acc.prepare(policy, value, opt)
     B, Tq, R = args.batch * 2, args.seq // 2, args.seq // 2
     cfg = PPOConfig(minibatch_size=args.batch, micro_batch_size=args.micro, max_new_tokens=R)
+    if not critic:
+        cfg = dataclasses.replace(cfg, advantage_estimator="rloo", n_samples_per_prompt=2)
     query = torch.randint(1, shape["vocab_size"], (B, Tq), device=device)
     resp = torch.randint(1, shape["vocab_size"], (B, R), device=device)
     qmask, rmask = torch.ones_like(query), torch.ones_like(resp)
@@ -240,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
                 mparams = n_params(shape) / 1e6
                 print(f"{name:5} {case:9} {mparams:7.1f}M params, formula (bf16 GPU) {gib:6.2f} GiB")
             frac = lora_params(shape) / n_params(shape)
-            for label, is_ppo in (("sft/rm", False), ("ppo", True)):
-                full, lora = lora_weight_gib(shape, is_ppo)
+            stages = (("sft/rm", False, True), ("ppo", True, True), ("ppo-rloo", True, False))
+            for label, is_ppo, critic in stages:
+                full, lora = lora_weight_gib(shape, is_ppo, critic=critic)
                 print(
                     f"{name:5} {label:9} weights+grads+Adam: full {full:6.2f} GiB, LoRA r=16 {lora:6.2f} GiB "
                     f"({frac:.2%} of parameters trainable)"

@@ -170,7 +170,8 @@ def ppo_minibatch_step(
         w = (part["rmask"].sum() / n_tok).item()
         with ExitStack() as stack:
             _no_sync_unless(acc, stack, policy, last and not ptx)
-            _no_sync_unless(acc, stack, value, last)
+            if value is not None:
+                _no_sync_unless(acc, stack, value, last)
             loss, st = ppo_minibatch_loss(policy, value, part, cfg)
             acc.backward(loss * w)
         for k, v in st.items():
@@ -196,7 +197,8 @@ def ppo_update(
 ) -> dict[str, float]:
     """ppo_epochs passes of minibatch updates over this process's rollout; returns mean stats."""
     policy.train()
-    value.train()
+    if value is not None:
+        value.train()
     B = ro["response"].shape[0]
     keys = ("query", "qmask", "response", "rmask", "logprobs", "values", "advantages", "returns")
     gen = torch.Generator().manual_seed(rng.randrange(2**31))
@@ -217,7 +219,8 @@ def ppo_update(
 
 
 def _ppo_models(config: PPOConfig, policy_dir: str | Path, reward_model_dir: str | Path, acc: Any) -> Any:
-    """(policy, reference, reward model, value model, tokenizer), the reference and RM frozen.
+    """(policy, reference, reward model, value model, tokenizer), the reference and RM frozen; the value
+    model is None without a critic (advantage_estimator "rloo").
 
     The reference keeps the policy's parameter dtype and runs in the same autocast context, so the
     KL at step 0 is exactly 0; the reward model (a score only) is bf16 when the run is bf16 on a GPU.
@@ -229,6 +232,8 @@ def _ppo_models(config: PPOConfig, policy_dir: str | Path, reward_model_dir: str
     policy = wrap_policy(policy, config)  # LoRA when config.lora_r > 0
     ref = frozen_reference(policy).to(acc.device)  # with LoRA: the policy with its adapter off, no copy
     rm = load_frozen_reward_model(reward_model_dir, acc)
+    if config.advantage_estimator != "gae":  # no critic: no value model is built (a policy's worth of memory)
+        return policy, ref, rm, None, tok
     # The value model starts from the RM (the paper); an implicit RM has no scalar head to start from,
     # so it starts from the policy with a fresh head.
     implicit = is_implicit(reward_model_dir)
@@ -279,7 +284,8 @@ def run_ppo(
 ) -> Path:
     """Optimise the policy at policy_dir against the reward model on the batch's train prompts.
 
-    The KL reference is policy_dir itself; the value model starts as a copy of the reward model.
+    The KL reference is policy_dir itself; the value model starts as a copy of the reward model (with
+    advantage_estimator "rloo" there is none: the baseline is the other samples of the same prompt).
     Writes the policy (the EMA weights when ema_decay is set) to out_dir; the manifest's metrics hold
     a per-iteration history of RM score, KL, response length, losses and what extra_metrics(prompts,
     texts) adds (the demo's: the world's oracle score). ptx_docs(seed) gives PPO-ptx its text when
@@ -297,15 +303,15 @@ def run_ppo(
     policy, ref, rm, value, tok = _ppo_models(config, policy_dir, reward_model_dir, acc)
     config = _fit_prompt_length(config, policy, cbs)
     local = _local_config(config, acc.num_processes)
-    opt = make_adamw(
-        [
-            {"params": trainable_parameters(policy), "lr": config.lr},
-            {"params": trainable_parameters(value), "lr": config.value_lr},
-        ],
-        eps=1e-5,
-    )
+    groups = [{"params": trainable_parameters(policy), "lr": config.lr}]
+    if value is not None:
+        groups.append({"params": trainable_parameters(value), "lr": config.value_lr})
+    opt = make_adamw(groups, eps=1e-5)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, config.warmup_steps)))
-    policy, value, opt = acc.prepare(policy, value, opt)
+    if value is None:
+        policy, opt = acc.prepare(policy, opt)
+    else:
+        policy, value, opt = acc.prepare(policy, value, opt)
     # EMA of the weights that train (with LoRA: the adapters only).
     trained = trainable_parameters(acc.unwrap_model(policy))
     ema = [p.detach().clone() for p in trained] if config.ema_decay else None
@@ -329,11 +335,12 @@ def run_ppo(
         cbs.log("ppo: dense_reward needs an implicit reward model; this one's scores go on the last token")
     history: list[dict[str, float]] = []
     ckpt = checkpoint_path(out_dir)
-    parts = {
-        "policy": acc.unwrap_model(policy), "value": acc.unwrap_model(value), "opt": opt, "sched": sched,
-        "rng": rng, "gen": gen,
-    }  # fmt: skip
+    parts = {"policy": acc.unwrap_model(policy), "opt": opt, "sched": sched, "rng": rng, "gen": gen}
+    if value is not None:
+        parts["value"] = acc.unwrap_model(value)
     state = load_state(ckpt, parts, config.to_dict()) if config.resume else None
+    if config.resume and state is None and ckpt.exists():
+        cbs.log(f"ppo: {ckpt} is from other settings or another version; starting afresh (it is replaced)")
     start = 0
     if state is not None:
         start, history = state["iteration"] + 1, state["history"]
@@ -382,7 +389,7 @@ def _iteration(
     k = cfg.n_samples_per_prompt  # each picked prompt k times in a row (the groups "rloo" needs)
     picked = [i for _ in range(cfg.rollout_batch_size // k) for i in [rng.randrange(len(prompts))] * k]
     log_shard("ppo", acc.process_index, it, picked)
-    scorers = (acc.unwrap_model(policy), ref, rm, acc.unwrap_model(value))
+    scorers = (acc.unwrap_model(policy), ref, rm, None if value is None else acc.unwrap_model(value))
     ro = make_rollout(*scorers, tok, [prompts[i] for i in picked], cfg, gen, acc.device, acc.autocast)
     stats = _rollout_stats(ro, extra_metrics)
     stats.update(ppo_update(policy, value, opt, acc, ro, cfg, ptx_rows, rng))

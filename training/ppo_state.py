@@ -42,13 +42,29 @@ def save_state(path: Path, iteration: int, parts: dict[str, Any], config: dict[s
     os.replace(tmp, path)
 
 
+def _fits(part: Any, saved: Any) -> bool:
+    """Whether a saved state_dict has the part's layout: a module's parameter names and shapes, an
+    optimizer's parameter groups and their sizes (a checkpoint from another version may differ)."""
+    if isinstance(part, torch.optim.Optimizer):
+        groups = saved.get("param_groups", []) if isinstance(saved, dict) else []
+        return [len(g["params"]) for g in groups] == [len(g["params"]) for g in part.param_groups]
+    if isinstance(part, torch.nn.Module):
+        mine = {k: tuple(v.shape) for k, v in part.state_dict().items()}
+        return isinstance(saved, dict) and mine == {k: tuple(v.shape) for k, v in saved.items()}
+    return True
+
+
 def load_state(path: Path, parts: dict[str, Any], config: dict[str, Any]) -> dict[str, Any] | None:
     """Restore parts from a checkpoint written with the same settings; None (and nothing restored) if
-    there is none or it belongs to other settings. Returns the raw state (iteration, plain values)."""
+    there is none, it belongs to other settings, or its parts do not fit these (a checkpoint written
+    by another version: e.g. with a value model this run does not build). Returns the raw state
+    (iteration, plain values)."""
     if not path.exists():
         return None
     state = torch.load(path, weights_only=False, map_location="cpu")
     if state.get("config") != _config_key(config):
+        return None
+    if not all(name in state and _fits(part, state[name]) for name, part in parts.items()):
         return None
     for name, part in parts.items():
         if isinstance(part, random.Random):

@@ -147,7 +147,8 @@ def make_rollout(
     reference's alike, so with equal weights their log-probs are equal and the KL at step 0 is 0.
     """
     for m in (policy, ref, rm, value):
-        m.eval()
+        if m is not None:  # value is None without a critic
+            m.eval()
     query, qmask = left_pad(encode_prompts(tok, prompts, cfg.max_prompt_length), tok.pad_token_id)
     query, qmask = query.to(device), qmask.to(device)
     with autocast():

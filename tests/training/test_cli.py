@@ -236,7 +236,11 @@ def test_ppo_raises_its_episodes_to_the_floor_per_train_prompt(
     assert metrics["episodes"] == expected and len(metrics["history"]) == expected // 4
 
 
-def test_stopped_ppo_resumes_from_its_checkpoint(micro_base: Path, world_batch: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("estimator", ["gae", "rloo"])
+def test_stopped_ppo_resumes_from_its_checkpoint(
+    micro_base: Path, world_batch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, estimator: str
+) -> None:
+    import training.ppo
     from training.ppo import run_ppo
     from training.ppo_state import checkpoint_path
     from training.reward import run_reward
@@ -248,12 +252,23 @@ def test_stopped_ppo_resumes_from_its_checkpoint(micro_base: Path, world_batch: 
         minibatch_size=4,
         max_new_tokens=4,
         checkpoint_every=1,
+        advantage_estimator=estimator,
+        n_samples_per_prompt=2 if estimator == "rloo" else 1,
         runtime=CPU,
     )
+    if estimator == "rloo":  # no critic: no value model is built, saved or restored
+
+        def no_value_model(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a value model was built")
+
+        monkeypatch.setattr(training.ppo, "wrap_reward_model", no_value_model)
     out = tmp_path / "ppo"
     with pytest.raises(StopTraining):
         run_ppo(cfg, world_batch, micro_base, rm, out, [Log(stop_after=2)])
     assert checkpoint_path(out).exists() and not out.exists()
+    state = torch.load(checkpoint_path(out), weights_only=False)
+    assert ("value" in state) == (estimator == "gae")
+    assert len(state["opt"]["param_groups"]) == (2 if estimator == "gae" else 1)
     log = Log()
     run_ppo(cfg, world_batch, micro_base, rm, out, [log])
     assert any("resumed" in line and "after iteration 2 of 3" in line for line in log.lines)
