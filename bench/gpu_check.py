@@ -4,8 +4,9 @@
     python -m bench.gpu_check --device cpu --tiny   # smoke run of the same code on the CPU (seconds)
 
 Per model and stage it prints tokens/s, model-FLOPs utilisation, peak memory and (PPO) the KL at
-step 0. MFU = achieved model FLOPs / peak: training steps count 6 N per token (forward + backward),
-scoring and sampling forwards 2 N per token; the peak is the H200's dense bf16 989 TFLOP/s
+step 0 ("ppo-rloo": PPO without a value model, as advantage_estimator rloo runs). MFU = achieved
+model FLOPs / peak: training steps count 6 N per token (forward + backward), scoring and sampling
+forwards 2 N per token; the peak is the H200's dense bf16 989 TFLOP/s
 (--peak-tflops to change). N counts every parameter, embeddings included. Peak memory is
 torch.cuda.max_memory_allocated per stage (reset before each stage); on the CPU it is not measured.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import random
 import sys
 import time
@@ -93,40 +95,52 @@ def supervised(acc: Any, shape: dict[str, Any], reward: bool, a: argparse.Namesp
             "peak_GiB": c.peak_gib}  # fmt: skip
 
 
-def ppo(acc: Any, shape: dict[str, Any], a: argparse.Namespace) -> dict[str, float]:
-    """One PPO iteration (sampling, scoring by 4 models, update of policy and value); KL at step 0."""
+def ppo(acc: Any, shape: dict[str, Any], a: argparse.Namespace, critic: bool = True) -> dict[str, float]:
+    """One PPO iteration (sampling, scoring by 4 models, update of policy and value); KL at step 0.
+    Without a critic (advantage_estimator "rloo", groups of 2) there is no value model, as in run_ppo."""
     import torch
 
     from training.config import PPOConfig
-    from training.losses import gae_advantages, kl_penalised_rewards, masked_whiten
+    from training.losses import gae_advantages, kl_penalised_rewards, leave_one_out_advantages, masked_whiten
     from training.models import RewardModel, frozen
     from training.ppo import ppo_update, sample_rollout, score_rollout
 
     policy = _llama(shape, acc.device)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
-    value = RewardModel(_llama(shape, acc.device, 1))
-    rm = frozen(copy.deepcopy(value), acc)
+    head = RewardModel(_llama(shape, acc.device, 1))
+    rm = frozen(copy.deepcopy(head) if critic else head, acc)
     n = sum(p.numel() for p in policy.parameters())
-    opt = torch.optim.AdamW([*policy.parameters(), *value.parameters()], lr=1e-6)
-    policy, value, opt = acc.prepare(policy, value, opt)
+    if critic:
+        opt = torch.optim.AdamW([*policy.parameters(), *head.parameters()], lr=1e-6)
+        policy, value, opt = acc.prepare(policy, head, opt)
+    else:
+        opt = torch.optim.AdamW(policy.parameters(), lr=1e-6)
+        (policy, opt), value = acc.prepare(policy, opt), None
     B, Tq, R = a.batch * 2, a.seq // 2, a.seq // 2
     cfg = PPOConfig(minibatch_size=a.batch, micro_batch_size=a.batch, max_new_tokens=R, temperature=1.0)
+    if not critic:
+        cfg = dataclasses.replace(cfg, advantage_estimator="rloo", n_samples_per_prompt=2)
     query = torch.randint(1, shape["vocab_size"], (B, Tq), device=acc.device)
     qmask = torch.ones_like(query)
     gen = torch.Generator(device=acc.device).manual_seed(0)
-    models = (acc.unwrap_model(policy), ref, rm, acc.unwrap_model(value))
+    models = (acc.unwrap_model(policy), ref, rm, None if value is None else acc.unwrap_model(value))
     with Clock(torch, acc.device) as c:
         with acc.autocast():
             resp, rmask, _ = sample_rollout(models[0], query, qmask, cfg, eos_id=-1, pad_id=0, gen=gen)
             sc = score_rollout(models, query, qmask, resp, rmask, 1.0, a.batch)
         rmf = rmask.float()
         rewards, kl = kl_penalised_rewards(sc["logprobs"], sc["ref_logprobs"], sc["raw_scores"], rmf, 0.02)
-        adv, ret = gae_advantages(rewards, sc["values"], rmf)
+        if critic:
+            adv, ret = gae_advantages(rewards, sc["values"], rmf)
+            adv = masked_whiten(adv, rmf)
+        else:
+            adv, ret = leave_one_out_advantages(rewards, rmf, 2), sc["values"]
         ro = {"query": query, "qmask": qmask, "response": resp, "rmask": rmf, "logprobs": sc["logprobs"],
-              "values": sc["values"], "advantages": masked_whiten(adv, rmf), "returns": ret}  # fmt: skip
+              "values": sc["values"], "advantages": adv, "returns": ret}  # fmt: skip
         ppo_update(policy, value, opt, acc, ro, cfg, None, random.Random(0))
     T = Tq + resp.shape[1]
-    flops = n * (2 * B * resp.shape[1] + 4 * 2 * B * T + 2 * 6 * B * T)  # sample + 4 scorers + 2 trained
+    scorers, trained = (4, 2) if critic else (3, 1)
+    flops = n * (2 * B * resp.shape[1] + scorers * 2 * B * T + trained * 6 * B * T)  # sample, score, train
     return {"params_M": n / 1e6, "tokens_s": B * T / c.seconds, "flops": flops / c.seconds,
             "peak_GiB": c.peak_gib, "kl0": kl.sum(-1).mean().item()}  # fmt: skip
 
@@ -157,22 +171,23 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name() if acc.device.type == "cuda" else "cpu"
     print(f"device {name}, torch {torch.__version__}, bf16 autocast, batch {a.batch} x seq {a.seq}, "
           f"MFU against {a.peak_tflops:.0f} TFLOP/s", flush=True)  # fmt: skip
-    print(f"{'model':13} {'stage':6} {'params':>8} {'tokens/s':>10} {'MFU':>7} {'peak GiB':>9} {'KL@0':>8}")
+    print(f"{'model':13} {'stage':8} {'params':>8} {'tokens/s':>10} {'MFU':>7} {'peak GiB':>9} {'KL@0':>8}")
     start = time.perf_counter()
     stages: dict[str, Callable[[Any, dict[str, Any], argparse.Namespace], dict[str, float]]] = {
         "sft": lambda acc, s, a: supervised(acc, s, False, a),
         "reward": lambda acc, s, a: supervised(acc, s, True, a),
         "ppo": ppo,
+        "ppo-rloo": lambda acc, s, a: ppo(acc, s, a, critic=False),
     }
     for model in a.models.split(","):
         for stage, fn in stages.items():
             if time.perf_counter() - start > a.budget_s:
-                print(f"{model:13} {stage:6} skipped: the {a.budget_s:.0f} s budget is spent")
+                print(f"{model:13} {stage:8} skipped: the {a.budget_s:.0f} s budget is spent")
                 continue
             torch.manual_seed(0)
             r = fn(acc, SHAPES[model], a)
             mfu = r["flops"] / (a.peak_tflops * 1e12)
-            print(f"{model:13} {stage:6} {r['params_M']:7.1f}M {r['tokens_s']:10.0f} {mfu:7.2%} "
+            print(f"{model:13} {stage:8} {r['params_M']:7.1f}M {r['tokens_s']:10.0f} {mfu:7.2%} "
                   f"{r['peak_GiB']:9.2f} {r.get('kl0', float('nan')):8.4f}", flush=True)  # fmt: skip
             if acc.device.type == "cuda":
                 torch.cuda.empty_cache()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check, one call of at most 8 minutes on a lent GPU: SFT, RM and PPO at 125M-350M parameters
+# GPU check, one call of at most 8 minutes on a lent GPU: SFT, RM and PPO (GAE, rloo) at 125M-350M parameters
 # (built from configs, random weights) in bf16; prints tokens/s, MFU, peak memory and KL at step 0.
 # No network needed: it uses the repository's .venv when its torch sees CUDA, else python3.
 # Extra arguments go to bench/gpu_check.py (e.g. --models 125m --steps 3); `--device cpu --tiny` is a smoke run.

@@ -15,8 +15,9 @@ def test_smoke_mode_runs_every_stage_with_zero_kl(capsys: pytest.CaptureFixture[
 
     assert main(["--device", "cpu", "--tiny"]) == 0
     rows = {tuple(line.split()[:2]): line.split() for line in capsys.readouterr().out.splitlines()}
-    assert {("tiny", "sft"), ("tiny", "reward"), ("tiny", "ppo")} <= set(rows)
+    assert {("tiny", "sft"), ("tiny", "reward"), ("tiny", "ppo"), ("tiny", "ppo-rloo")} <= set(rows)
     assert float(rows[("tiny", "ppo")][-1]) == 0.0  # KL at step 0 under bf16 autocast
+    assert float(rows[("tiny", "ppo-rloo")][-1]) == 0.0
     assert float(rows[("tiny", "sft")][3]) > 0  # tokens/s
 
 
