@@ -1,6 +1,6 @@
-"""A second InstructGPT iteration on an alignment-benchmark run (development measurement).
+"""A second (and further) InstructGPT iteration on an alignment-benchmark run (development measurement).
 
-    python -m bench.alignment_round2 RUN [--threads N] [--prompts N]
+    python -m bench.alignment_round2 RUN [--threads N] [--prompts N] [--rounds R]
 
 RUN is an earlier `python -m bench.alignment --out` (its batch-2, sft, ppo, rm-scalar and
 samples.json). What the platform's next round would do: the round-1 PPO policy samples
@@ -10,6 +10,8 @@ settings), its implicit reward against SFT, then PPO from SFT against that rewar
 DPO policy, PPO and best-of-n against the run's own SFT samples on the same unseen prompts (the same
 sampling seed as the benchmark's policies), beside round 1's. Writes RUN/round2/; a step whose
 output is already there (an earlier invocation's) is reused, so delete RUN/round2 to start over.
+--rounds R goes on to round R the same way: round r's PPO policy samples the next fresh prompts
+and its batch grows by their rankings (RUN/round3/, ...); every round trains DPO and PPO from SFT.
 """
 
 from __future__ import annotations
@@ -35,21 +37,31 @@ from training.world.simulate import ranking_records, split_by_user
 SEED = 0
 
 
-def round2_batch(run: Path, out: Path, n_prompts: int) -> Path:
-    """Round 1's batch plus K-way rankings of the round-1 PPO policy's samples for fresh prompts."""
+def round_dirs(run: Path, r: int) -> tuple[Path, Path]:
+    """Round r's (PPO policy, batch) directories: round 1's are the benchmark run's own."""
+    if r == 1:
+        return run / "ppo", run / "batch-2"
+    return run / f"round{r}" / "ppo", run / f"round{r}" / f"batch-{r + 1}"
+
+
+def next_round_batch(run: Path, r: int, n_prompts: int) -> Path:
+    """Round r's batch: round r - 1's plus K-way rankings of round r - 1's PPO policy's samples for
+    fresh prompts (round 2's draw is the one earlier sessions measured)."""
     k = SIZES["full"]["k"]
+    seed = SEED + 21 + 10 * (r - 2)
     labelers = [SimulatedLabeler(s) for s in range(10, 14)]
-    ranked = make_prompts(n_prompts, seed=SEED + 21)
+    ranked = make_prompts(n_prompts, seed=seed)
     texts = [p.text for p in ranked]
-    params = SamplingParams(seed=SEED + 22, max_new_tokens=32)
-    from_ppo = sample_texts(run / "ppo", texts, k - 1, params, distinct=True)
-    from_sft = sample_texts(run / "sft", texts, 1, SamplingParams(seed=SEED + 23, max_new_tokens=32))
+    params = SamplingParams(seed=seed + 1, max_new_tokens=32)
+    prev_ppo, prev_batch = round_dirs(run, r - 1)
+    from_ppo = sample_texts(prev_ppo, texts, k - 1, params, distinct=True)
+    from_sft = sample_texts(run / "sft", texts, 1, SamplingParams(seed=seed + 2, max_new_tokens=32))
     comps = [a + b for a, b in zip(from_ppo, from_sft, strict=True)]
     prov = {"policies": ["ppo"] * (k - 1) + ["sft"]}
-    new = ranking_records(ranked, split_by_user(ranked, 0.1, 0.0, SEED + 21), comps, labelers, prov)
-    old = read_batch(run / "batch-2")
+    new = ranking_records(ranked, split_by_user(ranked, 0.1, 0.0, seed), comps, labelers, prov)
+    old = read_batch(prev_batch)
     return write_batch(
-        out / "batch-3", sft=old.sft, rankings=old.rankings + new, prompts=old.prompts, batch_id=3
+        round_dirs(run, r)[1], sft=old.sft, rankings=old.rankings + new, prompts=old.prompts, batch_id=r + 1
     )
 
 
@@ -61,19 +73,13 @@ def _reuse(model_dir: Path) -> Path | None:
     return None
 
 
-def main() -> None:
-    """Run round 2 and print its policies against round 1's SFT samples."""
-    ap = argparse.ArgumentParser()
-    ap.add_argument("run")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--prompts", type=int, default=SIZES["full"]["rm"])
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    run = Path(args.run)
-    out = run / "round2"
+def train_round(run: Path, r: int, n_prompts: int, cpu: RuntimeConfig) -> tuple[Path, Path, Path]:
+    """Round r's (DPO policy, implicit RM, PPO policy), each reused when an earlier invocation made it."""
+    out = run / f"round{r}"
     out.mkdir(exist_ok=True)
-    batch = out / "batch-3" if (out / "batch-3").exists() else round2_batch(run, out, args.prompts)
-    cpu = RuntimeConfig(device="cpu", threads=args.threads)
+    batch = round_dirs(run, r)[1]
+    if not batch.exists():
+        batch = next_round_batch(run, r, n_prompts)
     dpo_cfg = DPOConfig(**{**DPO_SETTINGS, "runtime": cpu})
     dpo = _reuse(out / "dpo") or run_dpo(dpo_cfg, batch, run / "sft", out / "dpo", [Printer(50)])
     demos = read_batch(batch).split("sft", "train")
@@ -87,22 +93,38 @@ def main() -> None:
     ppo = _reuse(out / "ppo") or run_ppo(
         ppo_cfg, batch, run / "sft", rm, out / "ppo", [Printer(32)], **PPO_HOOKS
     )
+    return dpo, rm, ppo
+
+
+def main() -> None:
+    """Run rounds 2..R and print their policies against round 1's SFT samples."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompts", type=int, default=SIZES["full"]["rm"])
+    ap.add_argument("--rounds", type=int, default=2, help="the last round to run (2 or more)")
+    args = ap.parse_args()
+    if args.rounds < 2:
+        ap.error("--rounds must be 2 or more")
+    torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    cpu = RuntimeConfig(device="cpu", threads=args.threads)
     done = json.loads((run / "samples.json").read_text())
     prompts, samples = done["prompts"], done["samples"]
     params = SamplingParams(**{**EVAL.to_dict(), "seed": SEED + 1234})
     n = SIZES["full"]["samples"]
-    mine = {
-        name: sample_texts(policy, prompts, n, params)
-        for name, policy in (("DPO round 2", dpo), ("PPO round 2", ppo))
-    }
-    picks = best_of_n(run / "sft", rm, prompts, SIZES["full"], SEED + 555)
-    mine.update({f"{k} round 2": v for k, v in picks.items() if k in ("best-of-4", "best-of-16")})
-    both = {k: samples[k] for k in ("SFT", "DPO", "PPO", "best-of-16")} | mine
+    both = {k: samples[k] for k in ("SFT", "DPO", "PPO", "best-of-16")}
+    for r in range(2, args.rounds + 1):
+        dpo, rm, ppo = train_round(run, r, args.prompts, cpu)
+        for name, policy in ((f"DPO round {r}", dpo), (f"PPO round {r}", ppo)):
+            both[name] = sample_texts(policy, prompts, n, params)
+        picks = best_of_n(run / "sft", rm, prompts, SIZES["full"], SEED + 555)
+        both.update({f"{k} round {r}": v for k, v in picks.items() if k in ("best-of-4", "best-of-16")})
     rows = policy_rows(prompts, both)
     print("| policy | minus SFT (paired) | win-rate vs SFT (ties half) | made-up | over-refusal | accuracy |")
     print("|---|---|---|---|---|---|")
-    for name, r in rows.items():
-        d, w, b = r["diff_vs_sft"], r["win_vs_sft"], r["behaviour"]
+    for name, row in rows.items():
+        d, w, b = row["diff_vs_sft"], row["win_vs_sft"], row["behaviour"]
         print(
             f"| {name} | {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] | {pct(w)} | "
             f"{pct(b['made_up'])} | {pct(b['over_refusal'])} | {pct(b['accuracy'])} |"
