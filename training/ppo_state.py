@@ -49,9 +49,12 @@ def _fits(part: Any, saved: Any) -> bool:
         groups = saved.get("param_groups", []) if isinstance(saved, dict) else []
         return [len(g["params"]) for g in groups] == [len(g["params"]) for g in part.param_groups]
     if isinstance(part, torch.nn.Module):
-        mine = {k: tuple(v.shape) for k, v in part.state_dict().items()}
-        return isinstance(saved, dict) and mine == {k: tuple(v.shape) for k, v in saved.items()}
+        return isinstance(saved, dict) and _shapes(part.state_dict()) == _shapes(saved)
     return True
+
+
+def _shapes(state_dict: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(getattr(v, "shape", ())) for k, v in state_dict.items()}
 
 
 def load_state(path: Path, parts: dict[str, Any], config: dict[str, Any]) -> dict[str, Any] | None:
