@@ -25,11 +25,16 @@ def _parts(value: bool) -> dict[str, Any]:
     return parts
 
 
-def test_a_checkpoint_comes_back_whole(tmp_path: Path) -> None:
+def _save_with_a_value_model(path: Path) -> None:
+    """A checkpoint after iteration 4 whose policy weights are all 3."""
     saved = _parts(value=True)
     with torch.no_grad():
         saved["policy"].weight.fill_(3.0)
-    save_state(tmp_path / "c", 4, saved, CONFIG)
+    save_state(path, 4, saved, CONFIG)
+
+
+def test_a_checkpoint_comes_back_whole(tmp_path: Path) -> None:
+    _save_with_a_value_model(tmp_path / "c")
     parts = _parts(value=True)
     state = load_state(tmp_path / "c", parts, {**CONFIG, "runtime": {"threads": 2}})  # runtime may differ
     assert state is not None and state["iteration"] == 4
@@ -38,10 +43,7 @@ def test_a_checkpoint_comes_back_whole(tmp_path: Path) -> None:
 
 def test_a_checkpoint_whose_parts_do_not_fit_restores_nothing(tmp_path: Path) -> None:
     """E.g. a leave-one-out run's checkpoint from a version that still built a value model."""
-    saved = _parts(value=True)
-    with torch.no_grad():
-        saved["policy"].weight.fill_(3.0)
-    save_state(tmp_path / "c", 4, saved, CONFIG)
+    _save_with_a_value_model(tmp_path / "c")
     parts = _parts(value=False)
     before = parts["policy"].weight.clone()
     rng_state = parts["rng"].getstate()
